@@ -1,0 +1,2 @@
+//! canopy-broker library.
+#![warn(missing_docs)]

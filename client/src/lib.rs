@@ -1,0 +1,2 @@
+//! canopy-client library.
+#![warn(missing_docs)]

@@ -1,0 +1,1 @@
+//! Per-connection session state (placeholder; filled in with the broker core).
