@@ -200,9 +200,12 @@ impl<V> RetainTree<V> {
                 }
                 let node = &self.nodes[n];
                 levels.retreat();
-                if levels.current() == Some("+")
-                    && let Some(sibling) = node.next
-                {
+                let sibling = if levels.current() == Some("+") {
+                    node.next
+                } else {
+                    None
+                };
+                if let Some(sibling) = sibling {
                     levels.advance();
                     n = sibling;
                     continue 'visit;

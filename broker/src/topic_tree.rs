@@ -223,9 +223,12 @@ impl<T> TopicTree<T> {
                     return;
                 }
                 let node = &self.nodes[n];
-                if !node.via_plus
-                    && let Some(plus) = self.nodes[node.parent].plus
-                {
+                let plus_sibling = if node.via_plus {
+                    None
+                } else {
+                    self.nodes[node.parent].plus
+                };
+                if let Some(plus) = plus_sibling {
                     n = plus;
                     continue 'visit;
                 }
@@ -545,7 +548,11 @@ mod tests {
         tree.insert(&f(&plus_filter), 2);
         tree.insert(&f("/#"), 3);
         assert_eq!(matched(&tree, &deep), [1, 2, 3]);
-        assert_eq!(matched(&tree, &deep[..100]), [3], "too few levels for the `+` filter");
+        assert_eq!(
+            matched(&tree, &deep[..100]),
+            [3],
+            "too few levels for the `+` filter"
+        );
         assert_eq!(tree.remove_where(&f(&deep), |_| true), Some(1));
         assert_eq!(tree.remove_where(&f(&plus_filter), |_| true), Some(2));
         assert_eq!(tree.remove_where(&f("/#"), |_| true), Some(3));
