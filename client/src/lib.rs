@@ -1,2 +1,24 @@
-//! canopy-client library.
+//! canopy-client: the reusable parts of the `canopy` command line, over rumqttc.
+//!
+//! - [`cli`]: the clap grammar of `canopy pub` / `canopy sub` (mosquitto_pub/sub compatible);
+//! - [`url`]: `mqtt://` broker URLs;
+//! - [`options`]: validated connection settings and rumqttc `MqttOptions` for 3.1.1 and 5.0;
+//! - [`link`]: one connection whose rumqttc event loop runs in its own task;
+//! - [`format`]: how received messages are printed (payload, `-v`, JSON);
+//! - [`publish`] / [`subscribe`]: the two commands' flows;
+//! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
+//!
+//! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
 #![warn(missing_docs)]
+
+pub mod cli;
+pub mod error;
+pub mod format;
+pub mod link;
+pub mod options;
+pub mod publish;
+pub mod reason;
+pub mod subscribe;
+pub mod url;
+
+pub use error::CliError;

@@ -1,0 +1,402 @@
+//! One MQTT connection over rumqttc, 3.1.1 or 5.0 behind the same face.
+//!
+//! Owns the rumqttc `EventLoop`: it is polled in a task of its own (the driver), which turns
+//! rumqttc events into [`LinkEvent`]s on a bounded channel. Callers publish, subscribe and
+//! disconnect only through the `AsyncClient` half. The driver must never publish or subscribe
+//! itself: rumqttc deadlocks when the task that polls the event loop also waits on its request
+//! channel (ARCHITECTURE.md, "what not to copy").
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::cli::{ProtocolVersion, Qos};
+use crate::error::CliError;
+use crate::format::Message;
+use crate::options::{ConnectSettings, v4_qos, v5_qos};
+use crate::reason::{
+    connack_v4, connack_v5, disconnect_reason, puback_reason, pubcomp_reason, pubrec_reason,
+    suback_v4, suback_v5,
+};
+
+use rumqttc::v5::mqttbytes::v5 as p5;
+
+/// Capacity of the driver-to-caller event channel; a full channel pauses the driver, which
+/// pauses reading the socket, so a slow stdout cannot grow memory.
+const EVENT_CAPACITY: usize = 256;
+/// Capacity of rumqttc's request channel.
+const REQUEST_CAPACITY: usize = 64;
+/// How long a clean disconnect may take before the caller gives up on it.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What happened on the connection, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// CONNACK with success.
+    Connected {
+        /// The broker kept a session for this client id.
+        session_present: bool,
+    },
+    /// An application message arrived.
+    Message(Message),
+    /// PUBACK for a QoS 1 publish (reason code 0 on 3.1.1).
+    PubAck(u8),
+    /// PUBREC for a QoS 2 publish.
+    PubRec(u8),
+    /// PUBCOMP ending a QoS 2 publish.
+    PubComp(u8),
+    /// SUBACK with one return/reason code per filter, in request order.
+    SubAck(Vec<u8>),
+    /// The connection ended with an error; no further events follow.
+    Failed(LinkFailure),
+}
+
+/// Why the connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkFailure {
+    /// TCP connect or CONNACK failed or timed out before the session started.
+    Unreachable(String),
+    /// The broker refused the connection; the text names the CONNACK code.
+    Refused(String),
+    /// The broker sent DISCONNECT (5.0); the text names the reason code.
+    Disconnected(String),
+    /// Any other loss of the connection.
+    Lost(String),
+}
+
+impl LinkFailure {
+    /// The library error for this failure at connection `addr`.
+    pub fn into_error(self, addr: String) -> CliError {
+        match self {
+            Self::Unreachable(reason) => CliError::Unreachable { addr, reason },
+            Self::Refused(reason) => CliError::Refused(reason),
+            Self::Disconnected(reason) => {
+                CliError::ConnectionLost(format!("the broker disconnected: {reason}"))
+            }
+            Self::Lost(reason) => CliError::ConnectionLost(reason),
+        }
+    }
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Topic name (validated by the caller).
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: Qos,
+    /// Retain flag.
+    pub retain: bool,
+    /// 5.0 properties; must be default on a 3.1.1 link.
+    pub properties: PublishOptions,
+}
+
+/// 5.0 PUBLISH properties set from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// User properties.
+    pub user_properties: Vec<(String, String)>,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Response topic.
+    pub response_topic: Option<String>,
+    /// Correlation data.
+    pub correlation_data: Option<Bytes>,
+    /// Message expiry interval in seconds.
+    pub message_expiry: Option<u32>,
+}
+
+/// One topic filter with its subscription options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRequest {
+    /// Topic filter.
+    pub filter: String,
+    /// Maximum QoS.
+    pub qos: Qos,
+    /// 5.0 No Local.
+    pub no_local: bool,
+    /// 5.0 Retain As Published.
+    pub retain_as_published: bool,
+    /// 5.0 Retain Handling (0, 1 or 2).
+    pub retain_handling: u8,
+}
+
+/// A SUBSCRIBE request: filters plus 5.0 properties.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// Filters, in order; SUBACK codes come back in the same order.
+    pub filters: Vec<FilterRequest>,
+    /// 5.0 subscription identifier.
+    pub subscription_id: Option<u32>,
+    /// 5.0 user properties.
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// The request half of a connection; cheap to clone into a producer task.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// MQTT 3.1.1 client.
+    V4(rumqttc::AsyncClient),
+    /// MQTT 5.0 client.
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// A running connection: the request half plus the driver's events.
+#[derive(Debug)]
+pub struct Link {
+    sender: Sender,
+    events: mpsc::Receiver<LinkEvent>,
+    driver: JoinHandle<()>,
+    addr: String,
+}
+
+impl Link {
+    /// Starts connecting in the background (must be called inside a tokio runtime). The first
+    /// event is [`LinkEvent::Connected`] or [`LinkEvent::Failed`].
+    pub fn start(settings: &ConnectSettings) -> Self {
+        let (tx, events) = mpsc::channel(EVENT_CAPACITY);
+        let (sender, driver) = match settings.version {
+            ProtocolVersion::V311 => {
+                let (client, mut eventloop) =
+                    rumqttc::AsyncClient::new(settings.v4_options(), REQUEST_CAPACITY);
+                let mut network = eventloop.network_options();
+                network.set_connection_timeout(settings.connect_timeout.as_secs());
+                eventloop.set_network_options(network);
+                (Sender::V4(client), tokio::spawn(drive_v4(eventloop, tx)))
+            }
+            ProtocolVersion::V5 => {
+                let (client, eventloop) =
+                    rumqttc::v5::AsyncClient::new(settings.v5_options(), REQUEST_CAPACITY);
+                (Sender::V5(client), tokio::spawn(drive_v5(eventloop, tx)))
+            }
+        };
+        Self { sender, events, driver, addr: settings.addr() }
+    }
+
+    /// `host:port` of the broker, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A clone of the request half.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// The next event; `None` once the driver has stopped.
+    pub async fn next_event(&mut self) -> Option<LinkEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the CONNACK; returns whether a session was present.
+    pub async fn connected(&mut self) -> Result<bool, CliError> {
+        match self.next_event().await {
+            Some(LinkEvent::Connected { session_present }) => Ok(session_present),
+            Some(LinkEvent::Failed(failure)) => Err(failure.into_error(self.addr.clone())),
+            Some(other) => Err(CliError::ConnectionLost(format!(
+                "unexpected event before CONNACK: {other:?}"
+            ))),
+            None => Err(CliError::ConnectionLost("event loop stopped".into())),
+        }
+    }
+
+    /// Sends DISCONNECT after everything queued before it and waits for the driver to write
+    /// it, discarding events meanwhile (so the driver is never stuck on a full channel).
+    pub async fn disconnect(mut self) -> Result<(), CliError> {
+        let queued = match &self.sender {
+            Sender::V4(client) => client.disconnect().await.is_ok(),
+            Sender::V5(client) => client.disconnect().await.is_ok(),
+        };
+        if queued {
+            let drain = async { while self.events.recv().await.is_some() {} };
+            if tokio::time::timeout(DISCONNECT_TIMEOUT, drain).await.is_err() {
+                tracing::warn!("DISCONNECT not written within {DISCONNECT_TIMEOUT:?}");
+            }
+        }
+        self.driver.abort();
+        Ok(())
+    }
+}
+
+impl Sender {
+    /// Queues a publish. Fails only when the driver has stopped.
+    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), CliError> {
+        let ok = match self {
+            Self::V4(client) => client
+                .publish(message.topic, v4_qos(message.qos), message.retain, message.payload)
+                .await
+                .is_ok(),
+            Self::V5(client) => {
+                let p = message.properties;
+                let properties = p5::PublishProperties {
+                    user_properties: p.user_properties,
+                    content_type: p.content_type,
+                    response_topic: p.response_topic,
+                    correlation_data: p.correlation_data,
+                    message_expiry_interval: p.message_expiry,
+                    ..Default::default()
+                };
+                client
+                    .publish_with_properties(
+                        message.topic,
+                        v5_qos(message.qos),
+                        message.retain,
+                        message.payload,
+                        properties,
+                    )
+                    .await
+                    .is_ok()
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(CliError::ConnectionLost("the connection is closed".into()))
+        }
+    }
+
+    /// Queues one SUBSCRIBE carrying every filter. Fails only when the driver has stopped.
+    pub async fn subscribe(&self, request: SubscribeRequest) -> Result<(), CliError> {
+        let ok = match self {
+            Self::V4(client) => client
+                .subscribe_many(request.filters.iter().map(|f| {
+                    rumqttc::SubscribeFilter::new(f.filter.clone(), v4_qos(f.qos))
+                }))
+                .await
+                .is_ok(),
+            Self::V5(client) => {
+                let filters = request.filters.iter().map(|f| p5::Filter {
+                    path: f.filter.clone(),
+                    qos: v5_qos(f.qos),
+                    nolocal: f.no_local,
+                    preserve_retain: f.retain_as_published,
+                    retain_forward_rule: match f.retain_handling {
+                        1 => p5::RetainForwardRule::OnNewSubscribe,
+                        2 => p5::RetainForwardRule::Never,
+                        _ => p5::RetainForwardRule::OnEverySubscribe,
+                    },
+                });
+                let properties = p5::SubscribeProperties {
+                    id: request.subscription_id.map(|id| id as usize),
+                    user_properties: request.user_properties,
+                };
+                client.subscribe_many_with_properties(filters, properties).await.is_ok()
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(CliError::ConnectionLost("the connection is closed".into()))
+        }
+    }
+}
+
+async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>) {
+    use rumqttc::{ConnectionError, Event, Outgoing, Packet};
+    let mut connected = false;
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(packet)) => match packet {
+                Packet::ConnAck(ack) => {
+                    connected = true;
+                    LinkEvent::Connected { session_present: ack.session_present }
+                }
+                Packet::Publish(publish) => LinkEvent::Message(Message {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                    qos: publish.qos as u8,
+                    retain: publish.retain,
+                    properties: None,
+                }),
+                Packet::PubAck(_) => LinkEvent::PubAck(0),
+                Packet::PubRec(_) => LinkEvent::PubRec(0),
+                Packet::PubComp(_) => LinkEvent::PubComp(0),
+                Packet::SubAck(ack) => LinkEvent::SubAck(ack.return_codes.iter().map(suback_v4).collect()),
+                _ => continue,
+            },
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(Event::Outgoing(_)) => continue,
+            Err(error) => {
+                let failure = match error {
+                    ConnectionError::ConnectionRefused(code) => {
+                        LinkFailure::Refused(connack_v4(code))
+                    }
+                    other if !connected => LinkFailure::Unreachable(other.to_string()),
+                    other => LinkFailure::Lost(other.to_string()),
+                };
+                let _ = tx.send(LinkEvent::Failed(failure)).await;
+                break;
+            }
+        };
+        if tx.send(event).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn drive_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<LinkEvent>) {
+    use rumqttc::v5::{ConnectionError, Event, StateError};
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    let mut connected = false;
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(packet)) => match packet {
+                Packet::ConnAck(ack) => {
+                    connected = true;
+                    LinkEvent::Connected { session_present: ack.session_present }
+                }
+                Packet::Publish(publish) => LinkEvent::Message(message_v5(publish)),
+                Packet::PubAck(ack) => LinkEvent::PubAck(puback_reason(&ack.reason)),
+                Packet::PubRec(rec) => LinkEvent::PubRec(pubrec_reason(&rec.reason)),
+                Packet::PubComp(comp) => LinkEvent::PubComp(pubcomp_reason(&comp.reason)),
+                Packet::SubAck(ack) => LinkEvent::SubAck(ack.return_codes.iter().map(suback_v5).collect()),
+                _ => continue,
+            },
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(Event::Outgoing(_)) => continue,
+            Err(error) => {
+                let failure = match error {
+                    ConnectionError::ConnectionRefused(code) => {
+                        LinkFailure::Refused(connack_v5(code))
+                    }
+                    ConnectionError::MqttState(StateError::ServerDisconnect {
+                        reason_code,
+                        reason_string,
+                    }) => LinkFailure::Disconnected(match reason_string {
+                        Some(text) => format!("{} ({text})", disconnect_reason(reason_code)),
+                        None => disconnect_reason(reason_code),
+                    }),
+                    other if !connected => LinkFailure::Unreachable(other.to_string()),
+                    other => LinkFailure::Lost(other.to_string()),
+                };
+                let _ = tx.send(LinkEvent::Failed(failure)).await;
+                break;
+            }
+        };
+        if tx.send(event).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn message_v5(publish: p5::Publish) -> Message {
+    let props = publish.properties.unwrap_or_default();
+    Message {
+        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+        payload: publish.payload,
+        qos: publish.qos as u8,
+        retain: publish.retain,
+        properties: Some(crate::format::MessageProperties {
+            user_properties: props.user_properties,
+            content_type: props.content_type,
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data,
+            message_expiry: props.message_expiry_interval,
+            subscription_ids: props.subscription_identifiers,
+        }),
+    }
+}
