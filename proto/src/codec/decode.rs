@@ -35,9 +35,7 @@ pub fn check_header(first: u8, protocol: Protocol) -> Result<(), ProtoError> {
                 Ok(())
             }
         }
-        6 | 8 | 10 if flags != 0b0010 => {
-            Err(ProtoError::InvalidHeaderFlags { packet_type, flags })
-        }
+        6 | 8 | 10 if flags != 0b0010 => Err(ProtoError::InvalidHeaderFlags { packet_type, flags }),
         6 | 8 | 10 => Ok(()),
         _ if flags != 0 => Err(ProtoError::InvalidHeaderFlags { packet_type, flags }),
         _ => Ok(()),
@@ -93,25 +91,51 @@ fn connect(r: &mut Reader) -> Result<Connect, ProtoError> {
         return Err(ProtoError::Malformed("Will QoS set without the Will Flag"));
     }
     if !will_flag && will_retain {
-        return Err(ProtoError::Malformed("Will Retain set without the Will Flag"));
+        return Err(ProtoError::Malformed(
+            "Will Retain set without the Will Flag",
+        ));
     }
     let will_qos = QoS::from_u8(will_qos).ok_or(ProtoError::InvalidQos)?;
     if !v5 && password_flag && !username_flag {
-        return Err(ProtoError::Protocol("Password Flag set without the User Name Flag"));
+        return Err(ProtoError::Protocol(
+            "Password Flag set without the User Name Flag",
+        ));
     }
     let keep_alive = r.u16()?;
-    let properties = if v5 { props::read_connect(r)? } else { Default::default() };
+    let properties = if v5 {
+        props::read_connect(r)?
+    } else {
+        Default::default()
+    };
     let client_id = r.string()?;
     let will = if will_flag {
-        let properties = if v5 { props::read_will(r)? } else { Default::default() };
+        let properties = if v5 {
+            props::read_will(r)?
+        } else {
+            Default::default()
+        };
         let topic = r.with_str(|s| Ok(TopicName::new(s)?))?;
         let payload = r.binary()?;
-        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+            properties,
+        })
     } else {
         None
     };
-    let username = if username_flag { Some(r.string()?) } else { None };
-    let password = if password_flag { Some(r.binary()?) } else { None };
+    let username = if username_flag {
+        Some(r.string()?)
+    } else {
+        None
+    };
+    let password = if password_flag {
+        Some(r.binary()?)
+    } else {
+        None
+    };
     Ok(Connect {
         protocol: Some(protocol),
         clean_start: flags & 0x02 != 0,
@@ -144,7 +168,11 @@ fn connack(r: &mut Reader, v5: bool) -> Result<ConnAck, ProtoError> {
         };
         (reason, Default::default())
     };
-    Ok(ConnAck { session_present: flags & 1 != 0, reason, properties })
+    Ok(ConnAck {
+        session_present: flags & 1 != 0,
+        reason,
+        properties,
+    })
 }
 
 fn publish(r: &mut Reader, first: u8, v5: bool) -> Result<Publish, ProtoError> {
@@ -154,8 +182,16 @@ fn publish(r: &mut Reader, first: u8, v5: bool) -> Result<Publish, ProtoError> {
         "" => Err(TopicError::InvalidName("empty").into()),
         s => Ok(Some(TopicName::new(s)?)),
     })?;
-    let pkid = if qos == QoS::AtMostOnce { None } else { Some(r.pkid()?) };
-    let properties = if v5 { props::read_publish(r)? } else { Default::default() };
+    let pkid = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        Some(r.pkid()?)
+    };
+    let properties = if v5 {
+        props::read_publish(r)?
+    } else {
+        Default::default()
+    };
     Ok(Publish {
         dup: first & 0b1000 != 0,
         qos,
@@ -188,7 +224,9 @@ fn filter(r: &mut Reader) -> Result<TopicFilter, ProtoError> {
 fn options(b: u8, v5: bool) -> Result<SubscriptionOptions, ProtoError> {
     let reserved = if v5 { 0xc0 } else { 0xfc };
     if b & reserved != 0 {
-        return Err(ProtoError::Malformed("reserved subscription option bits are set"));
+        return Err(ProtoError::Malformed(
+            "reserved subscription option bits are set",
+        ));
     }
     let qos = match QoS::from_u8(b & 0b11) {
         Some(q) => q,
@@ -211,7 +249,11 @@ fn options(b: u8, v5: bool) -> Result<SubscriptionOptions, ProtoError> {
 
 fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe, ProtoError> {
     let pkid = r.pkid()?;
-    let properties = if v5 { props::read_subscribe(r)? } else { Default::default() };
+    let properties = if v5 {
+        props::read_subscribe(r)?
+    } else {
+        Default::default()
+    };
     let mut filters = Vec::new();
     while !r.is_empty() {
         let f = filter(r)?;
@@ -224,12 +266,18 @@ fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe, ProtoError> {
     if filters.is_empty() {
         return Err(ProtoError::Protocol("SUBSCRIBE without a topic filter"));
     }
-    Ok(Subscribe { pkid, filters, properties })
+    Ok(Subscribe {
+        pkid,
+        filters,
+        properties,
+    })
 }
 
 fn suback(r: &mut Reader, v5: bool) -> Result<SubAck, ProtoError> {
     let pkid = r.pkid()?;
-    let properties = if v5 { props::read_ack(r, "property not allowed in SUBACK")? } else {
+    let properties = if v5 {
+        props::read_ack(r, "property not allowed in SUBACK")?
+    } else {
         Default::default()
     };
     let codes = r.rest();
@@ -239,12 +287,20 @@ fn suback(r: &mut Reader, v5: bool) -> Result<SubAck, ProtoError> {
     if !v5 && codes.iter().any(|&c| c > 2 && c != 0x80) {
         return Err(ProtoError::Malformed("invalid SUBACK return code"));
     }
-    Ok(SubAck { pkid, reasons: codes.iter().map(|&c| ReasonCode(c)).collect(), properties })
+    Ok(SubAck {
+        pkid,
+        reasons: codes.iter().map(|&c| ReasonCode(c)).collect(),
+        properties,
+    })
 }
 
 fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe, ProtoError> {
     let pkid = r.pkid()?;
-    let user_properties = if v5 { props::read_unsubscribe(r)? } else { Vec::new() };
+    let user_properties = if v5 {
+        props::read_unsubscribe(r)?
+    } else {
+        Vec::new()
+    };
     let mut filters = Vec::new();
     while !r.is_empty() {
         filters.push(filter(r)?);
@@ -252,17 +308,29 @@ fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe, ProtoError> {
     if filters.is_empty() {
         return Err(ProtoError::Protocol("UNSUBSCRIBE without a topic filter"));
     }
-    Ok(Unsubscribe { pkid, filters, user_properties })
+    Ok(Unsubscribe {
+        pkid,
+        filters,
+        user_properties,
+    })
 }
 
 fn unsuback(r: &mut Reader, v5: bool) -> Result<UnsubAck, ProtoError> {
     let pkid = r.pkid()?;
     if !v5 {
-        return Ok(UnsubAck { pkid, reasons: Vec::new(), properties: Default::default() });
+        return Ok(UnsubAck {
+            pkid,
+            reasons: Vec::new(),
+            properties: Default::default(),
+        });
     }
     let properties = props::read_ack(r, "property not allowed in UNSUBACK")?;
     let reasons = r.rest().iter().map(|&c| ReasonCode(c)).collect();
-    Ok(UnsubAck { pkid, reasons, properties })
+    Ok(UnsubAck {
+        pkid,
+        reasons,
+        properties,
+    })
 }
 
 /// 5.0 DISCONNECT may omit the reason code (remaining length 0) and the properties

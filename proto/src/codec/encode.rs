@@ -28,17 +28,19 @@ pub fn first_byte(packet: &Packet) -> u8 {
 }
 
 fn nonzero(pkid: u16) -> Result<(), ProtoError> {
-    if pkid == 0 { Err(ProtoError::ZeroPacketId) } else { Ok(()) }
+    if pkid == 0 {
+        Err(ProtoError::ZeroPacketId)
+    } else {
+        Ok(())
+    }
 }
 
 /// Rejects packets that cannot be encoded faithfully for `protocol`.
 pub fn check(packet: &Packet, protocol: Protocol) -> Result<(), ProtoError> {
     let v5 = protocol.is_v5();
     match packet {
-        Packet::Connect(c) => {
-            if !v5 && c.password.is_some() && c.username.is_none() {
-                return Err(ProtoError::Protocol("3.x password without a user name"));
-            }
+        Packet::Connect(c) if !v5 && c.password.is_some() && c.username.is_none() => {
+            return Err(ProtoError::Protocol("3.x password without a user name"));
         }
         Packet::Publish(p) => {
             match (p.qos, p.pkid) {
@@ -117,7 +119,11 @@ pub fn body<S: Sink>(packet: &Packet, protocol: Protocol, s: &mut S) {
 
 fn connect<S: Sink>(c: &Connect, protocol: Protocol, s: &mut S) {
     let v5 = protocol.is_v5();
-    s.put_str(if protocol == Protocol::V31 { "MQIsdp" } else { "MQTT" });
+    s.put_str(if protocol == Protocol::V31 {
+        "MQIsdp"
+    } else {
+        "MQTT"
+    });
     s.put_u8(protocol.level());
     let mut flags = u8::from(c.clean_start) << 1;
     if let Some(w) = &c.will {

@@ -57,7 +57,10 @@ pub fn decode(
     let header = 1 + len_bytes;
     let total = header + remaining;
     if total > limits.max_packet_size {
-        return Err(ProtoError::PacketTooLarge { size: total, max: limits.max_packet_size });
+        return Err(ProtoError::PacketTooLarge {
+            size: total,
+            max: limits.max_packet_size,
+        });
     }
     if buf.len() < total {
         buf.reserve(total - buf.len());
@@ -81,12 +84,7 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
         return Err(e);
     }
     let remaining = counter.n;
-    if remaining > varint::MAX {
-        return Err(ProtoError::PacketTooLarge {
-            size: 1 + varint::len(remaining) + remaining,
-            max: 1 + 4 + varint::MAX,
-        });
-    }
+    check_remaining(remaining)?;
     out.reserve(1 + varint::len(remaining) + remaining);
     sink::Sink::put_u8(out, encode::first_byte(packet));
     sink::Sink::put_varint(out, remaining);
@@ -100,4 +98,15 @@ pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     let mut counter = sink::Counter::default();
     encode::body(packet, protocol, &mut counter);
     1 + varint::len(counter.n) + counter.n
+}
+
+/// A remaining length must fit in a four-byte Variable Byte Integer.
+fn check_remaining(remaining: usize) -> Result<(), ProtoError> {
+    if remaining > varint::MAX {
+        return Err(ProtoError::PacketTooLarge {
+            size: 1 + varint::len(remaining) + remaining,
+            max: 1 + 4 + varint::MAX,
+        });
+    }
+    Ok(())
 }

@@ -90,8 +90,13 @@ fn read_value(id: u8, r: &mut Reader) -> Result<Value, ProtoError> {
             0 => return Err(ProtoError::Protocol("Subscription Identifier of 0")),
             v => Value::Var(v as u32),
         },
-        CONTENT_TYPE | RESPONSE_TOPIC | ASSIGNED_CLIENT_IDENTIFIER | AUTHENTICATION_METHOD
-        | RESPONSE_INFORMATION | SERVER_REFERENCE | REASON_STRING => Value::Str(r.string()?),
+        CONTENT_TYPE
+        | RESPONSE_TOPIC
+        | ASSIGNED_CLIENT_IDENTIFIER
+        | AUTHENTICATION_METHOD
+        | RESPONSE_INFORMATION
+        | SERVER_REFERENCE
+        | REASON_STRING => Value::Str(r.string()?),
         CORRELATION_DATA | AUTHENTICATION_DATA => Value::Bin(r.binary()?),
         USER_PROPERTY => Value::Pair(r.string()?, r.string()?),
         _ => return Err(ProtoError::Malformed("unknown property identifier")),
@@ -111,7 +116,9 @@ fn read_props(
 ) -> Result<(), ProtoError> {
     let len = r.varint()?;
     if len > r.remaining() {
-        return Err(ProtoError::Malformed("property length runs past the end of the packet"));
+        return Err(ProtoError::Malformed(
+            "property length runs past the end of the packet",
+        ));
     }
     let mut props = Reader::new(r.take(len)?);
     let mut seen = 0u64;
@@ -163,19 +170,24 @@ pub fn read_connect(r: &mut Reader) -> Result<ConnectProperties, ProtoError> {
 /// Will properties (in the CONNECT payload).
 pub fn read_will(r: &mut Reader) -> Result<WillProperties, ProtoError> {
     let mut p = WillProperties::default();
-    read_props(r, "property not allowed in Will Properties", false, |id, v| {
-        match (id, v) {
-            (WILL_DELAY_INTERVAL, Value::Four(x)) => p.will_delay_interval = Some(x),
-            (PAYLOAD_FORMAT_INDICATOR, Value::Byte(x)) => p.payload_format_indicator = Some(x),
-            (MESSAGE_EXPIRY_INTERVAL, Value::Four(x)) => p.message_expiry_interval = Some(x),
-            (CONTENT_TYPE, Value::Str(s)) => p.content_type = Some(s),
-            (RESPONSE_TOPIC, Value::Str(s)) => p.response_topic = Some(topic(&s)?),
-            (CORRELATION_DATA, Value::Bin(b)) => p.correlation_data = Some(b),
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
+    read_props(
+        r,
+        "property not allowed in Will Properties",
+        false,
+        |id, v| {
+            match (id, v) {
+                (WILL_DELAY_INTERVAL, Value::Four(x)) => p.will_delay_interval = Some(x),
+                (PAYLOAD_FORMAT_INDICATOR, Value::Byte(x)) => p.payload_format_indicator = Some(x),
+                (MESSAGE_EXPIRY_INTERVAL, Value::Four(x)) => p.message_expiry_interval = Some(x),
+                (CONTENT_TYPE, Value::Str(s)) => p.content_type = Some(s),
+                (RESPONSE_TOPIC, Value::Str(s)) => p.response_topic = Some(topic(&s)?),
+                (CORRELATION_DATA, Value::Bin(b)) => p.correlation_data = Some(b),
+                (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )?;
     Ok(p)
 }
 
@@ -340,8 +352,14 @@ impl Props for ConnectProperties {
         s.prop_u16(RECEIVE_MAXIMUM, self.receive_maximum);
         s.prop_u32(MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
         s.prop_u16(TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        s.prop_u8(REQUEST_RESPONSE_INFORMATION, self.request_response_information);
-        s.prop_u8(REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        s.prop_u8(
+            REQUEST_RESPONSE_INFORMATION,
+            self.request_response_information,
+        );
+        s.prop_u8(
+            REQUEST_PROBLEM_INFORMATION,
+            self.request_problem_information,
+        );
         s.prop_users(USER_PROPERTY, &self.user_properties);
         s.prop_str(AUTHENTICATION_METHOD, self.authentication_method.as_deref());
         s.prop_bin(AUTHENTICATION_DATA, self.authentication_data.as_deref());
@@ -367,13 +385,25 @@ impl Props for ConnAckProperties {
         s.prop_u8(MAXIMUM_QOS, self.maximum_qos);
         s.prop_u8(RETAIN_AVAILABLE, self.retain_available);
         s.prop_u32(MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        s.prop_str(ASSIGNED_CLIENT_IDENTIFIER, self.assigned_client_identifier.as_deref());
+        s.prop_str(
+            ASSIGNED_CLIENT_IDENTIFIER,
+            self.assigned_client_identifier.as_deref(),
+        );
         s.prop_u16(TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         s.prop_str(REASON_STRING, self.reason_string.as_deref());
         s.prop_users(USER_PROPERTY, &self.user_properties);
-        s.prop_u8(WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
-        s.prop_u8(SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
-        s.prop_u8(SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+        s.prop_u8(
+            WILDCARD_SUBSCRIPTION_AVAILABLE,
+            self.wildcard_subscription_available,
+        );
+        s.prop_u8(
+            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+            self.subscription_identifiers_available,
+        );
+        s.prop_u8(
+            SHARED_SUBSCRIPTION_AVAILABLE,
+            self.shared_subscription_available,
+        );
         s.prop_u16(SERVER_KEEP_ALIVE, self.server_keep_alive);
         s.prop_str(RESPONSE_INFORMATION, self.response_information.as_deref());
         s.prop_str(SERVER_REFERENCE, self.server_reference.as_deref());

@@ -116,7 +116,9 @@ impl Reader {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(ProtoError::Malformed("bytes left over at the end of the packet"))
+            Err(ProtoError::Malformed(
+                "bytes left over at the end of the packet",
+            ))
         }
     }
 }

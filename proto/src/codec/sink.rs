@@ -116,13 +116,17 @@ impl Sink for Counter {
     }
     fn put_varint(&mut self, v: usize) {
         if v > varint::MAX {
-            self.fail(ProtoError::Malformed("value too large for a variable byte integer"));
+            self.fail(ProtoError::Malformed(
+                "value too large for a variable byte integer",
+            ));
         }
         self.n += varint::len(v);
     }
     fn put_len16(&mut self, len: usize) {
         if len > usize::from(u16::MAX) {
-            self.fail(ProtoError::Malformed("string or binary field longer than 65535 bytes"));
+            self.fail(ProtoError::Malformed(
+                "string or binary field longer than 65535 bytes",
+            ));
         }
         self.n += 2;
     }

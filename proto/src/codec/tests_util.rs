@@ -6,7 +6,9 @@ use super::{DecodeLimits, decode, encode, encoded_len};
 use crate::error::ProtoError;
 use crate::packet::{Packet, Protocol};
 
-pub const LIMITS: DecodeLimits = DecodeLimits { max_packet_size: 1 << 20 };
+pub const LIMITS: DecodeLimits = DecodeLimits {
+    max_packet_size: 1 << 20,
+};
 
 /// Decodes `bytes` as one whole packet; leftover input is a test failure.
 pub fn dec(bytes: &[u8], protocol: Protocol) -> Result<Packet, ProtoError> {
@@ -29,7 +31,11 @@ pub fn dec_err(bytes: &[u8], protocol: Protocol) -> ProtoError {
 pub fn enc(packet: &Packet, protocol: Protocol) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode(packet, protocol, &mut out).expect("encodable");
-    assert_eq!(encoded_len(packet, protocol), out.len(), "encoded_len disagrees");
+    assert_eq!(
+        encoded_len(packet, protocol),
+        out.len(),
+        "encoded_len disagrees"
+    );
     out.to_vec()
 }
 

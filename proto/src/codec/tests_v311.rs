@@ -69,14 +69,18 @@ fn v31_connect_uses_mqisdp_level_3() {
 fn connect_protocol_comes_from_the_packet_not_the_connection() {
     #[rustfmt::skip]
     let bytes = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0, 0, 0];
-    let Packet::Connect(c) = dec(&bytes, Protocol::V311).unwrap() else { panic!("not CONNECT") };
+    let Packet::Connect(c) = dec(&bytes, Protocol::V311).unwrap() else {
+        panic!("not CONNECT")
+    };
     assert_eq!(c.protocol, Some(Protocol::V5));
 }
 
 #[test]
 fn connack_session_present_success() {
-    let packet =
-        Packet::ConnAck(ConnAck { session_present: true, ..Default::default() });
+    let packet = Packet::ConnAck(ConnAck {
+        session_present: true,
+        ..Default::default()
+    });
     exact(packet, V, &[0x20, 2, 1, 0]);
 }
 
@@ -91,17 +95,25 @@ fn connack_return_codes_map_to_reason_codes() {
         ReasonCode::NOT_AUTHORIZED,
     ];
     for (code, reason) in expected.into_iter().enumerate() {
-        let packet = Packet::ConnAck(ConnAck { reason, ..Default::default() });
+        let packet = Packet::ConnAck(ConnAck {
+            reason,
+            ..Default::default()
+        });
         exact(packet, V, &[0x20, 2, 0, code as u8]);
     }
 }
 
 #[test]
 fn connack_encodes_5_0_reasons_as_nearest_return_code() {
-    let packet = Packet::ConnAck(ConnAck { reason: ReasonCode::BANNED, ..Default::default() });
+    let packet = Packet::ConnAck(ConnAck {
+        reason: ReasonCode::BANNED,
+        ..Default::default()
+    });
     assert_eq!(enc(&packet, V), [0x20, 2, 0, 5]);
-    let packet =
-        Packet::ConnAck(ConnAck { reason: ReasonCode::SERVER_BUSY, ..Default::default() });
+    let packet = Packet::ConnAck(ConnAck {
+        reason: ReasonCode::SERVER_BUSY,
+        ..Default::default()
+    });
     assert_eq!(enc(&packet, V), [0x20, 2, 0, 3]);
 }
 
@@ -160,7 +172,10 @@ fn acks_drop_5_0_reason_codes_in_3_1_1() {
     let ack = PubAck {
         pkid: 1,
         reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
-        properties: AckProperties { reason_string: Some("r".into()), ..Default::default() },
+        properties: AckProperties {
+            reason_string: Some("r".into()),
+            ..Default::default()
+        },
     };
     assert_eq!(enc(&Packet::PubAck(ack), V), [0x40, 2, 0, 1]);
 }
@@ -170,8 +185,20 @@ fn subscribe_two_filters() {
     let packet = Packet::Subscribe(Subscribe {
         pkid: 10,
         filters: vec![
-            (filter("a/+"), SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() }),
-            (filter("#"), SubscriptionOptions { qos: QoS::ExactlyOnce, ..Default::default() }),
+            (
+                filter("a/+"),
+                SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            ),
+            (
+                filter("#"),
+                SubscriptionOptions {
+                    qos: QoS::ExactlyOnce,
+                    ..Default::default()
+                },
+            ),
         ],
         properties: Default::default(),
     });
@@ -212,8 +239,11 @@ fn unsubscribe_one_filter() {
 
 #[test]
 fn unsuback_has_no_payload_in_3_1_1() {
-    let packet =
-        Packet::UnsubAck(UnsubAck { pkid: 10, reasons: vec![], properties: Default::default() });
+    let packet = Packet::UnsubAck(UnsubAck {
+        pkid: 10,
+        reasons: vec![],
+        properties: Default::default(),
+    });
     exact(packet, V, &[0xB0, 2, 0, 10]);
     let with_reasons = Packet::UnsubAck(UnsubAck {
         pkid: 10,
@@ -232,7 +262,10 @@ fn pingreq_pingresp_disconnect() {
 
 #[test]
 fn disconnect_drops_5_0_reason_in_3_1_1() {
-    let d = Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, ..Default::default() };
+    let d = Disconnect {
+        reason: ReasonCode::DISCONNECT_WITH_WILL,
+        ..Default::default()
+    };
     assert_eq!(enc(&Packet::Disconnect(d), V), [0xE0, 0]);
 }
 

@@ -34,7 +34,11 @@ pub fn read(bytes: &[u8]) -> Result<Option<(usize, usize)>, ProtoError> {
             return Ok(Some((value, i + 1)));
         }
     }
-    if bytes.len() >= 4 { Err(ProtoError::MalformedRemainingLength) } else { Ok(None) }
+    if bytes.len() >= 4 {
+        Err(ProtoError::MalformedRemainingLength)
+    } else {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -43,7 +47,14 @@ mod tests {
 
     #[test]
     fn boundaries_use_the_minimum_number_of_bytes() {
-        for (v, n) in [(0, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (2_097_151, 3)] {
+        for (v, n) in [
+            (0, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (2_097_151, 3),
+        ] {
             assert_eq!(len(v), n, "{v}");
         }
         assert_eq!(len(2_097_152), 4);
@@ -62,12 +73,18 @@ mod tests {
 
     #[test]
     fn fifth_byte_is_rejected_without_waiting_for_it() {
-        assert_eq!(read(&[0xff, 0xff, 0xff, 0xff]), Err(ProtoError::MalformedRemainingLength));
+        assert_eq!(
+            read(&[0xff, 0xff, 0xff, 0xff]),
+            Err(ProtoError::MalformedRemainingLength)
+        );
     }
 
     #[test]
     fn non_minimal_encoding_is_rejected() {
         // [MQTT-1.5.5-1]
-        assert_eq!(read(&[0x80, 0x00]), Err(ProtoError::MalformedRemainingLength));
+        assert_eq!(
+            read(&[0x80, 0x00]),
+            Err(ProtoError::MalformedRemainingLength)
+        );
     }
 }
