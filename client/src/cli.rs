@@ -142,7 +142,7 @@ pub struct ConnectArgs {
     pub disable_clean_session: bool,
     /// 5.0 session expiry interval in seconds; `-1`, `inf` or 4294967295 for never.
     /// Defaults to never with -c and to 0 without.
-    #[arg(short = 'x', long = "session-expiry", value_name = "SECS", value_parser = parse_session_expiry)]
+    #[arg(short = 'x', long = "session-expiry", value_name = "SECS", allow_hyphen_values = true, value_parser = parse_session_expiry)]
     pub session_expiry: Option<u32>,
     /// Topic of the will message.
     #[arg(long, value_name = "TOPIC")]
