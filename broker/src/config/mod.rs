@@ -10,6 +10,8 @@ mod limits;
 mod values;
 
 #[cfg(test)]
+mod doc_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

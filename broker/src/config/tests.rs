@@ -10,14 +10,14 @@ use super::*;
 
 const ORIGIN: &str = "canopy.toml";
 
-fn parse(text: &str) -> Config {
+pub(super) fn parse(text: &str) -> Config {
     match Config::from_toml(text, ORIGIN) {
         Ok(config) => config,
         Err(e) => panic!("expected {text:?} to parse, got: {e}"),
     }
 }
 
-fn fail(text: &str) -> ConfigError {
+pub(super) fn fail(text: &str) -> ConfigError {
     match Config::from_toml(text, ORIGIN) {
         Ok(config) => panic!("expected {text:?} to fail, got {config:?}"),
         Err(e) => e,
@@ -36,11 +36,11 @@ fn assert_error(err: &ConfigError, line: usize, key: &str) {
     assert_eq!(err.key(), Some(key), "{shown}");
 }
 
-fn addr(text: &str) -> SocketAddr {
+pub(super) fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
-fn listener(bind: &str) -> ListenerConfig {
+pub(super) fn listener(bind: &str) -> ListenerConfig {
     ListenerConfig { bind: addr(bind) }
 }
 

@@ -1,0 +1,164 @@
+//! Checks that `docs/configuration.md` (the user-facing contract) matches the code: the keys in
+//! its reference tables, its defaults, its complete example and its error messages.
+
+use std::path::PathBuf;
+
+use super::tests::{addr, fail, listener, parse};
+use super::{AuthConfig, Config};
+
+/// The user-facing reference, checked against the code so that the two cannot drift apart.
+const DOC: &str = include_str!("../../../docs/configuration.md");
+
+/// The body of the first fenced block of `lang` after `heading` in the docs.
+fn doc_block(heading: &str, lang: &str) -> &'static str {
+    let section = &DOC[DOC.find(heading).unwrap()..];
+    let fence = format!("```{lang}\n");
+    let start = section.find(&fence).unwrap() + fence.len();
+    let len = section[start..].find("```").unwrap();
+    &section[start..start + len]
+}
+
+/// The keys listed in the reference table under `heading`, in order.
+fn doc_table_keys(heading: &str) -> Vec<String> {
+    let section = &DOC[DOC.find(heading).unwrap() + heading.len()..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .map(|rest| rest[..rest.find('`').unwrap()].to_owned())
+        .collect()
+}
+
+/// The keys the parser accepts in the table opened by `prefix`, read from its unknown-key error.
+fn accepted_keys(prefix: &str) -> Vec<String> {
+    let message = fail(&format!("{prefix}zzz_unknown = 1\n")).to_string();
+    let expected = &message[message.find("(expected").unwrap()..];
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn reference_tables_list_exactly_the_accepted_keys() {
+    for (heading, prefix) in [
+        ("### Top level", ""),
+        ("### `[[listener]]`", "[[listener]]\n"),
+        ("### `[auth]`", "[auth]\n"),
+        ("### `[limits]`", "[limits]\n"),
+    ] {
+        let mut documented = doc_table_keys(heading);
+        let mut accepted = accepted_keys(prefix);
+        if prefix.is_empty() {
+            accepted.retain(|k| !["listener", "auth", "limits"].contains(&k.as_str()));
+        }
+        documented.sort();
+        accepted.sort();
+        assert_eq!(documented, accepted, "reference table under {heading}");
+    }
+}
+
+#[test]
+fn documented_complete_example_parses_to_the_documented_values() {
+    let config = parse(doc_block("## Complete example", "toml"));
+    let expected = Config {
+        node_id: "site-7".to_owned(),
+        metrics_listen: Some(addr("127.0.0.1:9100")),
+        log_level: Some("info".to_owned()),
+        listener: vec![listener("0.0.0.0:1883"), listener("[::]:1883")],
+        auth: AuthConfig {
+            allow_anonymous: Some(false),
+            password_file: Some(PathBuf::from("passwd")),
+            acl_file: Some(PathBuf::from("acl")),
+        },
+        ..Config::default()
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn documented_out_of_range_messages_match_the_code() {
+    let shown = doc_block("give the line\nonly", "text");
+    for (text, line) in [
+        ("\n\n[limits]\nmax_packet_size = \"0\"\n", 0),
+        ("[limits]\nmax_topic_levels = 0\n", 1),
+        ("commit_interval = \"0s\"\n", 2),
+        ("node_id = \"site 7\"\n", 3),
+        ("listener = []\n", 4),
+        (
+            "[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"0.0.0.0:1883\"\n",
+            5,
+        ),
+    ] {
+        let err = fail(text);
+        assert_eq!(
+            Some(err.to_string().as_str()),
+            shown.lines().nth(line),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn documented_parse_error_messages_match_the_code() {
+    let shown = doc_block("also give the column:", "text");
+    let typo = format!("{}[limits]\nmax_pakcet_size = 1\n", "#\n".repeat(10));
+    for (text, line) in [
+        (typo.as_str(), 0),
+        (
+            "[[listener]]\nbind = \"0.0.0.0:1883\"\ntls = { cert = \"c\" }\n",
+            1,
+        ),
+        ("[presence]\nenabled = true\n", 2),
+        ("[limits]\nmax_connections = \"many\"\n", 3),
+        ("sys_interval = 10\n", 4),
+        ("sys_interval = \"10 parsecs\"\n", 5),
+        ("[limits]\nmax_queued_bytes = \"12XB\"\n", 6),
+        ("durability = \"fast\"\n", 7),
+        ("[[listener]]\nbind = \"localhost:1883\"\n", 8),
+        ("a = 1\na = 2\n", 9),
+        ("node_id = site-7\n", 10),
+    ] {
+        let err = fail(text);
+        assert_eq!(
+            Some(err.to_string().as_str()),
+            shown.lines().nth(line),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn documented_defaults_are_the_real_defaults() {
+    let mut checked = 0;
+    for (heading, prefix) in [
+        ("### Top level", ""),
+        ("### `[[listener]]`", "[[listener]]\n"),
+        ("### `[auth]`", "[auth]\n"),
+        ("### `[limits]`", "[limits]\n"),
+    ] {
+        let section = &DOC[DOC.find(heading).unwrap() + heading.len()..];
+        let section = &section[..section.find("\n#").unwrap_or(section.len())];
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let (key, default) = (cells[0].trim_start_matches("| "), cells[2]);
+            if default.starts_with("unset") {
+                continue;
+            }
+            let text = format!(
+                "{prefix}{} = {}\n",
+                key.trim_matches('`'),
+                default.trim_matches('`')
+            );
+            assert_eq!(
+                parse(&text),
+                Config::default(),
+                "documented default {text:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 23, "rows with a literal default");
+}
