@@ -3,6 +3,7 @@
 //! reported by `encoded_len` is exact; a strict prefix of an encoding is never a
 //! packet; arbitrary bytes never panic the decoder; and an oversized packet is refused
 //! as soon as its fixed header is complete.
+#![allow(clippy::unwrap_used)]
 
 use bytes::{Bytes, BytesMut};
 use canopy_proto::*;
