@@ -1,2 +1,151 @@
-//! canopy-broker library.
+//! canopy-broker: an MQTT 3.1 / 3.1.1 / 5.0 broker.
+//!
+//! Layers, each talking only to the one below: `server` (sockets, one task per
+//! connection, CONNECT handshake) -> `router` (the single owner of sessions,
+//! subscriptions and retained messages, fed by a bounded channel) -> `store` (what
+//! survives a restart). `start` and `run` are the whole public surface a program or a
+//! test needs: `start(Config::ephemeral())` gives a broker on a free port.
 #![warn(missing_docs)]
+
+pub mod config;
+mod error;
+mod message;
+pub mod metrics;
+mod outbox;
+pub mod retain;
+mod router;
+mod server;
+pub mod store;
+mod sys;
+pub mod topic_tree;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+pub use config::Config;
+pub use error::BrokerError;
+
+use metrics::Metrics;
+use router::{Command, Router};
+use server::ServerCtx;
+
+/// Capacity of the router's command channel. When it is full, connection tasks stop
+/// reading their sockets until it drains: that is how publishers are slowed down.
+const ROUTER_CHANNEL: usize = 4096;
+
+/// How long shutdown waits for connection tasks to write their last packets.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A running broker.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    addrs: Vec<SocketAddr>,
+    router: mpsc::Sender<Command>,
+    stop: watch::Sender<bool>,
+    router_task: tokio::task::JoinHandle<()>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    connections: Arc<std::sync::Mutex<JoinSet<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl BrokerHandle {
+    /// The bound address of the first listener.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.addrs
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Bound addresses of every listener, in configuration order.
+    pub fn mqtt_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Broker-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops the broker: no new connections, DISCONNECT 0x8B to 5.0 clients, store
+    /// flushed, connection tasks given a short grace period to write.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in &self.accept_tasks {
+            t.abort();
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.router.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.router_task.await;
+        let mut set =
+            std::mem::take(&mut *self.connections.lock().unwrap_or_else(|p| p.into_inner()));
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while set.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            set.abort_all();
+        }
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Starts a broker with `config` and returns once every listener is bound.
+pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let store = store::open(&config)?;
+    let router = Router::new(&config, store, metrics.clone(), Instant::now())?;
+    let listeners = server::bind_all(&config).await?;
+    let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
+    let (stop, stop_rx) = watch::channel(false);
+    let router_task = tokio::spawn(router.run(rx, config.sys_interval));
+    let ctx = Arc::new(ServerCtx {
+        router: tx.clone(),
+        anonymous: config.auth.anonymous_allowed(&config.listener),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        open: AtomicUsize::new(0),
+        next_assigned: AtomicU64::new(1),
+        shutdown: stop_rx,
+    });
+    let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+    let mut addrs = Vec::new();
+    let mut accept_tasks = Vec::new();
+    for (listener, addr) in listeners {
+        addrs.push(addr);
+        accept_tasks.push(tokio::spawn(server::accept_loop(
+            listener,
+            ctx.clone(),
+            connections.clone(),
+        )));
+    }
+    tracing::info!(node_id = %config.node_id, durability = ?config.durability, "broker started");
+    Ok(BrokerHandle {
+        addrs,
+        router: tx,
+        stop,
+        router_task,
+        accept_tasks,
+        connections,
+        metrics,
+    })
+}
+
+/// Runs a broker until `shutdown` completes, then stops it gracefully.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BrokerError> {
+    let handle = start(config).await?;
+    shutdown.await;
+    handle.shutdown().await;
+    Ok(())
+}

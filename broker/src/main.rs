@@ -1,1 +1,102 @@
-fn main() {}
+//! `canopy-broker`: runs the broker until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use canopy_broker::Config;
+use clap::Parser;
+
+/// Canopy MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
+///
+/// With no arguments it serves MQTT on 127.0.0.1:1883 with its data in ./canopy-data.
+#[derive(Debug, Parser)]
+#[command(name = "canopy-broker", version, about, long_about = None)]
+struct Args {
+    /// TOML configuration file (see docs/configuration.md); every key has a default.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log filter, e.g. `info`, `debug`, `canopy_broker=trace` (overrides RUST_LOG and
+    /// the file's `log_level`).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// Check the configuration file and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("canopy-broker: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if args.check_config {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(args.log_level.as_deref().or(config.log_level.as_deref()));
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("canopy-broker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        canopy_broker::run(config, shutdown_signal())
+            .await
+            .context("broker failed")
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received; stopping"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; stopping"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -314,7 +314,11 @@ pub struct PubAck {
 impl PubAck {
     /// A bare acknowledgement with reason Success.
     pub fn new(pkid: u16) -> PubAck {
-        PubAck { pkid, reason: ReasonCode::SUCCESS, properties: AckProperties::default() }
+        PubAck {
+            pkid,
+            reason: ReasonCode::SUCCESS,
+            properties: AckProperties::default(),
+        }
     }
 }
 

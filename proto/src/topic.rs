@@ -132,7 +132,9 @@ impl TopicFilter {
         while let Some(level) = levels.next() {
             let last = levels.peek().is_none();
             if level.contains('#') && (level != "#" || !last) {
-                return Err(TopicError::InvalidFilter("'#' must be the whole last level"));
+                return Err(TopicError::InvalidFilter(
+                    "'#' must be the whole last level",
+                ));
             }
             if level.contains('+') && level != "+" {
                 return Err(TopicError::InvalidFilter("'+' must be a whole level"));
@@ -231,7 +233,9 @@ impl SharedFilter {
     pub fn parse(filter: &TopicFilter) -> Result<Option<SharedFilter>, TopicError> {
         let Some(rest) = filter.as_str().strip_prefix("$share/") else {
             if filter.as_str() == "$share" {
-                return Err(TopicError::InvalidFilter("'$share' needs a group and a filter"));
+                return Err(TopicError::InvalidFilter(
+                    "'$share' needs a group and a filter",
+                ));
             }
             return Ok(None);
         };
@@ -242,7 +246,10 @@ impl SharedFilter {
             return Err(TopicError::InvalidFilter("invalid share name"));
         }
         let filter = TopicFilter::new(inner)?;
-        Ok(Some(SharedFilter { group: Arc::from(group), filter }))
+        Ok(Some(SharedFilter {
+            group: Arc::from(group),
+            filter,
+        }))
     }
 }
 
@@ -251,7 +258,9 @@ mod tests {
     use super::*;
 
     fn m(f: &str, t: &str) -> bool {
-        TopicFilter::new(f).unwrap().matches(&TopicName::new(t).unwrap())
+        TopicFilter::new(f)
+            .unwrap()
+            .matches(&TopicName::new(t).unwrap())
     }
 
     #[test]
@@ -284,7 +293,16 @@ mod tests {
 
     #[test]
     fn filter_validation_follows_4_7_1() {
-        for ok in ["#", "+", "a/+/b", "a/#", "+/+/#", "/", "a//b", "$share/g/a/#"] {
+        for ok in [
+            "#",
+            "+",
+            "a/+/b",
+            "a/#",
+            "+/+/#",
+            "/",
+            "a//b",
+            "$share/g/a/#",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a#", "a/#/b", "a/b+", "+a", "a\0b", "sport/tennis#"] {
@@ -308,7 +326,11 @@ mod tests {
         let s = SharedFilter::parse(&f).unwrap().unwrap();
         assert_eq!(&*s.group, "g1");
         assert_eq!(s.filter.as_str(), "a/+");
-        assert!(SharedFilter::parse(&TopicFilter::new("a/b").unwrap()).unwrap().is_none());
+        assert!(
+            SharedFilter::parse(&TopicFilter::new("a/b").unwrap())
+                .unwrap()
+                .is_none()
+        );
         assert!(SharedFilter::parse(&TopicFilter::new("$share/g1").unwrap()).is_err());
         assert!(SharedFilter::parse(&TopicFilter::new("$share/+/a").unwrap()).is_err());
     }

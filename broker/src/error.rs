@@ -1,0 +1,26 @@
+//! Errors of the broker layer: starting, binding, the store. Protocol errors of one
+//! client never become a `BrokerError`; they end that client only.
+
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+/// Why the broker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

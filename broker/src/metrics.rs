@@ -1,0 +1,73 @@
+//! Broker-wide counters, shared by the router and every connection task.
+//!
+//! Owns plain atomic counters only (relaxed ordering: they are statistics, not
+//! synchronisation). It never publishes anything itself; `sys` turns a snapshot into
+//! `$SYS` topics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Counters shared across the broker.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+    };
+}
+
+counters! {
+    /// Bytes read from client sockets.
+    bytes_received,
+    /// Bytes written to client sockets.
+    bytes_sent,
+    /// Control packets received.
+    packets_received,
+    /// Control packets sent.
+    packets_sent,
+    /// PUBLISH packets received from clients.
+    publish_received,
+    /// PUBLISH packets sent to clients.
+    publish_sent,
+    /// Messages dropped: full queues, slow consumers, oversized for the receiver, expired.
+    messages_dropped,
+    /// Connections closed because a packet was malformed or broke a protocol rule.
+    protocol_errors,
+    /// Connections refused at CONNECT (bad version, id, credentials, limits).
+    connections_refused,
+    /// Connections currently open (CONNACK sent).
+    clients_connected,
+    /// Most connections open at once since start.
+    clients_maximum,
+    /// Connections closed for keep-alive timeout.
+    keepalive_timeouts,
+    /// PUBLISH packets refused by topic rules (e.g. `$SYS` from a client).
+    publish_denied,
+    /// Connections cut off because they did not read what we wrote.
+    slow_consumers,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    #[inline]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records a new connection and keeps the maximum.
+    pub fn client_connected(&self) {
+        let now = self.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
+        self.clients_maximum.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Records a closed connection.
+    pub fn client_disconnected(&self) {
+        self.clients_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,170 @@
+//! The per-connection outbox: what the router hands to one connection task to write.
+//!
+//! Owns a small queue shared by exactly one producer side (the router) and one
+//! consumer (the connection task). The router pushes without ever waiting; the
+//! connection takes everything at once and writes it with one system call, which is
+//! where fan-out throughput comes from. It is bounded: QoS 0 messages beyond
+//! `qos0_capacity` are refused (the router counts the drop); QoS 1/2 messages are
+//! bounded upstream by the session's in-flight window; acknowledgements are bounded by
+//! the connection reading no more while its writes are blocked.
+//!
+//! It must never hold the lock across an await or do any encoding under the lock.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use canopy_proto::{Packet, QoS, ReasonCode};
+use tokio::sync::Notify;
+
+use crate::message::Message;
+
+/// One item for the connection to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A PUBLISH built from a shared message and per-delivery fields.
+    Publish {
+        /// The message.
+        msg: Arc<Message>,
+        /// QoS of this delivery.
+        qos: QoS,
+        /// Packet id (QoS 1/2).
+        pkid: Option<u16>,
+        /// RETAIN flag of this delivery.
+        retain: bool,
+        /// DUP flag (a resend after reconnect).
+        dup: bool,
+        /// Subscription identifiers of the matching subscriptions (5.0).
+        sub_ids: Vec<u32>,
+    },
+    /// Any other packet (acknowledgements, SUBACK, ...).
+    Packet(Packet),
+    /// Send DISCONNECT with this reason (5.0 only) and close the connection.
+    Disconnect(ReasonCode, Option<String>),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<Outgoing>,
+    /// QoS 0 publishes currently queued, bounded by `qos0_capacity`.
+    qos0: usize,
+    /// Set once a Disconnect was queued: nothing is accepted after it.
+    closed: bool,
+}
+
+/// The queue between the router and one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    qos0_capacity: usize,
+}
+
+impl Outbox {
+    /// A new outbox admitting at most `qos0_capacity` queued QoS 0 messages.
+    pub fn new(qos0_capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            inner: Mutex::default(),
+            notify: Notify::new(),
+            qos0_capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-push; the queue itself
+        // is still a valid VecDeque, so keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an item. Returns `false` when it was refused: a QoS 0 publish over the
+    /// QoS 0 capacity, or anything after a disconnect.
+    pub fn push(&self, item: Outgoing) -> bool {
+        {
+            let mut inner = self.lock();
+            if inner.closed {
+                return false;
+            }
+            match &item {
+                Outgoing::Publish {
+                    qos: QoS::AtMostOnce,
+                    ..
+                } => {
+                    if inner.qos0 >= self.qos0_capacity {
+                        return false;
+                    }
+                    inner.qos0 += 1;
+                }
+                Outgoing::Disconnect(..) => inner.closed = true,
+                _ => {}
+            }
+            inner.items.push_back(item);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// Whether a disconnect has been queued.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Moves everything queued into `out` (which the caller reuses between calls).
+    pub fn drain_into(&self, out: &mut VecDeque<Outgoing>) {
+        let mut inner = self.lock();
+        inner.qos0 = 0;
+        std::mem::swap(&mut inner.items, out);
+    }
+
+    /// Waits until something may have been queued.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canopy_proto::TopicName;
+
+    fn msg() -> Arc<Message> {
+        Arc::new(Message {
+            topic: TopicName::new("t").unwrap(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+            payload: Default::default(),
+            expires_at: None,
+        })
+    }
+
+    fn q0() -> Outgoing {
+        Outgoing::Publish {
+            msg: msg(),
+            qos: QoS::AtMostOnce,
+            pkid: None,
+            retain: false,
+            dup: false,
+            sub_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn qos0_beyond_capacity_is_refused_but_acks_are_not() {
+        let o = Outbox::new(2);
+        assert!(o.push(q0()));
+        assert!(o.push(q0()));
+        assert!(!o.push(q0()));
+        assert!(o.push(Outgoing::Packet(Packet::PingResp)));
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        assert_eq!(out.len(), 3);
+        assert!(o.push(q0()));
+    }
+
+    #[test]
+    fn nothing_is_accepted_after_disconnect() {
+        let o = Outbox::new(2);
+        assert!(o.push(Outgoing::Disconnect(ReasonCode::SESSION_TAKEN_OVER, None)));
+        assert!(!o.push(Outgoing::Packet(Packet::PingResp)));
+        assert!(o.is_closed());
+    }
+}

@@ -1,0 +1,295 @@
+//! Session lifecycle: CONNECT (new, resumed, clean start, take-over), the end of a
+//! connection (will, will delay, session expiry), timers, and the session record in the
+//! store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canopy_proto::{ReasonCode, TopicFilter, Will};
+
+use super::session::{Conn, Session};
+use super::{ConnectReply, ConnectRequest, Router, Timer};
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::outbox::Outgoing;
+use crate::store::{Mutation, SessionRecord, SubscriptionRecord};
+
+impl Router {
+    pub(super) fn on_connect(&mut self, now: Instant, req: ConnectRequest) {
+        let conn_id = self.next_conn;
+        self.next_conn += 1;
+        let mut session_present = false;
+        if let Some(&key) = self.by_id.get(&req.client_id) {
+            if let Some(s) = self.sessions.get_mut(key) {
+                if let Some(old) = s.conn.take() {
+                    // Take-over [MQTT-3.1.4-2]: the old connection is closed; 5.0 is told.
+                    tracing::info!(client_id = %s.client_id, "session taken over");
+                    old.outbox
+                        .push(Outgoing::Disconnect(ReasonCode::SESSION_TAKEN_OVER, None));
+                    // Its will is due now unless it has a delay, which the new
+                    // connection interrupts [MQTT-3.1.3-9].
+                    if let Some(w) = s.will.take() {
+                        if w.properties.will_delay_interval.unwrap_or(0) == 0 {
+                            self.publish_will(now, w);
+                        }
+                    }
+                } else {
+                    // A delayed will is cancelled by the new connection.
+                    s.will = None;
+                }
+            }
+            if req.clean_start {
+                self.end_session(now, key, false);
+            } else {
+                session_present = true;
+            }
+        }
+        let key = match self.by_id.get(&req.client_id) {
+            Some(&key) => key,
+            None => {
+                let key = self.sessions.insert(Session::new(
+                    req.client_id.clone(),
+                    req.session_expiry,
+                    self.max_inflight,
+                ));
+                self.by_id.insert(req.client_id.clone(), key);
+                key
+            }
+        };
+        let window = req.receive_maximum.min(self.max_inflight);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let was_persistent = s.expiry_interval > 0 && session_present;
+        s.conn = Some(Conn {
+            id: conn_id,
+            outbox: req.outbox,
+            protocol: req.protocol,
+            max_packet_size: req.max_packet_size,
+        });
+        s.expiry_interval = req.session_expiry;
+        s.expires_at = None;
+        s.will = req.will;
+        s.window.set_capacity(window);
+        let reply = ConnectReply {
+            session: key,
+            conn: conn_id,
+            session_present,
+        };
+        if req.reply.send(reply).is_err() {
+            // The connection went away while we were deciding; it will never send
+            // Disconnected, so end it here.
+            self.on_disconnected(now, key, true, None);
+            return;
+        }
+        if session_present {
+            s.resend_in_flight();
+            let dropped = s.pump(now);
+            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        }
+        if req.session_expiry > 0 {
+            self.persist_session(key);
+        } else if was_persistent {
+            self.pending.push(Mutation::DeleteSession(req.client_id));
+        }
+    }
+
+    pub(super) fn on_disconnected(
+        &mut self,
+        now: Instant,
+        key: usize,
+        publish_will: bool,
+        expiry: Option<u32>,
+    ) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(conn) = s.conn.take() else { return };
+        if let Some(e) = expiry {
+            s.expiry_interval = e;
+        }
+        let will = if publish_will { s.will.take() } else { None };
+        s.will = None;
+        if s.expiry_interval == 0 {
+            if let Some(w) = will {
+                self.publish_will(now, w);
+            }
+            self.end_session(now, key, true);
+            return;
+        }
+        if s.expiry_interval != u32::MAX {
+            let at = now + Duration::from_secs(u64::from(s.expiry_interval));
+            s.expires_at = Some(at);
+            self.timers.insert((
+                at,
+                Timer::Expire {
+                    session: key,
+                    conn: conn.id,
+                },
+            ));
+        }
+        // Keep the last connection's id to recognise stale timers.
+        s.conn = None;
+        if let Some(w) = will {
+            let delay = w.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 {
+                self.publish_will(now, w);
+            } else {
+                let at = now + Duration::from_secs(u64::from(delay));
+                s.will = Some(w);
+                self.timers.insert((
+                    at,
+                    Timer::Will {
+                        session: key,
+                        conn: conn.id,
+                    },
+                ));
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.last_conn = conn.id;
+        }
+        if expiry.is_some() {
+            self.persist_session(key);
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::Will { session, conn } => {
+                    let due = self
+                        .sessions
+                        .get_mut(session)
+                        .filter(|s| s.conn.is_none() && s.last_conn == conn);
+                    if let Some(w) = due.and_then(|s| s.will.take()) {
+                        self.publish_will(now, w);
+                    }
+                }
+                Timer::Expire { session, conn } => {
+                    let due = self
+                        .sessions
+                        .get(session)
+                        .is_some_and(|s| s.conn.is_none() && s.last_conn == conn);
+                    if due {
+                        tracing::debug!(session, "session expired");
+                        self.end_session(now, session, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a session: its pending will goes out [MQTT-3.1.3-9], its subscriptions
+    /// leave the trie, its queue is dropped and the store forgets it.
+    pub(super) fn end_session(&mut self, now: Instant, key: usize, publish_pending_will: bool) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let will = s.will.take();
+        let filters: Vec<Arc<str>> = s.subscriptions.keys().cloned().collect();
+        for f in filters {
+            self.remove_subscription(key, &f);
+        }
+        if let Some(s) = self.sessions.try_remove(key) {
+            self.by_id.remove(&s.client_id);
+            if s.expiry_interval > 0 || s.expires_at.is_some() {
+                self.pending
+                    .push(Mutation::DeleteSession(s.client_id.clone()));
+            }
+            let lost = s.queue.len() + s.window.len();
+            if lost > 0 {
+                Metrics::add(&self.metrics.messages_dropped, lost as u64);
+            }
+        }
+        if publish_pending_will {
+            if let Some(w) = will {
+                self.publish_will(now, w);
+            }
+        }
+    }
+
+    /// Publishes a will message as if its client had sent it.
+    pub(super) fn publish_will(&mut self, now: Instant, w: Will) {
+        let p = w.properties;
+        let msg = Arc::new(Message {
+            topic: w.topic,
+            qos: w.qos,
+            retain: w.retain,
+            properties: canopy_proto::PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                topic_alias: None,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                subscription_identifiers: Vec::new(),
+                content_type: p.content_type,
+            },
+            payload: w.payload,
+            expires_at: Message::expiry_from(now, p.message_expiry_interval),
+        });
+        if msg.retain {
+            self.set_retained(&msg, true);
+        }
+        self.route(now, None, &msg);
+    }
+
+    /// Queues the session's durable record for the store, when it is persistent.
+    pub(super) fn persist_session(&mut self, key: usize) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if s.expiry_interval == 0 {
+            return;
+        }
+        let subscriptions = s
+            .subscriptions
+            .iter()
+            .map(|(f, e)| SubscriptionRecord {
+                filter: f.to_string(),
+                options: e.options,
+                identifier: e.identifier,
+            })
+            .collect();
+        self.pending.push(Mutation::PutSession(SessionRecord {
+            client_id: s.client_id.clone(),
+            expiry_interval: s.expiry_interval,
+            subscriptions,
+        }));
+    }
+
+    /// Recreates an offline session from its record at start-up.
+    pub(super) fn restore_session(&mut self, now: Instant, rec: SessionRecord) {
+        let key = self.sessions.insert(Session::new(
+            rec.client_id.clone(),
+            rec.expiry_interval,
+            self.max_inflight,
+        ));
+        self.by_id.insert(rec.client_id.clone(), key);
+        for sub in rec.subscriptions {
+            let Ok(filter) = TopicFilter::new(&sub.filter) else {
+                continue;
+            };
+            let shared = canopy_proto::SharedFilter::parse(&filter).ok().flatten();
+            self.add_subscription(key, &filter, shared.as_ref(), sub.options, sub.identifier);
+        }
+        if rec.expiry_interval != u32::MAX {
+            let at = now + Duration::from_secs(u64::from(rec.expiry_interval));
+            if let Some(s) = self.sessions.get_mut(key) {
+                s.expires_at = Some(at);
+            }
+            self.timers.insert((
+                at,
+                Timer::Expire {
+                    session: key,
+                    conn: 0,
+                },
+            ));
+        }
+    }
+}

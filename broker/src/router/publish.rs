@@ -1,0 +1,303 @@
+//! Routing of PUBLISH: retained-message bookkeeping, matching through the trie,
+//! shared-group selection, per-session delivery, and the acknowledgement flows in both
+//! directions (QoS 1 and the QoS 2 four-way handshake).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_proto::session::AckOutcome;
+use canopy_proto::{Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, TopicName};
+
+use super::session::{Delivery, Offer};
+use super::{Match, Router, Subscriber};
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::outbox::Outgoing;
+use crate::store::Mutation;
+
+impl Router {
+    pub(super) fn on_publish(&mut self, now: Instant, key: usize, conn: u64, p: Publish) {
+        let Some(topic) = p.topic else { return };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+        let pkid = p.pkid.unwrap_or(0);
+        if p.qos == QoS::ExactlyOnce {
+            if !s.incoming.on_publish(pkid) {
+                // A resend of a message already received: acknowledge, do not deliver
+                // again [MQTT-4.3.3-10].
+                self.held_acks
+                    .push((key, conn, Packet::PubRec(PubAck::new(pkid))));
+                return;
+            }
+            if s.incoming.len() > usize::from(self.receive_maximum) {
+                if let Some(c) = &s.conn {
+                    c.outbox.push(Outgoing::Disconnect(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        None,
+                    ));
+                }
+                return;
+            }
+        }
+        if topic.starts_with("$SYS") {
+            // Clients may not write the broker's own topics.
+            Metrics::add(&self.metrics.publish_denied, 1);
+            tracing::debug!(client_id = %s.client_id, %topic, "publish to $SYS denied");
+            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::NOT_AUTHORIZED);
+            return;
+        }
+        let mut properties = p.properties;
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        let expires_at = Message::expiry_from(now, properties.message_expiry_interval);
+        let msg = Arc::new(Message {
+            topic,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            payload: p.payload,
+            expires_at,
+        });
+        if msg.retain {
+            self.set_retained(&msg, true);
+        }
+        let delivered = self.route(now, Some(key), &msg);
+        let reason = if delivered == 0 && v5 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        self.ack(key, conn, p.qos, pkid, v5, reason);
+    }
+
+    fn ack(&mut self, key: usize, conn: u64, qos: QoS, pkid: u16, v5: bool, reason: ReasonCode) {
+        let mut ack = PubAck::new(pkid);
+        if v5 {
+            ack.reason = reason;
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.held_acks.push((key, conn, Packet::PubAck(ack))),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    // A refused QoS 2 message is not awaiting PUBREL.
+                    if let Some(s) = self.sessions.get_mut(key) {
+                        s.incoming.on_pubrel(pkid);
+                    }
+                }
+                self.held_acks.push((key, conn, Packet::PubRec(ack)));
+            }
+        }
+    }
+
+    /// Stores or clears the retained message of `msg.topic` [MQTT-3.3.1-5], [MQTT-3.3.1-6].
+    pub(super) fn set_retained(&mut self, msg: &Arc<Message>, durable: bool) {
+        if msg.payload.is_empty() {
+            if self.retained.remove(&msg.topic).is_some() && durable {
+                self.pending
+                    .push(Mutation::DeleteRetained(msg.topic.clone()));
+            }
+        } else {
+            let kept = msg.detached();
+            if durable {
+                self.pending.push(Mutation::PutRetained(kept.clone()));
+            }
+            self.retained.insert(&msg.topic, kept);
+        }
+    }
+
+    /// Publishes a message originating in the broker itself ($SYS and services).
+    pub(super) fn publish_internal(
+        &mut self,
+        now: Instant,
+        topic: TopicName,
+        payload: bytes::Bytes,
+        retain: bool,
+    ) {
+        let msg = Arc::new(Message {
+            topic,
+            qos: QoS::AtMostOnce,
+            retain,
+            properties: PublishProperties::default(),
+            payload,
+            expires_at: None,
+        });
+        if retain {
+            self.set_retained(&msg, false);
+        }
+        self.route(now, None, &msg);
+    }
+
+    /// Delivers `msg` to every matching subscription; returns how many sessions it was
+    /// offered to.
+    pub(super) fn route(
+        &mut self,
+        now: Instant,
+        publisher: Option<usize>,
+        msg: &Arc<Message>,
+    ) -> usize {
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
+        let mut matches = std::mem::take(&mut self.matches);
+        let mut hit_groups = std::mem::take(&mut self.hit_groups);
+        matches.clear();
+        hit_groups.clear();
+        {
+            let sessions = &mut self.sessions;
+            let groups = &mut self.groups;
+            self.subs.for_each_match(&msg.topic, |sub| match sub {
+                Subscriber::Direct {
+                    session,
+                    options,
+                    id,
+                } => {
+                    if options.no_local && publisher == Some(*session) {
+                        return; // [MQTT-3.8.3-3]
+                    }
+                    let Some(s) = sessions.get_mut(*session) else {
+                        return;
+                    };
+                    let qos = options.qos.min(msg.qos);
+                    if s.match_epoch == epoch {
+                        // Overlapping subscriptions: one delivery with the highest QoS
+                        // and every identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
+                        if let Some(m) = matches.get_mut(s.match_slot) {
+                            m.qos = m.qos.max(qos);
+                            m.retain_as_published |= options.retain_as_published;
+                            m.sub_ids.extend(id);
+                        }
+                    } else {
+                        s.match_epoch = epoch;
+                        s.match_slot = matches.len();
+                        matches.push(Match {
+                            session: *session,
+                            qos,
+                            retain_as_published: options.retain_as_published,
+                            sub_ids: id.iter().copied().collect(),
+                        });
+                    }
+                }
+                Subscriber::Shared { group } => {
+                    if let Some(g) = groups.get_mut(*group) {
+                        if g.epoch != epoch {
+                            g.epoch = epoch;
+                            hit_groups.push(*group);
+                        }
+                    }
+                }
+            });
+        }
+        for &gk in &hit_groups {
+            if let Some(m) = self.pick_member(gk, msg) {
+                matches.push(m);
+            }
+        }
+        let n = matches.len();
+        let mut dropped = 0usize;
+        for m in matches.drain(..) {
+            let Some(s) = self.sessions.get_mut(m.session) else {
+                continue;
+            };
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: m.qos,
+                retain: m.retain_as_published && msg.retain,
+                sub_ids: m.sub_ids,
+            };
+            if let Offer::Dropped(k) = s.offer(d, &self.limits, now) {
+                dropped += k;
+            }
+        }
+        if dropped > 0 {
+            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        }
+        self.matches = matches;
+        self.hit_groups = hit_groups;
+        n
+    }
+
+    /// Chooses one member of a shared group, round robin, preferring members with a
+    /// live connection: each message goes to one session of the group (5.0 section 4.8.2).
+    fn pick_member(&mut self, gk: usize, msg: &Message) -> Option<Match> {
+        let g = self.groups.get_mut(gk)?;
+        let n = g.members.len();
+        if n == 0 {
+            return None;
+        }
+        let mut chosen = None;
+        for step in 0..n {
+            let i = (g.next + step) % n;
+            let (session, _, _) = g.members[i % n];
+            if self.sessions.get(session).is_some_and(|s| s.online()) {
+                chosen = Some(i);
+                break;
+            }
+        }
+        let i = chosen.unwrap_or(g.next % n);
+        g.next = (i + 1) % n;
+        let (session, options, id) = *g.members.get(i)?;
+        Some(Match {
+            session,
+            qos: options.qos.min(msg.qos),
+            retain_as_published: options.retain_as_published,
+            sub_ids: id.into_iter().collect(),
+        })
+    }
+
+    pub(super) fn on_puback(&mut self, now: Instant, key: usize, pkid: u16) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let AckOutcome::Completed(_) = s.window.on_puback(pkid) {
+            let dropped = s.pump(now);
+            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, now: Instant, key: usize, pkid: u16, failed: bool) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        match s.window.on_pubrec(pkid, failed) {
+            AckOutcome::SendPubRel => s.send(Packet::PubRel(PubAck::new(pkid))),
+            AckOutcome::Completed(_) => {
+                let dropped = s.pump(now);
+                Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+            }
+            AckOutcome::Unknown => {
+                let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+                // Answer so the client does not wait forever; 5.0 says why.
+                let mut rel = PubAck::new(pkid);
+                if v5 {
+                    rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                s.send(Packet::PubRel(rel));
+            }
+        }
+    }
+
+    pub(super) fn on_pubrel(&mut self, key: usize, conn: u64, pkid: u16) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let known = s.incoming.on_pubrel(pkid);
+        let mut comp = PubAck::new(pkid);
+        if !known && s.conn.as_ref().is_some_and(|c| c.protocol.is_v5()) {
+            comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        // Held with the other acknowledgements so it never overtakes the PUBREC.
+        self.held_acks.push((key, conn, Packet::PubComp(comp)));
+    }
+
+    pub(super) fn on_pubcomp(&mut self, now: Instant, key: usize, pkid: u16) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let AckOutcome::Completed(_) = s.window.on_pubcomp(pkid) {
+            let dropped = s.pump(now);
+            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! One MQTT session as the router keeps it: subscriptions, the queue of messages not
+//! yet sent, the outgoing in-flight window, incoming QoS 2 state, the will, and the live
+//! connection if there is one.
+//!
+//! Owns the per-session delivery rules: bounded queueing with counted drops, moving
+//! queued messages into the window as acknowledgements free it, resending in order after
+//! a reconnect. It never touches another session, the tries or the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_proto::session::{IncomingQos2, OutState, Outgoing as Window};
+use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, Will};
+
+use crate::config::QueueFullPolicy;
+use crate::message::Message;
+use crate::outbox::{Outbox, Outgoing};
+
+/// A message waiting for, or in, the in-flight window.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// QoS of this delivery (min of published and granted).
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Subscription identifiers to send.
+    pub sub_ids: Vec<u32>,
+}
+
+/// A subscription as the session remembers it (the trie holds the matching copy).
+#[derive(Debug, Clone)]
+pub struct SubEntry {
+    /// Options.
+    pub options: SubscriptionOptions,
+    /// Subscription identifier.
+    pub identifier: Option<u32>,
+}
+
+/// The live connection of a session.
+#[derive(Debug)]
+pub struct Conn {
+    /// Generation number; commands from older connections are ignored.
+    pub id: u64,
+    /// Where to send packets.
+    pub outbox: Arc<Outbox>,
+    /// Protocol level of the connection.
+    pub protocol: Protocol,
+    /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24].
+    pub max_packet_size: Option<u32>,
+}
+
+/// Limits that apply to every session's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Most messages queued.
+    pub max_messages: usize,
+    /// Most bytes queued (approximate, see [`Message::weight`]).
+    pub max_bytes: usize,
+    /// Which message goes when the queue is full.
+    pub policy: QueueFullPolicy,
+}
+
+/// Outcome of offering a message to a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Accepted (queued, in flight or written).
+    Accepted,
+    /// Dropped (counted by the caller): the queue was full, or it was QoS 0 for a
+    /// session without a usable connection.
+    Dropped(usize),
+}
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    /// Client identifier.
+    pub client_id: Arc<str>,
+    /// The live connection, if any.
+    pub conn: Option<Conn>,
+    /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
+    pub expiry_interval: u32,
+    /// Subscriptions by filter string (shared ones keep their `$share/` prefix).
+    pub subscriptions: HashMap<Arc<str>, SubEntry>,
+    /// Messages not yet in flight, oldest first.
+    pub queue: VecDeque<Delivery>,
+    /// Approximate bytes in `queue`.
+    pub queued_bytes: usize,
+    /// Outgoing QoS 1/2 deliveries awaiting acknowledgement.
+    pub window: Window<Delivery>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub incoming: IncomingQos2,
+    /// Will of the current (or last) connection.
+    pub will: Option<Will>,
+    /// When the session expires, once disconnected.
+    pub expires_at: Option<Instant>,
+    /// Publish-matching epoch last seen, to merge overlapping subscriptions.
+    pub match_epoch: u64,
+    /// Index into the router's match list for `match_epoch`.
+    pub match_slot: usize,
+    /// Generation of the last connection that ended, to recognise stale timers.
+    pub last_conn: u64,
+}
+
+impl Session {
+    /// A fresh session.
+    pub fn new(client_id: Arc<str>, expiry_interval: u32, window: u16) -> Session {
+        Session {
+            client_id,
+            conn: None,
+            expiry_interval,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            window: Window::new(window),
+            incoming: IncomingQos2::default(),
+            will: None,
+            expires_at: None,
+            match_epoch: 0,
+            match_slot: 0,
+            last_conn: 0,
+        }
+    }
+
+    /// Whether a connection is attached and open.
+    pub fn online(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.outbox.is_closed())
+    }
+
+    /// Offers a delivery to the session at `now`: QoS 0 goes straight to the
+    /// connection (or is dropped when there is none), QoS 1/2 is queued then pumped.
+    pub fn offer(&mut self, d: Delivery, limits: &QueueLimits, now: Instant) -> Offer {
+        if d.qos == QoS::AtMostOnce {
+            let Some(conn) = &self.conn else {
+                return Offer::Dropped(1);
+            };
+            if !fits(conn, &d) {
+                return Offer::Dropped(1);
+            }
+            let ok = conn.outbox.push(Outgoing::Publish {
+                msg: d.msg,
+                qos: QoS::AtMostOnce,
+                pkid: None,
+                retain: d.retain,
+                dup: false,
+                sub_ids: d.sub_ids,
+            });
+            return if ok {
+                Offer::Accepted
+            } else {
+                Offer::Dropped(1)
+            };
+        }
+        let mut dropped = 0;
+        let weight = d.msg.weight();
+        while self.queue.len() >= limits.max_messages.max(1)
+            || (self.queued_bytes + weight > limits.max_bytes && !self.queue.is_empty())
+        {
+            match limits.policy {
+                QueueFullPolicy::DropOldest => {
+                    if let Some(old) = self.queue.pop_front() {
+                        self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.weight());
+                        dropped += 1;
+                    } else {
+                        break;
+                    }
+                }
+                QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
+            }
+        }
+        let d = if self.conn.is_none() {
+            Delivery {
+                msg: d.msg.detached(),
+                ..d
+            }
+        } else {
+            d
+        };
+        self.queued_bytes += weight;
+        self.queue.push_back(d);
+        dropped += self.pump(now);
+        if dropped > 0 {
+            Offer::Dropped(dropped)
+        } else {
+            Offer::Accepted
+        }
+    }
+
+    /// Moves queued messages into the in-flight window while it has room and a
+    /// connection is attached. Returns how many expired or oversized messages it
+    /// dropped on the way [MQTT-3.3.2-5], [MQTT-3.1.2-25].
+    pub fn pump(&mut self, now: Instant) -> usize {
+        let mut dropped = 0;
+        let Some(conn) = &self.conn else { return 0 };
+        while self.window.has_room() {
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.weight());
+            if d.msg.expired(now) || !fits(conn, &d) {
+                dropped += 1;
+                continue;
+            }
+            let item = Outgoing::Publish {
+                msg: d.msg.clone(),
+                qos: d.qos,
+                pkid: None,
+                retain: d.retain,
+                dup: false,
+                sub_ids: d.sub_ids.clone(),
+            };
+            match self.window.push(d.qos == QoS::ExactlyOnce, d) {
+                Ok(pkid) => {
+                    let item = match item {
+                        Outgoing::Publish {
+                            msg,
+                            qos,
+                            retain,
+                            dup,
+                            sub_ids,
+                            ..
+                        } => Outgoing::Publish {
+                            msg,
+                            qos,
+                            pkid: Some(pkid),
+                            retain,
+                            dup,
+                            sub_ids,
+                        },
+                        other => other,
+                    };
+                    conn.outbox.push(item);
+                }
+                Err(d) => {
+                    self.queued_bytes += d.msg.weight();
+                    self.queue.push_front(d);
+                    break;
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Resends everything in flight, in order, after a reconnect: PUBLISH with DUP for
+    /// deliveries not yet acknowledged, PUBREL for those past PUBREC [MQTT-4.4.0-1].
+    pub fn resend_in_flight(&self) {
+        let Some(conn) = &self.conn else { return };
+        for f in self.window.iter() {
+            let item = match f.state {
+                OutState::AwaitPubAck | OutState::AwaitPubRec => Outgoing::Publish {
+                    msg: f.item.msg.clone(),
+                    qos: f.item.qos,
+                    pkid: Some(f.pkid),
+                    retain: f.item.retain,
+                    dup: true,
+                    sub_ids: f.item.sub_ids.clone(),
+                },
+                OutState::AwaitPubComp => Outgoing::Packet(Packet::PubRel(PubAck::new(f.pkid))),
+            };
+            conn.outbox.push(item);
+        }
+    }
+
+    /// Queues a packet to the live connection, if any.
+    pub fn send(&self, packet: Packet) {
+        if let Some(conn) = &self.conn {
+            conn.outbox.push(Outgoing::Packet(packet));
+        }
+    }
+}
+
+/// Whether the delivery fits the client's Maximum Packet Size [MQTT-3.1.2-25].
+fn fits(conn: &Conn, d: &Delivery) -> bool {
+    let Some(max) = conn.max_packet_size else {
+        return true;
+    };
+    let max = max as usize;
+    // Cheap upper bound first: fixed header (5) + topic (2 + len) + packet id (2) +
+    // payload + properties (bounded by their parts).
+    let p = &d.msg.properties;
+    let props: usize = if conn.protocol.is_v5() {
+        16 + p
+            .user_properties
+            .iter()
+            .map(|(k, v)| 5 + k.len() + v.len())
+            .sum::<usize>()
+            + p.response_topic.as_ref().map_or(0, |t| 3 + t.len())
+            + p.correlation_data.as_ref().map_or(0, |c| 3 + c.len())
+            + p.content_type.as_ref().map_or(0, |c| 3 + c.len())
+            + d.sub_ids.len() * 5
+    } else {
+        0
+    };
+    let bound = 5 + 2 + d.msg.topic.len() + 2 + props + d.msg.payload.len();
+    if bound <= max {
+        return true;
+    }
+    let packet = Packet::Publish(canopy_proto::Publish {
+        dup: false,
+        qos: d.qos,
+        retain: d.retain,
+        topic: Some(d.msg.topic.clone()),
+        pkid: (d.qos != QoS::AtMostOnce).then_some(1),
+        properties: canopy_proto::PublishProperties {
+            subscription_identifiers: d.sub_ids.clone(),
+            message_expiry_interval: d.msg.properties.message_expiry_interval,
+            ..d.msg.properties.clone()
+        },
+        payload: d.msg.payload.clone(),
+    });
+    canopy_proto::encoded_len(&packet, conn.protocol) <= max
+}

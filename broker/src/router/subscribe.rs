@@ -1,0 +1,260 @@
+//! SUBSCRIBE and UNSUBSCRIBE: validation of each filter against the limits, the
+//! subscription trie and shared groups, retained-message replay on subscribe, and the
+//! session record kept in the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_proto::{
+    AckProperties, Packet, QoS, ReasonCode, RetainHandling, SharedFilter, SubAck, Subscribe,
+    SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
+};
+
+use super::session::{Delivery, Offer, SubEntry};
+use super::{Router, SharedGroup, Subscriber};
+use crate::metrics::Metrics;
+use crate::outbox::Outgoing;
+
+impl Router {
+    pub(super) fn on_subscribe(&mut self, now: Instant, key: usize, sub: Subscribe) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+        let id = sub.properties.subscription_identifier;
+        let mut reasons = Vec::with_capacity(sub.filters.len());
+        let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
+        for (filter, options) in sub.filters {
+            let shared = match SharedFilter::parse(&filter) {
+                Ok(sh) => sh,
+                Err(_) => {
+                    reasons.push(if v5 {
+                        ReasonCode::TOPIC_FILTER_INVALID
+                    } else {
+                        ReasonCode(0x80)
+                    });
+                    continue;
+                }
+            };
+            if shared.is_some() && options.no_local {
+                // [MQTT-3.8.3-4]: a protocol error.
+                self.kick(
+                    key,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "no local on a shared subscription",
+                );
+                return;
+            }
+            let granted = options.qos.min(self.maximum_qos);
+            let options = SubscriptionOptions {
+                qos: granted,
+                ..options
+            };
+            let existed = self.add_subscription(key, &filter, shared.as_ref(), options, id);
+            reasons.push(ReasonCode(granted as u8));
+            let replay = shared.is_none()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if replay {
+                replays.push((filter, granted, id));
+            }
+        }
+        if let Some(s) = self.sessions.get(key) {
+            s.send(Packet::SubAck(SubAck {
+                pkid: sub.pkid,
+                reasons,
+                properties: AckProperties::default(),
+            }));
+        }
+        self.persist_session(key);
+        for (filter, qos, id) in replays {
+            self.replay_retained(now, key, &filter, qos, id);
+        }
+    }
+
+    /// Sends the retained messages matching `filter` with RETAIN set [MQTT-3.3.1-9].
+    fn replay_retained(
+        &mut self,
+        now: Instant,
+        key: usize,
+        filter: &TopicFilter,
+        qos: QoS,
+        id: Option<u32>,
+    ) {
+        let mut found = Vec::new();
+        self.retained.for_each_match(filter, |_, msg| {
+            if !msg.expired(now) {
+                found.push(msg.clone());
+            }
+        });
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let mut dropped = 0;
+        for msg in found {
+            let d = Delivery {
+                qos: qos.min(msg.qos),
+                retain: true,
+                sub_ids: id.into_iter().collect(),
+                msg,
+            };
+            if let Offer::Dropped(k) = s.offer(d, &self.limits, now) {
+                dropped += k;
+            }
+        }
+        Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+    }
+
+    /// Adds or replaces a subscription; returns whether one existed for the filter
+    /// [MQTT-3.8.4-3].
+    pub(super) fn add_subscription(
+        &mut self,
+        key: usize,
+        filter: &TopicFilter,
+        shared: Option<&SharedFilter>,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> bool {
+        let name: Arc<str> = Arc::from(filter.as_str());
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        let existed = s
+            .subscriptions
+            .insert(
+                name.clone(),
+                SubEntry {
+                    options,
+                    identifier: id,
+                },
+            )
+            .is_some();
+        match shared {
+            None => {
+                if existed {
+                    self.subs.remove_where(
+                        filter,
+                        |v| matches!(v, Subscriber::Direct { session, .. } if *session == key),
+                    );
+                }
+                self.subs.insert(
+                    filter,
+                    Subscriber::Direct {
+                        session: key,
+                        options,
+                        id,
+                    },
+                );
+            }
+            Some(sh) => {
+                let gk = match self.group_index.get(&name) {
+                    Some(&gk) => gk,
+                    None => {
+                        let gk = self.groups.insert(SharedGroup {
+                            members: Vec::new(),
+                            next: 0,
+                            epoch: 0,
+                        });
+                        self.group_index.insert(name, gk);
+                        self.subs
+                            .insert(&sh.filter, Subscriber::Shared { group: gk });
+                        gk
+                    }
+                };
+                if let Some(g) = self.groups.get_mut(gk) {
+                    g.members.retain(|(s, _, _)| *s != key);
+                    g.members.push((key, options, id));
+                }
+            }
+        }
+        if !existed {
+            self.subscription_count += 1;
+        }
+        existed
+    }
+
+    /// Removes a subscription from the trie (or its shared group); returns whether it
+    /// existed.
+    pub(super) fn remove_subscription(&mut self, key: usize, filter: &str) -> bool {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        if s.subscriptions.remove(filter).is_none() {
+            return false;
+        }
+        self.subscription_count = self.subscription_count.saturating_sub(1);
+        let Ok(tf) = TopicFilter::new(filter) else {
+            return true;
+        };
+        match SharedFilter::parse(&tf) {
+            Ok(Some(sh)) => {
+                if let Some(&gk) = self.group_index.get(filter) {
+                    let empty = match self.groups.get_mut(gk) {
+                        Some(g) => {
+                            g.members.retain(|(s, _, _)| *s != key);
+                            g.members.is_empty()
+                        }
+                        None => false,
+                    };
+                    if empty {
+                        self.subs.remove_where(
+                            &sh.filter,
+                            |v| matches!(v, Subscriber::Shared { group } if *group == gk),
+                        );
+                        self.group_index.remove(filter);
+                        self.groups.try_remove(gk);
+                    }
+                }
+            }
+            _ => {
+                self.subs.remove_where(
+                    &tf,
+                    |v| matches!(v, Subscriber::Direct { session, .. } if *session == key),
+                );
+            }
+        }
+        true
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, key: usize, unsub: Unsubscribe) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+        let mut reasons = Vec::new();
+        for f in &unsub.filters {
+            let existed = self.remove_subscription(key, f.as_str());
+            if v5 {
+                reasons.push(if existed {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                });
+            }
+        }
+        if let Some(s) = self.sessions.get(key) {
+            s.send(Packet::UnsubAck(UnsubAck {
+                pkid: unsub.pkid,
+                reasons,
+                properties: AckProperties::default(),
+            }));
+        }
+        self.persist_session(key);
+    }
+
+    /// Sends DISCONNECT with `reason` (5.0) and closes the connection of `key`.
+    pub(super) fn kick(&mut self, key: usize, reason: ReasonCode, why: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        tracing::info!(client_id = %s.client_id, %reason, why, "disconnecting client");
+        Metrics::add(&self.metrics.protocol_errors, 1);
+        if let Some(c) = &s.conn {
+            c.outbox
+                .push(Outgoing::Disconnect(reason, Some(why.to_string())));
+        }
+    }
+}

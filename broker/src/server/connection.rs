@@ -1,0 +1,494 @@
+//! One client connection: bytes in, packets out.
+//!
+//! Owns the socket, the read and write buffers, the decode limits, keep-alive
+//! supervision, topic aliases in both directions, and the translation between packets
+//! and router commands. Incoming packets become [`Command`]s on the bounded router
+//! channel (a full channel stops us reading the socket: that is the back-pressure);
+//! the outbox is drained in one batch and written with one system call. It never holds
+//! routing state, and a protocol error here ends this connection only.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use canopy_proto::session::KeepAlive;
+use canopy_proto::{
+    DecodeLimits, Disconnect, DisconnectProperties, Packet, ProtoError, Protocol, Publish,
+    PublishProperties, QoS, ReasonCode, TopicName,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::handshake::{self, Established};
+use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
+use crate::metrics::Metrics;
+use crate::outbox::Outgoing;
+use crate::router::Command;
+
+/// Serves one accepted TCP connection to its end.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) {
+    let _ = stream.set_nodelay(true);
+    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+    run(stream, ctx).instrument(span).await;
+}
+
+/// How a connection ended, for the router and the log.
+enum End {
+    /// The client sent DISCONNECT; `will` says whether to publish the will anyway.
+    Disconnect { will: bool, expiry: Option<u32> },
+    /// The socket closed, failed or timed out.
+    Lost,
+    /// We closed it for a protocol error (already answered on the wire).
+    Error,
+    /// The router told us to go (take-over, shutdown, kick).
+    Kicked,
+}
+
+async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
+    let limits = DecodeLimits {
+        max_packet_size: ctx.config.limits.max_packet_size as usize,
+    };
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let connect = match read_connect(&mut stream, &mut rbuf, &limits, ctx).await {
+        Some(c) => c,
+        None => return,
+    };
+    let Some(est) = handshake::establish(&mut stream, connect, ctx).await else {
+        return;
+    };
+    let mut conn = Connection {
+        ctx,
+        protocol: est.protocol,
+        limits,
+        keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
+        aliases_in: HashMap::new(),
+        aliases_out: HashMap::new(),
+        wbuf: BytesMut::with_capacity(4096),
+        pending: VecDeque::new(),
+        est,
+    };
+    let end = conn.run(&mut stream, rbuf).await;
+    ctx.metrics.client_disconnected();
+    let (publish_will, expiry) = match end {
+        End::Disconnect { will, expiry } => (will, expiry),
+        End::Lost | End::Error | End::Kicked => (true, None),
+    };
+    let _ = ctx
+        .router
+        .send(Command::Disconnected {
+            session: conn.est.reply.session,
+            conn: conn.est.reply.conn,
+            publish_will,
+            session_expiry: expiry,
+        })
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout.
+async fn read_connect(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &DecodeLimits,
+    ctx: &ServerCtx,
+) -> Option<canopy_proto::Connect> {
+    let mut shutdown = ctx.shutdown.clone();
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match canopy_proto::decode(rbuf, Protocol::V311, limits) {
+            Ok(Some(Packet::Connect(c))) => return Some(*c),
+            Ok(Some(other)) => {
+                tracing::info!(
+                    packet_type = other.packet_type(),
+                    "first packet is not CONNECT; closing"
+                );
+                Metrics::add(&ctx.metrics.protocol_errors, 1);
+                return None;
+            }
+            Ok(None) => {}
+            Err(e @ ProtoError::UnsupportedProtocol { .. }) => {
+                handshake::refuse_protocol(stream, &e, ctx).await;
+                return None;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "malformed CONNECT; closing");
+                Metrics::add(&ctx.metrics.protocol_errors, 1);
+                return None;
+            }
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.read_buf(rbuf)) => r,
+            _ = shutdown.changed() => return None,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => Metrics::add(&ctx.metrics.bytes_received, n as u64),
+            Err(_) => {
+                tracing::debug!("no CONNECT within the timeout; closing");
+                return None;
+            }
+        }
+    }
+}
+
+struct Connection<'a> {
+    ctx: &'a ServerCtx,
+    est: Established,
+    protocol: Protocol,
+    limits: DecodeLimits,
+    keep_alive: KeepAlive,
+    /// Inbound aliases: alias -> topic, bounded by `alias_max_in` entries.
+    aliases_in: HashMap<u16, TopicName>,
+    /// Outbound aliases: topic -> alias, at most `alias_max_out` entries.
+    aliases_out: HashMap<Arc<str>, u16>,
+    wbuf: BytesMut,
+    /// Drained outbox items, reused between batches.
+    pending: VecDeque<Outgoing>,
+}
+
+impl Connection<'_> {
+    async fn run(&mut self, stream: &mut TcpStream, mut rbuf: BytesMut) -> End {
+        let outbox = self.est.outbox.clone();
+        loop {
+            // Decode whatever is already buffered (CONNECT may have arrived with more).
+            loop {
+                match canopy_proto::decode(&mut rbuf, self.protocol, &self.limits) {
+                    Ok(Some(packet)) => {
+                        Metrics::add(&self.ctx.metrics.packets_received, 1);
+                        self.keep_alive.heard(Instant::now());
+                        if let Some(end) = self.on_packet(packet, stream).await {
+                            return end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(error = %e, "malformed packet; closing");
+                        return self
+                            .protocol_error(stream, e.reason_code(), &e.to_string())
+                            .await;
+                    }
+                }
+            }
+            if rbuf.capacity() - rbuf.len() < 1024 {
+                rbuf.reserve(8192);
+            }
+            let deadline = self.keep_alive.deadline();
+            tokio::select! {
+                biased;
+                _ = outbox.notified() => {
+                    if let Some(end) = self.flush_outbox(stream).await {
+                        return end;
+                    }
+                }
+                r = stream.read_buf(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => return End::Lost,
+                    Ok(n) => Metrics::add(&self.ctx.metrics.bytes_received, n as u64),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::info!("keep-alive timeout; closing");
+                    Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
+                    self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None).await;
+                    return End::Lost;
+                }
+            }
+        }
+    }
+
+    /// Handles one packet; `Some(end)` closes the connection.
+    async fn on_packet(&mut self, packet: Packet, stream: &mut TcpStream) -> Option<End> {
+        let session = self.est.reply.session;
+        let conn = self.est.reply.conn;
+        let cmd = match packet {
+            Packet::Publish(p) => match self.inbound_publish(p) {
+                Ok(publish) => {
+                    Metrics::add(&self.ctx.metrics.publish_received, 1);
+                    Command::Publish {
+                        session,
+                        conn,
+                        publish,
+                    }
+                }
+                Err((reason, why)) => return Some(self.protocol_error(stream, reason, why).await),
+            },
+            Packet::PubAck(a) => Command::PubAck {
+                session,
+                conn,
+                pkid: a.pkid,
+            },
+            Packet::PubRec(a) => Command::PubRec {
+                session,
+                conn,
+                pkid: a.pkid,
+                failed: a.reason.is_error(),
+            },
+            Packet::PubRel(a) => Command::PubRel {
+                session,
+                conn,
+                pkid: a.pkid,
+            },
+            Packet::PubComp(a) => Command::PubComp {
+                session,
+                conn,
+                pkid: a.pkid,
+            },
+            Packet::Subscribe(subscribe) => Command::Subscribe {
+                session,
+                conn,
+                subscribe,
+            },
+            Packet::Unsubscribe(unsubscribe) => Command::Unsubscribe {
+                session,
+                conn,
+                unsubscribe,
+            },
+            Packet::PingReq => {
+                self.encode(&Packet::PingResp);
+                return self.write(stream).await.err();
+            }
+            Packet::Disconnect(d) => {
+                let expiry = d.properties.session_expiry_interval;
+                if self.est.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
+                    return Some(
+                        self.protocol_error(
+                            stream,
+                            ReasonCode::PROTOCOL_ERROR,
+                            "session expiry set on DISCONNECT after 0 on CONNECT",
+                        )
+                        .await,
+                    );
+                }
+                let expiry = expiry.map(|e| e.min(self.ctx.config.limits.max_session_expiry));
+                tracing::debug!(reason = %d.reason, "client disconnected");
+                return Some(End::Disconnect {
+                    will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
+                    expiry,
+                });
+            }
+            Packet::Connect(_) => {
+                return Some(
+                    self.protocol_error(stream, ReasonCode::PROTOCOL_ERROR, "second CONNECT")
+                        .await,
+                );
+            }
+            Packet::Auth(_) => {
+                return Some(
+                    self.protocol_error(
+                        stream,
+                        ReasonCode::PROTOCOL_ERROR,
+                        "AUTH without an authentication method",
+                    )
+                    .await,
+                );
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Some(
+                    self.protocol_error(
+                        stream,
+                        ReasonCode::PROTOCOL_ERROR,
+                        "server-only packet from a client",
+                    )
+                    .await,
+                );
+            }
+        };
+        if self.ctx.router.send(cmd).await.is_err() {
+            return Some(End::Kicked);
+        }
+        None
+    }
+
+    /// Resolves topic aliases and checks the limits of an incoming PUBLISH.
+    fn inbound_publish(&mut self, mut p: Publish) -> Result<Publish, (ReasonCode, &'static str)> {
+        let limits = &self.ctx.config.limits;
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err((
+                ReasonCode::PROTOCOL_ERROR,
+                "subscription identifier in PUBLISH",
+            )); // [MQTT-3.3.4-6]
+        }
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > self.est.alias_max_in {
+                return Err((ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range")); // [MQTT-3.3.2-9]
+            }
+            match &p.topic {
+                Some(t) => {
+                    self.aliases_in.insert(alias, t.clone());
+                }
+                None => match self.aliases_in.get(&alias) {
+                    Some(t) => p.topic = Some(t.clone()),
+                    None => return Err((ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
+                },
+            }
+        }
+        let Some(topic) = &p.topic else {
+            return Err((ReasonCode::PROTOCOL_ERROR, "empty topic without alias"));
+        };
+        if topic.len() > limits.max_topic_length || topic.depth() > limits.max_topic_levels {
+            return Err((
+                ReasonCode::TOPIC_NAME_INVALID,
+                "topic exceeds the configured limits",
+            ));
+        }
+        if p.qos as u8 > limits.maximum_qos {
+            return Err((ReasonCode::QOS_NOT_SUPPORTED, "QoS above the maximum")); // [MQTT-3.2.2-11]
+        }
+        if p.retain && !limits.retain_available {
+            return Err((ReasonCode::RETAIN_NOT_SUPPORTED, "retain is not available")); // [MQTT-3.2.2-14]
+        }
+        Ok(p)
+    }
+
+    /// Answers a protocol error: DISCONNECT with `reason` for 5.0, then close.
+    async fn protocol_error(
+        &mut self,
+        stream: &mut TcpStream,
+        reason: ReasonCode,
+        why: &str,
+    ) -> End {
+        tracing::info!(%reason, why, "protocol error; closing");
+        Metrics::add(&self.ctx.metrics.protocol_errors, 1);
+        self.send_disconnect(stream, reason, Some(why.to_string()))
+            .await;
+        End::Error
+    }
+
+    async fn send_disconnect(
+        &mut self,
+        stream: &mut TcpStream,
+        reason: ReasonCode,
+        why: Option<String>,
+    ) {
+        if !self.protocol.is_v5() {
+            return;
+        }
+        let reason_string = why.filter(|_| self.est.problem_info);
+        let d = Disconnect {
+            reason,
+            properties: DisconnectProperties {
+                reason_string,
+                ..Default::default()
+            },
+        };
+        self.encode(&Packet::Disconnect(d));
+        let _ = self.write(stream).await;
+    }
+
+    /// Writes everything the router queued, in one batch.
+    async fn flush_outbox(&mut self, stream: &mut TcpStream) -> Option<End> {
+        let mut items = std::mem::take(&mut self.pending);
+        self.est.outbox.drain_into(&mut items);
+        let mut end = None;
+        let now = Instant::now();
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Publish {
+                    msg,
+                    qos,
+                    pkid,
+                    retain,
+                    dup,
+                    sub_ids,
+                } => {
+                    if qos == QoS::AtMostOnce && msg.expired(now) {
+                        continue;
+                    }
+                    let mut topic = Some(msg.topic.clone());
+                    let properties = if self.protocol.is_v5() {
+                        let mut props = PublishProperties {
+                            subscription_identifiers: sub_ids,
+                            message_expiry_interval: msg.remaining_expiry(now),
+                            ..msg.properties.clone()
+                        };
+                        if self.est.alias_max_out > 0 {
+                            let key = msg.topic.as_arc();
+                            if let Some(&a) = self.aliases_out.get(key) {
+                                props.topic_alias = Some(a);
+                                topic = None;
+                            } else if self.aliases_out.len() < usize::from(self.est.alias_max_out) {
+                                let a = self.aliases_out.len() as u16 + 1;
+                                self.aliases_out.insert(key.clone(), a);
+                                props.topic_alias = Some(a);
+                            }
+                        }
+                        props
+                    } else {
+                        PublishProperties::default()
+                    };
+                    let p = Publish {
+                        dup,
+                        qos,
+                        retain,
+                        topic,
+                        pkid,
+                        properties,
+                        payload: msg.payload.clone(),
+                    };
+                    Metrics::add(&self.ctx.metrics.publish_sent, 1);
+                    self.encode(&Packet::Publish(p));
+                }
+                Outgoing::Packet(p) => self.encode(&p),
+                Outgoing::Disconnect(reason, why) => {
+                    if self.protocol.is_v5() {
+                        let reason_string = why.filter(|_| self.est.problem_info);
+                        let d = Disconnect {
+                            reason,
+                            properties: DisconnectProperties {
+                                reason_string,
+                                ..Default::default()
+                            },
+                        };
+                        self.encode(&Packet::Disconnect(d));
+                    }
+                    end = Some(End::Kicked);
+                    break;
+                }
+            }
+        }
+        items.clear();
+        self.pending = items;
+        if let Err(e) = self.write(stream).await {
+            return Some(e);
+        }
+        end
+    }
+
+    fn encode(&mut self, packet: &Packet) {
+        match canopy_proto::encode(packet, self.protocol, &mut self.wbuf) {
+            Ok(()) => Metrics::add(&self.ctx.metrics.packets_sent, 1),
+            Err(e) => tracing::warn!(error = %e, "cannot encode outgoing packet; dropped"),
+        }
+    }
+
+    async fn write(&mut self, stream: &mut TcpStream) -> Result<(), End> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let n = self.wbuf.len();
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&self.wbuf)).await {
+            Ok(Ok(())) => {
+                Metrics::add(&self.ctx.metrics.bytes_sent, n as u64);
+                self.wbuf.clear();
+                if self.wbuf.capacity() > 1 << 20 {
+                    self.wbuf = BytesMut::with_capacity(4096);
+                }
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::Lost),
+            Err(_) => {
+                tracing::info!("client does not read; cut off as a slow consumer");
+                Metrics::add(&self.ctx.metrics.slow_consumers, 1);
+                Err(End::Lost)
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}

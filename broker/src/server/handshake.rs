@@ -1,0 +1,339 @@
+//! The CONNECT / CONNACK exchange of one connection.
+//!
+//! Owns the checks a CONNECT must pass before the router hears of it (protocol
+//! version, client identifier, credentials, limits, will), the assignment of client
+//! identifiers, and the CONNACK with its 5.0 properties. It never changes routing state
+//! itself: a valid CONNECT becomes one [`Command::Connect`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use canopy_proto::{ConnAck, ConnAckProperties, Connect, Packet, ProtoError, Protocol, ReasonCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::ServerCtx;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::router::{Command, ConnectReply, ConnectRequest};
+
+/// What the rest of the connection needs to know after a successful CONNECT.
+#[derive(Debug)]
+pub struct Established {
+    /// Protocol level.
+    pub protocol: Protocol,
+    /// The router's answer.
+    pub reply: ConnectReply,
+    /// The outbox the router writes to.
+    pub outbox: Arc<Outbox>,
+    /// Keep alive in force, seconds.
+    pub keep_alive: u16,
+    /// Session Expiry Interval from CONNECT (for the DISCONNECT rule [MQTT-3.14.2-2]).
+    pub session_expiry: u32,
+    /// Topic aliases the client may use towards us.
+    pub alias_max_in: u16,
+    /// Topic aliases we may use towards the client.
+    pub alias_max_out: u16,
+    /// Whether the client accepts reason strings (Request Problem Information).
+    pub problem_info: bool,
+}
+
+/// Answers a CONNECT that cannot be accepted, on the wire and in the log.
+pub async fn refuse(
+    stream: &mut TcpStream,
+    protocol: Protocol,
+    reason: ReasonCode,
+    ctx: &ServerCtx,
+    why: &str,
+) {
+    tracing::info!(%reason, why, "connection refused");
+    Metrics::add(&ctx.metrics.connections_refused, 1);
+    let mut ack = ConnAck {
+        session_present: false,
+        reason,
+        properties: ConnAckProperties::default(),
+    };
+    if protocol.is_v5() {
+        ack.properties.reason_string = Some(why.to_string());
+    }
+    let mut buf = BytesMut::new();
+    if canopy_proto::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_ok() {
+        let _ = stream.write_all(&buf).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Answers a CONNECT whose protocol level we do not speak [MQTT-3.1.2-2].
+pub async fn refuse_protocol(stream: &mut TcpStream, err: &ProtoError, ctx: &ServerCtx) {
+    if let ProtoError::UnsupportedProtocol { level, .. } = err {
+        let protocol = if *level == 5 {
+            Protocol::V5
+        } else {
+            Protocol::V311
+        };
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            ctx,
+            "unsupported protocol version",
+        )
+        .await;
+    }
+}
+
+/// Validates `connect`, registers it with the router and writes the CONNACK.
+/// Returns `None` when the connection is to be closed (the answer is already sent).
+pub async fn establish(
+    stream: &mut TcpStream,
+    connect: Connect,
+    ctx: &ServerCtx,
+) -> Option<Established> {
+    let cfg = &ctx.config;
+    let limits = &cfg.limits;
+    let protocol = connect.protocol.unwrap_or(Protocol::V311);
+    let v5 = protocol.is_v5();
+    let props = &connect.properties;
+
+    if connect.properties.authentication_method.is_some() {
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            ctx,
+            "enhanced authentication is not supported",
+        )
+        .await;
+        return None;
+    }
+    if ctx.open.load(Ordering::Relaxed) > limits.max_connections {
+        let reason = if v5 {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::SERVER_UNAVAILABLE
+        };
+        refuse(stream, protocol, reason, ctx, "too many connections").await;
+        return None;
+    }
+    if connect.username.is_none() && !ctx.anonymous {
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::NOT_AUTHORIZED,
+            ctx,
+            "anonymous access is not allowed",
+        )
+        .await;
+        return None;
+    }
+    if connect.username.is_some() && !ctx.anonymous {
+        // No password file support yet: only anonymous-capable listeners accept names.
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            ctx,
+            "unknown user name or password",
+        )
+        .await;
+        return None;
+    }
+    let mut assigned = None;
+    let client_id: Arc<str> = if connect.client_id.is_empty() {
+        // [MQTT-3.1.3-8]: 3.1.1 refuses an empty id with a persistent session; 3.1
+        // refuses it always. 5.0 assigns one [MQTT-3.1.3-6].
+        if protocol == Protocol::V31 || (protocol == Protocol::V311 && !connect.clean_start) {
+            refuse(
+                stream,
+                protocol,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                ctx,
+                "empty client identifier",
+            )
+            .await;
+            return None;
+        }
+        let n = ctx.next_assigned.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "canopy-{}-{:x}",
+            cfg.node_id,
+            n ^ (u64::from(std::process::id()) << 32)
+        );
+        assigned = Some(id.clone());
+        Arc::from(id)
+    } else {
+        Arc::from(connect.client_id.as_str())
+    };
+    if client_id.len() > limits.max_client_id_length {
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            ctx,
+            "client identifier too long",
+        )
+        .await;
+        return None;
+    }
+    tracing::Span::current().record("client_id", &*client_id);
+    if let Some(w) = &connect.will {
+        if w.qos as u8 > limits.maximum_qos {
+            refuse(
+                stream,
+                protocol,
+                ReasonCode::QOS_NOT_SUPPORTED,
+                ctx,
+                "will QoS above the maximum",
+            )
+            .await;
+            return None;
+        }
+        if w.retain && !limits.retain_available {
+            refuse(
+                stream,
+                protocol,
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                ctx,
+                "retain is not available",
+            )
+            .await;
+            return None;
+        }
+        if w.topic.len() > limits.max_topic_length || w.topic.depth() > limits.max_topic_levels {
+            refuse(
+                stream,
+                protocol,
+                ReasonCode::TOPIC_NAME_INVALID,
+                ctx,
+                "will topic exceeds the limits",
+            )
+            .await;
+            return None;
+        }
+    }
+    let requested_expiry = if v5 {
+        props.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    let session_expiry = requested_expiry.min(limits.max_session_expiry);
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive = None;
+    if v5
+        && limits.max_keep_alive < u16::MAX
+        && (keep_alive == 0 || keep_alive > limits.max_keep_alive)
+    {
+        keep_alive = limits.max_keep_alive;
+        server_keep_alive = Some(keep_alive);
+    }
+    let outbox = Outbox::new(super::QOS0_OUTBOX);
+    let (tx, rx) = oneshot::channel();
+    let will = connect.will.map(|mut w| {
+        if !v5 {
+            w.properties = Default::default();
+        }
+        w
+    });
+    let req = ConnectRequest {
+        client_id: client_id.clone(),
+        clean_start: connect.clean_start,
+        session_expiry,
+        will,
+        protocol,
+        receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
+        max_packet_size: props.maximum_packet_size,
+        outbox: outbox.clone(),
+        reply: tx,
+    };
+    if ctx
+        .router
+        .send(Command::Connect(Box::new(req)))
+        .await
+        .is_err()
+    {
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::SERVER_UNAVAILABLE,
+            ctx,
+            "broker is stopping",
+        )
+        .await;
+        return None;
+    }
+    let Ok(reply) = rx.await else {
+        refuse(
+            stream,
+            protocol,
+            ReasonCode::SERVER_UNAVAILABLE,
+            ctx,
+            "broker is stopping",
+        )
+        .await;
+        return None;
+    };
+    let mut ack = ConnAck {
+        session_present: reply.session_present,
+        reason: ReasonCode::SUCCESS,
+        properties: Default::default(),
+    };
+    if v5 {
+        let p = &mut ack.properties;
+        if session_expiry != requested_expiry {
+            p.session_expiry_interval = Some(session_expiry);
+        }
+        p.receive_maximum = Some(limits.receive_maximum);
+        if limits.maximum_qos < 2 {
+            p.maximum_qos = Some(limits.maximum_qos);
+        }
+        if !limits.retain_available {
+            p.retain_available = Some(0);
+        }
+        p.maximum_packet_size = Some(limits.max_packet_size);
+        p.assigned_client_identifier = assigned;
+        p.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        p.server_keep_alive = server_keep_alive;
+    }
+    let mut buf = BytesMut::new();
+    if canopy_proto::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_err()
+        || stream.write_all(&buf).await.is_err()
+    {
+        let _ = ctx
+            .router
+            .send(Command::Disconnected {
+                session: reply.session,
+                conn: reply.conn,
+                publish_will: true,
+                session_expiry: None,
+            })
+            .await;
+        return None;
+    }
+    Metrics::add(&ctx.metrics.bytes_sent, buf.len() as u64);
+    Metrics::add(&ctx.metrics.packets_sent, 1);
+    ctx.metrics.client_connected();
+    tracing::debug!(
+        ?protocol,
+        keep_alive,
+        session_present = reply.session_present,
+        "client connected"
+    );
+    Some(Established {
+        protocol,
+        reply,
+        outbox,
+        keep_alive,
+        session_expiry,
+        alias_max_in: if v5 { limits.topic_alias_maximum } else { 0 },
+        alias_max_out: if v5 {
+            props.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        },
+        problem_info: props.request_problem_information.unwrap_or(1) == 1,
+    })
+}

@@ -1,0 +1,124 @@
+//! Listeners and connection admission.
+//!
+//! Owns the accept loops (one per `[[listener]]`), the connection count and rate
+//! limits, and the context every connection task shares. It spawns one task per
+//! connection and never touches routing state: that is reached only through the
+//! router's command channel.
+
+mod connection;
+mod handshake;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::router::Command;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct ServerCtx {
+    /// The router's command channel (bounded: a full channel pauses readers).
+    pub router: mpsc::Sender<Command>,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Broker-wide counters.
+    pub metrics: Arc<Metrics>,
+    /// Whether clients without a user name may connect.
+    pub anonymous: bool,
+    /// Open TCP connections, for `max_connections`.
+    pub open: AtomicUsize,
+    /// Counter for assigned client identifiers.
+    pub next_assigned: AtomicU64,
+    /// Flips to `true` when the broker stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Time a new connection has to send its CONNECT.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a write may block before the peer is cut off as a slow consumer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// QoS 0 messages that may wait in one connection's outbox.
+pub const QOS0_OUTBOX: usize = 1024;
+
+/// Accepts connections on `listener` until shutdown, spawning a task per connection
+/// into `tasks`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ServerCtx>,
+    tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
+) {
+    let mut shutdown = ctx.shutdown.clone();
+    let rate = ctx.config.limits.connection_rate;
+    let mut window_start = tokio::time::Instant::now();
+    let mut in_window = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if rate > 0 {
+            let now = tokio::time::Instant::now();
+            if now.duration_since(window_start) >= Duration::from_secs(1) {
+                window_start = now;
+                in_window = 0;
+            }
+            in_window += 1;
+            if in_window > rate {
+                Metrics::add(&ctx.metrics.connections_refused, 1);
+                tracing::debug!(%peer, "connection rate exceeded");
+                drop(stream);
+                continue;
+            }
+        }
+        let ctx = ctx.clone();
+        let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
+        // Reap finished tasks so the set does not grow with history.
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            ctx.open.fetch_add(1, Ordering::Relaxed);
+            connection::serve(stream, peer, &ctx).await;
+            ctx.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Binds every configured listener; returns them with their bound addresses.
+pub async fn bind_all(
+    config: &Config,
+) -> Result<Vec<(TcpListener, SocketAddr)>, crate::BrokerError> {
+    let mut out = Vec::new();
+    for l in &config.listener {
+        let listener =
+            TcpListener::bind(l.bind)
+                .await
+                .map_err(|source| crate::BrokerError::Bind {
+                    addr: l.bind,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| crate::BrokerError::Bind {
+                addr: l.bind,
+                source,
+            })?;
+        tracing::info!(%addr, "listening for MQTT");
+        out.push((listener, addr));
+    }
+    Ok(out)
+}
