@@ -3,7 +3,8 @@
 //! Owns every key name, default and accepted range (documented for users in
 //! `docs/configuration.md`, which must be kept in step with this module). Every table rejects
 //! unknown keys, and every error names the file, the line and the dotted key. Must never do
-//! anything beyond reading the one file it is given: no sockets, no other files, no globals.
+//! anything beyond reading the one file it is given: no sockets, no other files, and no shared
+//! state except the counter that keeps `Config::ephemeral` directories distinct.
 
 mod error;
 mod limits;
