@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    init_logging(args.log_level.as_deref().or(config.log_level.as_deref()));
+    init_logging(args.log_level.as_deref(), config.log_level.as_deref());
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -54,12 +54,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: Option<&str>) {
+/// Log filter precedence: `--log-level`, then `RUST_LOG`, then the file's `log_level`,
+/// then `info`.
+fn init_logging(flag: Option<&str>, file: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
+    let filter = flag
+        .and_then(|l| EnvFilter::try_new(l).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .or_else(|| file.and_then(|l| EnvFilter::try_new(l).ok()))
+        .unwrap_or_else(|| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
