@@ -15,7 +15,11 @@ use crate::url::BrokerUrl;
 
 /// Top level of the `canopy` command line.
 #[derive(Debug, Parser)]
-#[command(name = "canopy", version, about = "Command-line client for the Canopy MQTT broker")]
+#[command(
+    name = "canopy",
+    version,
+    about = "Command-line client for the Canopy MQTT broker"
+)]
 pub struct Cli {
     /// Log filter as a tracing `EnvFilter` directive (for example `debug` or
     /// `rumqttc=trace`). When absent, `RUST_LOG` is used, and `warn` when that is unset too.
@@ -122,7 +126,12 @@ pub struct ConnectArgs {
     #[arg(short = 'L', long, value_name = "URL", value_parser = parse_url)]
     pub url: Option<BrokerUrl>,
     /// MQTT version: 3.1.1 (also mqttv311, 311) or 5 (also mqttv5).
-    #[arg(short = 'V', long = "protocol-version", default_value = "3.1.1", value_name = "VERSION")]
+    #[arg(
+        short = 'V',
+        long = "protocol-version",
+        default_value = "3.1.1",
+        value_name = "VERSION"
+    )]
     pub protocol_version: ProtocolVersion,
     /// Client identifier. Default: a generated `canopy-…` id for 3.1.1, and an empty id for 5.0
     /// so the broker assigns one.

@@ -60,7 +60,11 @@ fn protocol_version_accepts_mosquitto_spellings() {
         ("mqttv5", ProtocolVersion::V5),
         ("MQTTv5", ProtocolVersion::V5),
     ] {
-        assert_eq!(pub_args(&["-V", text, "-t", "a"]).connect.protocol_version, version, "{text}");
+        assert_eq!(
+            pub_args(&["-V", text, "-t", "a"]).connect.protocol_version,
+            version,
+            "{text}"
+        );
     }
     assert!(parse(&["canopy", "pub", "-V", "3.1", "-t", "a"]).is_err());
     assert!(parse(&["canopy", "pub", "-V", "6", "-t", "a"]).is_err());
@@ -85,7 +89,16 @@ fn only_one_message_source_may_be_given() {
 
 #[test]
 fn user_properties_repeat_and_keep_equals_in_values() {
-    let args = pub_args(&["-t", "a", "-U", "k=v", "--user-property", "k=a=b", "-U", "e="]);
+    let args = pub_args(&[
+        "-t",
+        "a",
+        "-U",
+        "k=v",
+        "--user-property",
+        "k=a=b",
+        "-U",
+        "e=",
+    ]);
     assert_eq!(
         args.user_properties,
         vec![
@@ -100,7 +113,16 @@ fn user_properties_repeat_and_keep_equals_in_values() {
 
 #[test]
 fn repeat_delay_takes_fractional_seconds() {
-    let args = pub_args(&["-t", "a", "-m", "x", "--repeat", "3", "--repeat-delay", "0.25"]);
+    let args = pub_args(&[
+        "-t",
+        "a",
+        "-m",
+        "x",
+        "--repeat",
+        "3",
+        "--repeat-delay",
+        "0.25",
+    ]);
     assert_eq!(args.repeat, 3);
     assert_eq!(args.repeat_delay, Duration::from_millis(250));
     assert!(parse(&["canopy", "pub", "-t", "a", "--repeat-delay", "-1"]).is_err());
@@ -110,7 +132,10 @@ fn repeat_delay_takes_fractional_seconds() {
 fn session_expiry_accepts_minus_one_as_never() {
     let args = pub_args(&["-t", "a", "-x", "-1"]);
     assert_eq!(args.connect.session_expiry, Some(u32::MAX));
-    assert_eq!(pub_args(&["-t", "a", "-x", "30"]).connect.session_expiry, Some(30));
+    assert_eq!(
+        pub_args(&["-t", "a", "-x", "30"]).connect.session_expiry,
+        Some(30)
+    );
     assert!(parse(&["canopy", "pub", "-t", "a", "-x", "soon"]).is_err());
 }
 
@@ -118,7 +143,16 @@ fn session_expiry_accepts_minus_one_as_never() {
 fn will_options_need_a_will_topic() {
     assert!(parse(&["canopy", "pub", "-t", "a", "--will-payload", "bye"]).is_err());
     assert!(parse(&["canopy", "pub", "-t", "a", "--will-retain"]).is_err());
-    let args = pub_args(&["-t", "a", "--will-topic", "w", "--will-payload", "bye", "--will-qos", "1"]);
+    let args = pub_args(&[
+        "-t",
+        "a",
+        "--will-topic",
+        "w",
+        "--will-payload",
+        "bye",
+        "--will-qos",
+        "1",
+    ]);
     assert_eq!(args.connect.will_topic.as_deref(), Some("w"));
     assert_eq!(args.connect.will_qos, Qos::AtLeastOnce);
 }
@@ -143,19 +177,37 @@ fn sub_takes_repeated_topics_and_stop_conditions() {
 
 #[test]
 fn verbose_and_format_choose_the_output() {
-    assert_eq!(sub_args(&["-t", "a"]).output_format(), OutputFormat::Payload);
-    assert_eq!(sub_args(&["-t", "a", "-v"]).output_format(), OutputFormat::Verbose);
-    assert_eq!(sub_args(&["-t", "a", "-F", "json"]).output_format(), OutputFormat::Json);
-    assert_eq!(sub_args(&["-t", "a", "--format", "topic"]).output_format(), OutputFormat::Topic);
+    assert_eq!(
+        sub_args(&["-t", "a"]).output_format(),
+        OutputFormat::Payload
+    );
+    assert_eq!(
+        sub_args(&["-t", "a", "-v"]).output_format(),
+        OutputFormat::Verbose
+    );
+    assert_eq!(
+        sub_args(&["-t", "a", "-F", "json"]).output_format(),
+        OutputFormat::Json
+    );
+    assert_eq!(
+        sub_args(&["-t", "a", "--format", "topic"]).output_format(),
+        OutputFormat::Topic
+    );
     assert!(parse(&["canopy", "sub", "-t", "a", "-v", "-F", "json"]).is_err());
     assert!(parse(&["canopy", "sub", "-t", "a", "-F", "xml"]).is_err());
 }
 
 #[test]
 fn retain_handling_and_sub_id_are_range_checked() {
-    assert_eq!(sub_args(&["-t", "a", "--retain-handling", "2"]).retain_handling, Some(2));
+    assert_eq!(
+        sub_args(&["-t", "a", "--retain-handling", "2"]).retain_handling,
+        Some(2)
+    );
     assert!(parse(&["canopy", "sub", "-t", "a", "--retain-handling", "3"]).is_err());
-    assert_eq!(sub_args(&["-t", "a", "--sub-id", "268435455"]).sub_id, Some(268_435_455));
+    assert_eq!(
+        sub_args(&["-t", "a", "--sub-id", "268435455"]).sub_id,
+        Some(268_435_455)
+    );
     assert!(parse(&["canopy", "sub", "-t", "a", "--sub-id", "0"]).is_err());
     assert!(parse(&["canopy", "sub", "-t", "a", "--sub-id", "268435456"]).is_err());
 }

@@ -21,21 +21,36 @@ fn json(message: &Message) -> serde_json::Value {
 #[test]
 fn payload_format_prints_raw_bytes_and_a_newline() {
     let m = message("a/b", b"hello");
-    assert_eq!(Formatter::new(OutputFormat::Payload, true).render(&m), b"hello\n");
-    assert_eq!(Formatter::new(OutputFormat::Payload, false).render(&m), b"hello");
+    assert_eq!(
+        Formatter::new(OutputFormat::Payload, true).render(&m),
+        b"hello\n"
+    );
+    assert_eq!(
+        Formatter::new(OutputFormat::Payload, false).render(&m),
+        b"hello"
+    );
 }
 
 #[test]
 fn verbose_prints_topic_space_payload() {
     let m = message("a/b", b"x y");
-    assert_eq!(Formatter::new(OutputFormat::Verbose, true).render(&m), b"a/b x y\n");
-    assert_eq!(Formatter::new(OutputFormat::Topic, true).render(&m), b"a/b\n");
+    assert_eq!(
+        Formatter::new(OutputFormat::Verbose, true).render(&m),
+        b"a/b x y\n"
+    );
+    assert_eq!(
+        Formatter::new(OutputFormat::Topic, true).render(&m),
+        b"a/b\n"
+    );
 }
 
 #[test]
 fn binary_payloads_are_written_unchanged() {
     let m = message("t", b"\x00\xff\n\x80");
-    assert_eq!(Formatter::new(OutputFormat::Payload, false).render(&m), b"\x00\xff\n\x80");
+    assert_eq!(
+        Formatter::new(OutputFormat::Payload, false).render(&m),
+        b"\x00\xff\n\x80"
+    );
 }
 
 #[test]

@@ -174,7 +174,12 @@ impl Link {
                 (Sender::V5(client), tokio::spawn(drive_v5(eventloop, tx)))
             }
         };
-        Self { sender, events, driver, addr: settings.addr() }
+        Self {
+            sender,
+            events,
+            driver,
+            addr: settings.addr(),
+        }
     }
 
     /// `host:port` of the broker, for messages.
@@ -213,7 +218,10 @@ impl Link {
         };
         if queued {
             let drain = async { while self.events.recv().await.is_some() {} };
-            if tokio::time::timeout(DISCONNECT_TIMEOUT, drain).await.is_err() {
+            if tokio::time::timeout(DISCONNECT_TIMEOUT, drain)
+                .await
+                .is_err()
+            {
                 tracing::warn!("DISCONNECT not written within {DISCONNECT_TIMEOUT:?}");
             }
         }
@@ -227,7 +235,12 @@ impl Sender {
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), CliError> {
         let ok = match self {
             Self::V4(client) => client
-                .publish(message.topic, v4_qos(message.qos), message.retain, message.payload)
+                .publish(
+                    message.topic,
+                    v4_qos(message.qos),
+                    message.retain,
+                    message.payload,
+                )
                 .await
                 .is_ok(),
             Self::V5(client) => {
@@ -263,9 +276,12 @@ impl Sender {
     pub async fn subscribe(&self, request: SubscribeRequest) -> Result<(), CliError> {
         let ok = match self {
             Self::V4(client) => client
-                .subscribe_many(request.filters.iter().map(|f| {
-                    rumqttc::SubscribeFilter::new(f.filter.clone(), v4_qos(f.qos))
-                }))
+                .subscribe_many(
+                    request
+                        .filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.filter.clone(), v4_qos(f.qos))),
+                )
                 .await
                 .is_ok(),
             Self::V5(client) => {
@@ -284,7 +300,10 @@ impl Sender {
                     id: request.subscription_id.map(|id| id as usize),
                     user_properties: request.user_properties,
                 };
-                client.subscribe_many_with_properties(filters, properties).await.is_ok()
+                client
+                    .subscribe_many_with_properties(filters, properties)
+                    .await
+                    .is_ok()
             }
         };
         if ok {
@@ -303,7 +322,9 @@ async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>
             Ok(Event::Incoming(packet)) => match packet {
                 Packet::ConnAck(ack) => {
                     connected = true;
-                    LinkEvent::Connected { session_present: ack.session_present }
+                    LinkEvent::Connected {
+                        session_present: ack.session_present,
+                    }
                 }
                 Packet::Publish(publish) => LinkEvent::Message(Message {
                     topic: publish.topic,
@@ -315,7 +336,9 @@ async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>
                 Packet::PubAck(_) => LinkEvent::PubAck(0),
                 Packet::PubRec(_) => LinkEvent::PubRec(0),
                 Packet::PubComp(_) => LinkEvent::PubComp(0),
-                Packet::SubAck(ack) => LinkEvent::SubAck(ack.return_codes.iter().map(suback_v4).collect()),
+                Packet::SubAck(ack) => {
+                    LinkEvent::SubAck(ack.return_codes.iter().map(suback_v4).collect())
+                }
                 _ => continue,
             },
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
@@ -339,21 +362,25 @@ async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>
 }
 
 async fn drive_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<LinkEvent>) {
-    use rumqttc::v5::{ConnectionError, Event, StateError};
     use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{ConnectionError, Event, StateError};
     let mut connected = false;
     loop {
         let event = match eventloop.poll().await {
             Ok(Event::Incoming(packet)) => match packet {
                 Packet::ConnAck(ack) => {
                     connected = true;
-                    LinkEvent::Connected { session_present: ack.session_present }
+                    LinkEvent::Connected {
+                        session_present: ack.session_present,
+                    }
                 }
                 Packet::Publish(publish) => LinkEvent::Message(message_v5(publish)),
                 Packet::PubAck(ack) => LinkEvent::PubAck(puback_reason(&ack.reason)),
                 Packet::PubRec(rec) => LinkEvent::PubRec(pubrec_reason(&rec.reason)),
                 Packet::PubComp(comp) => LinkEvent::PubComp(pubcomp_reason(&comp.reason)),
-                Packet::SubAck(ack) => LinkEvent::SubAck(ack.return_codes.iter().map(suback_v5).collect()),
+                Packet::SubAck(ack) => {
+                    LinkEvent::SubAck(ack.return_codes.iter().map(suback_v5).collect())
+                }
                 _ => continue,
             },
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,

@@ -71,7 +71,9 @@ impl ConnectSettings {
         let credentials = match (username, password) {
             (Some(user), pass) => Some((user, pass.unwrap_or_default())),
             (None, Some(_)) => {
-                return Err(CliError::Usage("a password (-P) needs a user name (-u)".into()));
+                return Err(CliError::Usage(
+                    "a password (-P) needs a user name (-u)".into(),
+                ));
             }
             (None, None) => None,
         };
@@ -89,7 +91,9 @@ impl ConnectSettings {
             ));
         }
         if args.connect_timeout == 0 {
-            return Err(CliError::Usage("--connect-timeout must be at least 1".into()));
+            return Err(CliError::Usage(
+                "--connect-timeout must be at least 1".into(),
+            ));
         }
         let client_id = match &args.id {
             Some(id) => id.clone(),
@@ -109,7 +113,10 @@ impl ConnectSettings {
         });
         if let Some(will) = &will {
             if !rumqttc::valid_topic(&will.topic) {
-                return Err(CliError::Usage(format!("invalid will topic `{}`", will.topic)));
+                return Err(CliError::Usage(format!(
+                    "invalid will topic `{}`",
+                    will.topic
+                )));
             }
         }
         Ok(Self {
@@ -133,8 +140,11 @@ impl ConnectSettings {
 
     /// rumqttc options for MQTT 3.1.1.
     pub fn v4_options(&self) -> rumqttc::MqttOptions {
-        let mut options =
-            rumqttc::MqttOptions::new(self.client_id.clone(), host_for_connect(&self.host), self.port);
+        let mut options = rumqttc::MqttOptions::new(
+            self.client_id.clone(),
+            host_for_connect(&self.host),
+            self.port,
+        );
         options.set_keep_alive(Duration::from_secs(u64::from(self.keepalive)));
         // from_args guarantees a non-empty client id whenever `clean` is false.
         options.set_clean_session(self.clean || self.client_id.is_empty());

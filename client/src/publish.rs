@@ -79,7 +79,9 @@ impl PublishPlan {
         }
         if let Some(response_topic) = &args.response_topic {
             if !rumqttc::valid_topic(response_topic) || response_topic.is_empty() {
-                return Err(CliError::Usage(format!("invalid response topic `{response_topic}`")));
+                return Err(CliError::Usage(format!(
+                    "invalid response topic `{response_topic}`"
+                )));
             }
         }
         if args.repeat == 0 {
@@ -136,14 +138,20 @@ pub async fn run(plan: PublishPlan) -> Result<(), CliError> {
         Source::Null => Some(Bytes::new()),
         // Read once, before any network activity; blocking here delays nothing else.
         Source::File(path) => Some(Bytes::from(std::fs::read(path).map_err(|source| {
-            CliError::Input { what: path.display().to_string(), source }
+            CliError::Input {
+                what: path.display().to_string(),
+                source,
+            }
         })?)),
         Source::StdinAll => {
             let mut buf = Vec::new();
             tokio::io::stdin()
                 .read_to_end(&mut buf)
                 .await
-                .map_err(|source| CliError::Input { what: "stdin".into(), source })?;
+                .map_err(|source| CliError::Input {
+                    what: "stdin".into(),
+                    source,
+                })?;
             Some(Bytes::from(buf))
         }
         Source::StdinLines => None,
@@ -194,7 +202,11 @@ async fn pending_failure(link: &mut Link) -> Option<CliError> {
 }
 
 /// Queues every message; returns how many need an acknowledgement (QoS 1 or 2).
-async fn produce(sender: Sender, plan: PublishPlan, single: Option<Bytes>) -> Result<u64, CliError> {
+async fn produce(
+    sender: Sender,
+    plan: PublishPlan,
+    single: Option<Bytes>,
+) -> Result<u64, CliError> {
     let acked_each = u64::from(plan.qos != Qos::AtMostOnce);
     let mut count = 0u64;
     match single {
@@ -209,10 +221,14 @@ async fn produce(sender: Sender, plan: PublishPlan, single: Option<Bytes>) -> Re
         }
         None => {
             let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
-            while let Some(mut line) = lines
-                .next_segment()
-                .await
-                .map_err(|source| CliError::Input { what: "stdin".into(), source })?
+            while let Some(mut line) =
+                lines
+                    .next_segment()
+                    .await
+                    .map_err(|source| CliError::Input {
+                        what: "stdin".into(),
+                        source,
+                    })?
             {
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -241,11 +257,22 @@ mod tests {
 
     #[test]
     fn source_defaults_to_all_of_stdin() {
-        assert_eq!(plan(&["canopy", "pub", "-t", "a"]).unwrap().source, Source::StdinAll);
-        assert_eq!(plan(&["canopy", "pub", "-t", "a", "-l"]).unwrap().source, Source::StdinLines);
-        assert_eq!(plan(&["canopy", "pub", "-t", "a", "-n"]).unwrap().source, Source::Null);
         assert_eq!(
-            plan(&["canopy", "pub", "-t", "a", "-m", "hi"]).unwrap().source,
+            plan(&["canopy", "pub", "-t", "a"]).unwrap().source,
+            Source::StdinAll
+        );
+        assert_eq!(
+            plan(&["canopy", "pub", "-t", "a", "-l"]).unwrap().source,
+            Source::StdinLines
+        );
+        assert_eq!(
+            plan(&["canopy", "pub", "-t", "a", "-n"]).unwrap().source,
+            Source::Null
+        );
+        assert_eq!(
+            plan(&["canopy", "pub", "-t", "a", "-m", "hi"])
+                .unwrap()
+                .source,
             Source::Message(Bytes::from_static(b"hi"))
         );
     }
@@ -286,7 +313,10 @@ mod tests {
         let p = plan(&["canopy", "pub", "--url", "mqtt://h:2/x/y", "-m", "m"]).unwrap();
         assert_eq!(p.topic, "x/y");
         assert_eq!((p.connect.host.as_str(), p.connect.port), ("h", 2));
-        assert!(matches!(plan(&["canopy", "pub", "-m", "m"]), Err(CliError::Usage(_))));
+        assert!(matches!(
+            plan(&["canopy", "pub", "-m", "m"]),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]

@@ -190,16 +190,24 @@ mod tests {
     fn suback_failures_are_named_per_version() {
         assert_eq!(describe_suback(0x80, false), "Failure (0x80)");
         assert_eq!(describe_suback(0x87, true), "Not authorized (0x87)");
-        assert_eq!(describe_suback(0xA2, true), "Wildcard Subscriptions not supported (0xA2)");
+        assert_eq!(
+            describe_suback(0xA2, true),
+            "Wildcard Subscriptions not supported (0xA2)"
+        );
     }
 
     #[test]
     fn rumqttc_reasons_map_back_to_wire_values() {
         assert_eq!(puback_reason(&p5::PubAckReason::NotAuthorized), 0x87);
         assert_eq!(pubrec_reason(&p5::PubRecReason::QuotaExceeded), 0x97);
-        assert_eq!(suback_v5(&p5::SubscribeReasonCode::TopicFilterInvalid), 0x8F);
         assert_eq!(
-            suback_v4(&rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::ExactlyOnce)),
+            suback_v5(&p5::SubscribeReasonCode::TopicFilterInvalid),
+            0x8F
+        );
+        assert_eq!(
+            suback_v4(&rumqttc::SubscribeReasonCode::Success(
+                rumqttc::QoS::ExactlyOnce
+            )),
             2
         );
         assert_eq!(connack_v5(p5::ConnectReturnCode::Banned), "Banned (0x8A)");

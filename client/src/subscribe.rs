@@ -56,9 +56,14 @@ impl SubscribePlan {
             }
         }
         if topics.is_empty() {
-            return Err(CliError::Usage("at least one topic filter is required (-t)".into()));
+            return Err(CliError::Usage(
+                "at least one topic filter is required (-t)".into(),
+            ));
         }
-        if let Some(bad) = topics.iter().find(|f| f.is_empty() || !rumqttc::valid_filter(f)) {
+        if let Some(bad) = topics
+            .iter()
+            .find(|f| f.is_empty() || !rumqttc::valid_filter(f))
+        {
             return Err(CliError::Usage(format!(
                 "invalid topic filter `{bad}`: + and # must fill a whole level, # must be last"
             )));
@@ -90,7 +95,10 @@ impl SubscribePlan {
 
     /// The subscription QoS (the same for every filter).
     pub fn qos(&self) -> Qos {
-        self.request.filters.first().map_or(Qos::AtMostOnce, |f| f.qos)
+        self.request
+            .filters
+            .first()
+            .map_or(Qos::AtMostOnce, |f| f.qos)
     }
 }
 
@@ -100,7 +108,9 @@ pub async fn run(plan: SubscribePlan) -> Result<(), CliError> {
     let mut link = Link::start(&plan.connect);
     let work = receive(&mut link, &plan);
     let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, work).await.unwrap_or(Err(CliError::Timeout)),
+        Some(deadline) => tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or(Err(CliError::Timeout)),
         None => work.await,
     };
     match outcome {
@@ -131,7 +141,9 @@ async fn receive(link: &mut Link, plan: &SubscribePlan) -> Result<(), CliError> 
                     continue;
                 }
                 let mut out = stdout.lock();
-                let written = formatter.write(&message, &mut out).and_then(|()| out.flush());
+                let written = formatter
+                    .write(&message, &mut out)
+                    .and_then(|()| out.flush());
                 match written {
                     Ok(()) => {}
                     // The reader went away (`canopy sub | head -1`): stop quietly.
@@ -158,6 +170,7 @@ async fn receive(link: &mut Link, plan: &SubscribePlan) -> Result<(), CliError> 
                 if refused == codes.len() {
                     return Err(CliError::AllSubscriptionsDenied);
                 }
+                tracing::info!(granted = codes.len() - refused, refused, "subscribed");
             }
             Some(LinkEvent::Failed(failure)) => {
                 return Err(failure.into_error(link.addr().to_owned()));
@@ -193,7 +206,10 @@ mod tests {
         ] {
             let mut args = vec!["canopy", "sub", "-t", "a/#"];
             args.extend_from_slice(extra);
-            assert!(matches!(plan(&args), Err(CliError::RequiresV5(_))), "{extra:?}");
+            assert!(
+                matches!(plan(&args), Err(CliError::RequiresV5(_))),
+                "{extra:?}"
+            );
             args.extend_from_slice(&["-V", "5"]);
             assert!(plan(&args).is_ok(), "{extra:?} refused on 5.0");
         }
@@ -203,19 +219,40 @@ mod tests {
     fn malformed_filters_are_refused_before_connecting() {
         // [MQTT-4.7.1-1] '#' must be last; [MQTT-4.7.1-2] '+' must occupy a whole level.
         for filter in ["a/#/b", "a/b+", ""] {
-            assert!(matches!(plan(&["canopy", "sub", "-t", filter]), Err(CliError::Usage(_))));
+            assert!(matches!(
+                plan(&["canopy", "sub", "-t", filter]),
+                Err(CliError::Usage(_))
+            ));
         }
     }
 
     #[test]
     fn every_filter_gets_the_subscription_options() {
         let p = plan(&[
-            "canopy", "sub", "-V", "5", "-t", "a", "-t", "b/+", "-q", "2", "--no-local",
-            "--retain-handling", "1", "--sub-id", "9",
+            "canopy",
+            "sub",
+            "-V",
+            "5",
+            "-t",
+            "a",
+            "-t",
+            "b/+",
+            "-q",
+            "2",
+            "--no-local",
+            "--retain-handling",
+            "1",
+            "--sub-id",
+            "9",
         ])
         .unwrap();
         assert_eq!(p.request.filters.len(), 2);
-        assert!(p.request.filters.iter().all(|f| f.no_local && f.retain_handling == 1));
+        assert!(
+            p.request
+                .filters
+                .iter()
+                .all(|f| f.no_local && f.retain_handling == 1)
+        );
         assert_eq!(p.qos(), Qos::ExactlyOnce);
         assert_eq!(p.request.subscription_id, Some(9));
     }

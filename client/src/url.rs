@@ -158,14 +158,26 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_with_the_reason() {
-        assert!(matches!(BrokerUrl::parse("localhost:1883"), Err(UrlError::MissingScheme(_))));
+        assert!(matches!(
+            BrokerUrl::parse("localhost:1883"),
+            Err(UrlError::MissingScheme(_))
+        ));
         assert_eq!(
             BrokerUrl::parse("mqtts://h"),
             Err(UrlError::UnsupportedScheme("mqtts".into()))
         );
         assert_eq!(BrokerUrl::parse("mqtt://:1883"), Err(UrlError::MissingHost));
-        assert_eq!(BrokerUrl::parse("mqtt://h:0"), Err(UrlError::InvalidPort("0".into())));
-        assert_eq!(BrokerUrl::parse("mqtt://h:http"), Err(UrlError::InvalidPort("http".into())));
-        assert_eq!(BrokerUrl::parse("mqtt://[::1"), Err(UrlError::UnterminatedIpv6));
+        assert_eq!(
+            BrokerUrl::parse("mqtt://h:0"),
+            Err(UrlError::InvalidPort("0".into()))
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtt://h:http"),
+            Err(UrlError::InvalidPort("http".into()))
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtt://[::1"),
+            Err(UrlError::UnterminatedIpv6)
+        );
     }
 }
