@@ -532,7 +532,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_encodings_never_panic(
+    fn mutated_encodings_never_panic_and_what_decodes_round_trips(
         (p, packet) in protocol_and_packet(),
         flips in vec((any::<usize>(), any::<u8>()), 1..4),
     ) {
@@ -542,7 +542,17 @@ proptest! {
             let len = out.len();
             out[at % len] = byte;
         }
-        while let Ok(Some(_)) = decode(&mut out, p, &LIMITS) {}
+        while let Ok(Some(decoded)) = decode(&mut out, p, &LIMITS) {
+            // Whatever decodes re-encodes and decodes to itself (as the fuzz target checks).
+            let level = match &decoded {
+                Packet::Connect(c) => c.protocol.unwrap_or(p),
+                _ => p,
+            };
+            let mut again = BytesMut::new();
+            encode(&decoded, level, &mut again).unwrap();
+            prop_assert_eq!(encoded_len(&decoded, level), again.len());
+            prop_assert_eq!(decode(&mut again, level, &LIMITS).unwrap(), Some(decoded));
+        }
     }
 
     #[test]
