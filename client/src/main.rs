@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| Ok(runtime.block_on(run(cli.command))));
+        .map(|runtime| runtime.block_on(run(cli.command)));
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(CliError::Timeout)) => {

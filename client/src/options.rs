@@ -111,13 +111,13 @@ impl ConnectSettings {
             qos: args.will_qos,
             retain: args.will_retain,
         });
-        if let Some(will) = &will {
-            if !rumqttc::valid_topic(&will.topic) {
-                return Err(CliError::Usage(format!(
-                    "invalid will topic `{}`",
-                    will.topic
-                )));
-            }
+        if let Some(will) = &will
+            && !rumqttc::valid_topic(&will.topic)
+        {
+            return Err(CliError::Usage(format!(
+                "invalid will topic `{}`",
+                will.topic
+            )));
         }
         Ok(Self {
             host,

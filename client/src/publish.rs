@@ -77,12 +77,12 @@ impl PublishPlan {
         if let Some((_, name)) = v5_only.iter().find(|(given, _)| *given && !v5) {
             return Err(CliError::RequiresV5(name));
         }
-        if let Some(response_topic) = &args.response_topic {
-            if !rumqttc::valid_topic(response_topic) || response_topic.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "invalid response topic `{response_topic}`"
-                )));
-            }
+        if let Some(response_topic) = &args.response_topic
+            && (!rumqttc::valid_topic(response_topic) || response_topic.is_empty())
+        {
+            return Err(CliError::Usage(format!(
+                "invalid response topic `{response_topic}`"
+            )));
         }
         if args.repeat == 0 {
             return Err(CliError::Usage("--repeat must be at least 1".into()));

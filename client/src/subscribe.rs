@@ -50,10 +50,10 @@ impl SubscribePlan {
             return Err(CliError::RequiresV5(name));
         }
         let mut topics = args.topics.clone();
-        if topics.is_empty() {
-            if let Some(topic) = args.connect.url.as_ref().and_then(|url| url.topic.clone()) {
-                topics.push(topic);
-            }
+        if topics.is_empty()
+            && let Some(topic) = args.connect.url.as_ref().and_then(|url| url.topic.clone())
+        {
+            topics.push(topic);
         }
         if topics.is_empty() {
             return Err(CliError::Usage(
