@@ -127,6 +127,16 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             connections.clone(),
         )));
     }
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+        accept_tasks.push(tokio::spawn(server::prometheus::serve(
+            listener,
+            metrics.clone(),
+        )));
+    }
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, "broker started");
     Ok(BrokerHandle {
         addrs,

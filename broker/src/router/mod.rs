@@ -194,6 +194,10 @@ pub struct Router {
     max_inflight: u16,
     receive_maximum: u16,
     maximum_qos: QoS,
+    /// Longest topic filter accepted in SUBSCRIBE, bytes.
+    max_filter_length: usize,
+    /// Most levels in a topic filter.
+    max_filter_levels: usize,
     next_conn: u64,
     epoch: u64,
     matches: Vec<Match>,
@@ -233,6 +237,8 @@ impl Router {
             max_inflight: limits.max_inflight,
             receive_maximum: limits.receive_maximum,
             maximum_qos: QoS::from_u8(limits.maximum_qos).unwrap_or(QoS::ExactlyOnce),
+            max_filter_length: limits.max_topic_length,
+            max_filter_levels: limits.max_topic_levels,
             next_conn: 1,
             epoch: 0,
             matches: Vec::new(),

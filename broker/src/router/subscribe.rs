@@ -25,9 +25,11 @@ impl Router {
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
         for (filter, options) in sub.filters {
+            let too_big =
+                filter.len() > self.max_filter_length || filter.depth() > self.max_filter_levels;
             let shared = match SharedFilter::parse(&filter) {
-                Ok(sh) => sh,
-                Err(_) => {
+                Ok(sh) if !too_big => sh,
+                _ => {
                     reasons.push(if v5 {
                         ReasonCode::TOPIC_FILTER_INVALID
                     } else {

@@ -7,6 +7,7 @@
 
 mod connection;
 mod handshake;
+pub mod prometheus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
