@@ -45,11 +45,14 @@ async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-/// `--log-level` wins, then `RUST_LOG`, then `warn`. Logs go to stderr, never stdout.
+/// `--log-level` wins, then `RUST_LOG`, then `warn` (`error` for rumqttc). Logs go to
+/// stderr, never stdout.
 fn init_logging(level: Option<&str>) -> Result<()> {
     let filter = match level {
         Some(directive) => EnvFilter::try_new(directive)?,
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("warn"))?,
+        // rumqttc warns about refused acks that the command reports itself, more clearly.
+        None => EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new("warn,rumqttc=error"))?,
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -3,6 +3,9 @@
 //! `--log-level canopy_client=info` and the test waits for their `subscribed` log line (logged
 //! on SUBACK) before publishing, so no test depends on sleeping.
 
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -380,4 +383,86 @@ async fn five_only_option_on_3_1_1_fails_before_connecting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires MQTT 5.0"));
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "the client connected anyway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connack_refusal_is_reported_with_its_code() {
+    let mut config = canopy_broker::config::Config::ephemeral();
+    config.auth.allow_anonymous = Some(false);
+    let broker = canopy_broker::start(config).await.unwrap();
+    let addr = broker.mqtt_addr();
+    let out = run("pub", addr, &["-t", "a", "-m", "x"], b"").await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connection refused by the broker: not authorized (return code 5)"),
+        "{stderr}"
+    );
+    let out = run("sub", addr, &["-V", "5", "-t", "a"], b"").await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Not authorized (0x87)"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_publish_exits_1_with_the_reason_code() {
+    // Canopy refuses client writes under $SYS; 5.0 says so in PUBACK / PUBREC.
+    let broker = broker().await;
+    let addr = broker.mqtt_addr();
+    for qos in ["1", "2"] {
+        let out = run(
+            "pub",
+            addr,
+            &["-V", "5", "-t", "$SYS/mine", "-m", "x", "-q", qos],
+            b"",
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "qos {qos}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("refused the message: Not authorized (0x87)"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_subscriptions_are_named_and_all_refused_exits_1() {
+    // `$share/g` without a filter is not a valid shared subscription [MQTT-4.8.2-1].
+    let broker = broker().await;
+    let addr = broker.mqtt_addr();
+    for (version, name) in [
+        ("3.1.1", "Failure (0x80)"),
+        ("5", "Topic Filter invalid (0x8F)"),
+    ] {
+        let out = run(
+            "sub",
+            addr,
+            &["-V", version, "-t", "$share/g", "-W", "10"],
+            b"",
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("subscription to `$share/g` refused: {name}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("all subscription requests were denied"),
+            "{stderr}"
+        );
+    }
+    // One good filter among refused ones keeps the subscriber running.
+    let sub = start_sub(
+        addr,
+        &[
+            "-V", "5", "-t", "$share/g", "-t", "fine", "-C", "1", "-W", "30",
+        ],
+    )
+    .await;
+    publish(addr, &["-t", "fine", "-m", "still here"]).await;
+    let (status, out) = sub.finish().await;
+    assert!(status.success());
+    assert_eq!(out, "still here\n");
 }
