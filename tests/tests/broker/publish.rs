@@ -1,0 +1,207 @@
+//! PUBLISH flows: QoS 0/1/2 byte-exact, exactly-once, QoS downgrade, ordering, fan-out,
+//! wildcard topic names.
+
+use canopy_tests::wire::{self, Publish, V5, V311};
+use canopy_tests::{RawClient, TestBroker, unique};
+
+both_versions!(
+    qos0_is_delivered_byte_exact,
+    qos1_flow_is_byte_exact,
+    qos2_flow_is_byte_exact,
+    qos2_duplicate_before_pubrel_is_delivered_once,
+    delivered_qos_is_minimum_of_publish_and_subscription,
+    messages_on_one_topic_keep_their_order,
+    fan_out_reaches_every_subscriber,
+    publish_to_wildcard_topic_is_rejected,
+);
+
+/// The exact bytes of a PUBLISH as the broker should forward it (no properties).
+fn forwarded(v: u8, first: u8, topic: &str, pid: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    let mut body = wire::string(topic);
+    if let Some(id) = pid {
+        body.extend(id.to_be_bytes());
+    }
+    if v == V5 {
+        body.push(0);
+    }
+    body.extend_from_slice(payload);
+    wire::packet(first, &body)
+}
+
+async fn qos0_is_delivered_byte_exact(v: u8) {
+    // [MQTT-3.3.1-12]/[MQTT-4.3.1]: QoS 0, retain 0 on a live subscription, no packet id.
+    let b = TestBroker::start().await;
+    let t = unique("q0");
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    s.subscribe(&t, 0).await;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    p.send(&Publish::new(v, &t, b"hello").encode()).await;
+    s.expect_bytes(&forwarded(v, 0x30, &t, None, b"hello"))
+        .await;
+}
+
+async fn qos1_flow_is_byte_exact(v: u8) {
+    // [MQTT-4.3.2-2]: PUBACK with the PUBLISH's packet id; the subscriber gets QoS 1 with a
+    // non-zero packet id [MQTT-2.3.1-1] and its PUBACK is accepted.
+    let b = TestBroker::start().await;
+    let t = unique("q1");
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    s.subscribe(&t, 1).await;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    p.send(&Publish::new(v, &t, b"one").qos(1, 0x0A0B).encode())
+        .await;
+    if v == V311 {
+        p.expect_bytes(&[0x40, 0x02, 0x0A, 0x0B]).await;
+    } else {
+        p.expect_ack(wire::PUBACK, 0x0A0B).await;
+    }
+    let raw = s.recv().await;
+    let m = wire::parse_publish(v, &raw);
+    let pid = m.pid.expect("packet id");
+    assert_eq!(raw, forwarded(v, 0x32, &t, Some(pid), b"one"));
+    s.send(&wire::ack(wire::PUBACK, pid)).await;
+    s.ping().await;
+}
+
+async fn qos2_flow_is_byte_exact(v: u8) {
+    // [MQTT-4.3.3-2]/[MQTT-4.3.3-11]: PUBREC, then PUBCOMP for the PUBREL, same packet id;
+    // towards the subscriber the server sends PUBREL (flags 0010) after PUBREC [MQTT-3.6.1-1].
+    let b = TestBroker::start().await;
+    let t = unique("q2");
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    s.subscribe(&t, 2).await;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    p.send(&Publish::new(v, &t, b"two").qos(2, 9).encode())
+        .await;
+    if v == V311 {
+        p.expect_bytes(&[0x50, 0x02, 0x00, 0x09]).await;
+        p.send(&[0x62, 0x02, 0x00, 0x09]).await;
+        p.expect_bytes(&[0x70, 0x02, 0x00, 0x09]).await;
+    } else {
+        p.expect_ack(wire::PUBREC, 9).await;
+        p.send(&[0x62, 0x02, 0x00, 0x09]).await;
+        p.expect_ack(wire::PUBCOMP, 9).await;
+    }
+    let raw = s.recv().await;
+    let m = wire::parse_publish(v, &raw);
+    let pid = m.pid.expect("packet id");
+    assert_eq!(raw, forwarded(v, 0x34, &t, Some(pid), b"two"));
+    s.send(&wire::ack(wire::PUBREC, pid)).await;
+    if v == V311 {
+        s.expect_bytes(&wire::ack(wire::PUBREL, pid)).await;
+    } else {
+        s.expect_ack(wire::PUBREL, pid).await;
+    }
+    s.send(&wire::ack(wire::PUBCOMP, pid)).await;
+    s.ping().await;
+}
+
+async fn qos2_duplicate_before_pubrel_is_delivered_once(v: u8) {
+    // [MQTT-4.3.3-10] (3.1.1 [MQTT-4.3.3-2] method B): a re-sent PUBLISH (DUP=1) with the
+    // same packet id before PUBREL is acknowledged again but not delivered again.
+    let b = TestBroker::start().await;
+    let t = unique("once");
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    s.subscribe(&t, 0).await;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    let publish = Publish::new(v, &t, b"x").qos(2, 5);
+    p.send(&publish.encode()).await;
+    p.expect_ack(wire::PUBREC, 5).await;
+    p.send(&publish.clone().dup().encode()).await;
+    p.expect_ack(wire::PUBREC, 5).await;
+    p.send(&wire::ack(wire::PUBREL, 5)).await;
+    p.expect_ack(wire::PUBCOMP, 5).await;
+    p.publish(&t, b"sentinel", 1, false).await;
+    assert_eq!(s.recv_publish().await.payload, b"x");
+    assert_eq!(
+        s.recv_publish().await.payload,
+        b"sentinel",
+        "duplicate delivered"
+    );
+}
+
+async fn delivered_qos_is_minimum_of_publish_and_subscription(v: u8) {
+    // [MQTT-3.8.4-6] (3.1.1) / 5.0 3.8.4: delivered QoS = min(published, granted).
+    let b = TestBroker::start().await;
+    for sub_qos in 0..=2u8 {
+        let t = unique("minq");
+        let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+        s.subscribe(&t, sub_qos).await;
+        let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+        for pub_qos in 0..=2u8 {
+            p.publish(&t, &[pub_qos], pub_qos, false).await;
+            let m = s.recv_publish().await;
+            assert_eq!(
+                (m.payload[0], m.qos),
+                (pub_qos, pub_qos.min(sub_qos)),
+                "sub {sub_qos}"
+            );
+            match m.qos {
+                1 => s.send(&wire::ack(wire::PUBACK, m.pid.unwrap_or(0))).await,
+                2 => {
+                    let pid = m.pid.unwrap_or(0);
+                    s.send(&wire::ack(wire::PUBREC, pid)).await;
+                    s.expect_ack(wire::PUBREL, pid).await;
+                    s.send(&wire::ack(wire::PUBCOMP, pid)).await;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn messages_on_one_topic_keep_their_order(v: u8) {
+    // [MQTT-4.6.0-5]: messages on one topic from one client are forwarded in order.
+    let b = TestBroker::start().await;
+    let t = unique("order");
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    s.subscribe(&t, 1).await;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    for i in 1..=50u16 {
+        p.send(&Publish::new(v, &t, &i.to_be_bytes()).qos(1, i).encode())
+            .await;
+    }
+    for i in 1..=50u16 {
+        p.expect_ack(wire::PUBACK, i).await;
+    }
+    for i in 1..=50u16 {
+        let m = s.recv_publish().await;
+        assert_eq!(m.payload, i.to_be_bytes(), "out of order");
+        s.send(&wire::ack(wire::PUBACK, m.pid.unwrap_or(0))).await;
+    }
+}
+
+async fn fan_out_reaches_every_subscriber(v: u8) {
+    // Every matching subscription gets its own copy (3.3.4): 20 subscribers, 5 messages.
+    let b = TestBroker::start().await;
+    let t = unique("fan");
+    let mut subs = Vec::new();
+    for i in 0..20 {
+        let mut s = RawClient::connect(b.addr(), v, &unique(&format!("s{i}"))).await;
+        s.subscribe(&t, 1).await;
+        subs.push(s);
+    }
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    for i in 0..5u8 {
+        p.publish(&t, &[i], 1, false).await;
+    }
+    for s in &mut subs {
+        for i in 0..5u8 {
+            let m = s.recv_publish().await;
+            assert_eq!(m.payload, [i]);
+            s.send(&wire::ack(wire::PUBACK, m.pid.unwrap_or(0))).await;
+        }
+    }
+}
+
+async fn publish_to_wildcard_topic_is_rejected(v: u8) {
+    // [MQTT-3.3.2-2]: the Topic Name MUST NOT contain wildcards. 3.1.1: close; 5.0:
+    // DISCONNECT 0x90 Topic Name invalid, then close.
+    let b = TestBroker::start().await;
+    for topic in ["a/+/b", "a/#"] {
+        let mut p = RawClient::connect(b.addr(), v, &unique("wild")).await;
+        p.send(&Publish::new(v, topic, b"x").encode()).await;
+        p.expect_rejected(&[0x90]).await;
+    }
+    canopy_tests::assert_broker_works(b.addr()).await;
+}
