@@ -22,7 +22,8 @@ use crate::url::BrokerUrl;
 )]
 pub struct Cli {
     /// Log filter as a tracing `EnvFilter` directive (for example `debug` or
-    /// `rumqttc=trace`). When absent, `RUST_LOG` is used, and `warn` when that is unset too.
+    /// `rumqttc=trace`). When absent, `RUST_LOG` is used, and `warn,rumqttc=error` when that
+    /// is unset too.
     #[arg(long, global = true, value_name = "DIRECTIVE")]
     pub log_level: Option<String>,
     /// The subcommand to run.
@@ -133,8 +134,8 @@ pub struct ConnectArgs {
         value_name = "VERSION"
     )]
     pub protocol_version: ProtocolVersion,
-    /// Client identifier. Default: a generated `canopy-…` id for 3.1.1, and an empty id for 5.0
-    /// so the broker assigns one.
+    /// Client identifier. Default: a generated `canopypub…`/`canopysub…` id for 3.1.1, and an
+    /// empty id for 5.0 so the broker assigns one.
     #[arg(short = 'i', long = "id", value_name = "ID")]
     pub id: Option<String>,
     /// User name.
