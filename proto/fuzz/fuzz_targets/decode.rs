@@ -6,7 +6,9 @@ use bytes::BytesMut;
 use canopy_proto::{DecodeLimits, Packet, Protocol, decode, encode, encoded_len};
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: DecodeLimits = DecodeLimits { max_packet_size: 1 << 20 };
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_packet_size: 1 << 20,
+};
 
 fuzz_target!(|data: &[u8]| {
     for protocol in [Protocol::V31, Protocol::V311, Protocol::V5] {
