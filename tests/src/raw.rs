@@ -276,9 +276,9 @@ impl RawClient {
         self.send(&p.encode()).await;
         match p.qos {
             0 => {}
-            1 => self.expect_ack(wire::PUBACK, p.pid).await,
+            1 => self.expect_ack_ok(wire::PUBACK, p.pid).await,
             _ => {
-                self.expect_ack(wire::PUBREC, p.pid).await;
+                self.expect_ack_ok(wire::PUBREC, p.pid).await;
                 self.send(&wire::ack(wire::PUBREL, p.pid)).await;
                 self.expect_ack(wire::PUBCOMP, p.pid).await;
             }
@@ -295,6 +295,53 @@ impl RawClient {
         } else {
             assert_eq!(p, wire::ack(first, pid), "ack bytes");
         }
+    }
+
+    /// Like [`Self::expect_ack`], but a 5.0 PUBACK/PUBREC may also carry 0x10 No matching
+    /// subscribers, which is a success code.
+    pub async fn expect_ack_ok(&mut self, first: u8, pid: u16) {
+        if self.version != V5 {
+            return self.expect_ack(first, pid).await;
+        }
+        let p = self.recv().await;
+        let a = wire::parse_ack(&p);
+        assert_eq!((a.first, a.pid), (first, pid), "ack {p:?}");
+        assert!(a.reason == 0x00 || a.reason == 0x10, "ack reason {:#04x}", a.reason);
+    }
+
+    /// Receives `n` PUBLISH packets, completing each QoS flow as a well-behaved client
+    /// (PUBACK; PUBREC then PUBCOMP for the PUBREL, whenever it comes), and returns them in
+    /// arrival order once no PUBREL is outstanding.
+    pub async fn receive_and_ack(&mut self, n: usize) -> Vec<RxPublish> {
+        let mut out = Vec::new();
+        let mut pending_rel = 0usize;
+        while out.len() < n || pending_rel > 0 {
+            let p = self.recv().await;
+            match p[0] >> 4 {
+                3 => {
+                    let m = wire::parse_publish(self.version, &p);
+                    let pid = m.pid.unwrap_or(0);
+                    match m.qos {
+                        1 => self.send(&wire::ack(wire::PUBACK, pid)).await,
+                        2 => {
+                            self.send(&wire::ack(wire::PUBREC, pid)).await;
+                            pending_rel += 1;
+                        }
+                        _ => {}
+                    }
+                    out.push(m);
+                }
+                6 => {
+                    let a = wire::parse_ack(&p);
+                    assert_eq!((a.first, a.reason), (wire::PUBREL, 0), "PUBREL {p:?}");
+                    assert!(pending_rel > 0, "PUBREL without PUBREC: {p:?}");
+                    pending_rel -= 1;
+                    self.send(&wire::ack(wire::PUBCOMP, a.pid)).await;
+                }
+                _ => panic!("expected PUBLISH or PUBREL, got {p:?}"),
+            }
+        }
+        out
     }
 
     /// Sends PINGREQ and expects PINGRESP, proving the connection is alive.

@@ -52,24 +52,12 @@ async fn persistent_session_queues_qos1_and_qos2_while_offline(v: u8) {
         ack.session_present,
         "[MQTT-3.2.2-2] session present must be 1"
     );
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let m = s.recv_publish().await;
-        match m.qos {
-            1 => s.send(&wire::ack(wire::PUBACK, m.pid.unwrap_or(0))).await,
-            _ => {
-                let pid = m.pid.unwrap_or(0);
-                s.send(&wire::ack(wire::PUBREC, pid)).await;
-                s.expect_ack(wire::PUBREL, pid).await;
-                s.send(&wire::ack(wire::PUBCOMP, pid)).await;
-            }
-        }
-        got.push((
-            m.topic.rsplit('/').next().unwrap_or("").to_string(),
-            m.qos,
-            m.payload,
-        ));
-    }
+    let got: Vec<_> = s
+        .receive_and_ack(3)
+        .await
+        .into_iter()
+        .map(|m| (m.topic.rsplit('/').next().unwrap_or("").to_string(), m.qos, m.payload))
+        .collect();
     let ones: Vec<_> = got
         .iter()
         .filter(|g| g.0 == "1")
