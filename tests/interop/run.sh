@@ -122,7 +122,7 @@ if [ "$ready" -ne 1 ]; then
 fi
 echo "interop: $BROKER broker ($BIN) listening on $HOST:$PORT"
 
-export MQTT_HOST="$HOST" MQTT_PORT="$PORT" INTEROP_BROKER="$BROKER"
+export MQTT_HOST="$HOST" MQTT_PORT="$PORT" INTEROP_BROKER="$BROKER" PYTHONDONTWRITEBYTECODE=1
 
 # ---- python tests
 JUNIT="$WORK/pytest.xml"
