@@ -172,10 +172,8 @@ fn apply(s: Settings, cfg: &mut canopy_broker::config::Config) {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         #[cfg(feature = "in-process")]
-        if let Some(h) = self.handle.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(h.shutdown());
-            }
+        if let (Some(h), Ok(rt)) = (self.handle.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(h.shutdown());
         }
     }
 }

@@ -306,7 +306,11 @@ impl RawClient {
         let p = self.recv().await;
         let a = wire::parse_ack(&p);
         assert_eq!((a.first, a.pid), (first, pid), "ack {p:?}");
-        assert!(a.reason == 0x00 || a.reason == 0x10, "ack reason {:#04x}", a.reason);
+        assert!(
+            a.reason == 0x00 || a.reason == 0x10,
+            "ack reason {:#04x}",
+            a.reason
+        );
     }
 
     /// Receives `n` PUBLISH packets, completing each QoS flow as a well-behaved client

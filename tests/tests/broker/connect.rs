@@ -213,3 +213,18 @@ async fn server_keep_alive_caps_keep_alive_v5() {
     c.expect_nothing(QUIET).await;
     c.ping().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_tells_clients_and_closes() {
+    // SPEC.md 2 (SIGTERM / shutdown): 5.0 clients get DISCONNECT 0x8B Server shutting down,
+    // 3.1.1 clients see the connection closed.
+    let Some(b) = TestBroker::start_canopy_only("graceful_shutdown_tells_clients_and_closes").await
+    else {
+        return;
+    };
+    let mut c5 = RawClient::connect(b.addr(), V5, &unique("c5")).await;
+    let mut c3 = RawClient::connect(b.addr(), V311, &unique("c3")).await;
+    b.shutdown().await;
+    c5.expect_disconnect(0x8B).await;
+    c3.expect_closed().await;
+}

@@ -198,7 +198,11 @@ async fn publish_to_wildcard_topic_is_rejected(v: u8) {
     // [MQTT-3.3.2-2]: the Topic Name MUST NOT contain wildcards. 3.1.1: close; 5.0:
     // DISCONNECT then close. The specification names no code; Canopy's policy is 0x90
     // Topic Name invalid (Mosquitto sends 0x82), so other codes pass only in external mode.
-    let reasons: &[u8] = if canopy_tests::is_external() { &[0x81, 0x82, 0x90] } else { &[0x90] };
+    let reasons: &[u8] = if canopy_tests::is_external() {
+        &[0x81, 0x82, 0x90]
+    } else {
+        &[0x90]
+    };
     let b = TestBroker::start().await;
     for topic in ["a/+/b", "a/#"] {
         let mut p = RawClient::connect(b.addr(), v, &unique("wild")).await;

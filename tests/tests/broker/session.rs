@@ -56,7 +56,13 @@ async fn persistent_session_queues_qos1_and_qos2_while_offline(v: u8) {
         .receive_and_ack(3)
         .await
         .into_iter()
-        .map(|m| (m.topic.rsplit('/').next().unwrap_or("").to_string(), m.qos, m.payload))
+        .map(|m| {
+            (
+                m.topic.rsplit('/').next().unwrap_or("").to_string(),
+                m.qos,
+                m.payload,
+            )
+        })
         .collect();
     let ones: Vec<_> = got
         .iter()
