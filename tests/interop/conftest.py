@@ -79,7 +79,7 @@ class TestClient:
     def __init__(self, version="5.0", client_id=None, clean=True):
         self.version = version
         self.v5 = version == "5.0"
-        self.client_id = client_id or f"it-{uuid.uuid4().hex[:16]}"
+        self.client_id = f"it-{uuid.uuid4().hex[:16]}" if client_id is None else client_id
         self.clean = clean
         kwargs = {} if self.v5 else {"clean_session": clean}
         self.paho = mqtt.Client(

@@ -38,14 +38,19 @@ def packet(type_, flags, body):
     return bytes([(type_ << 4) | flags]) + varint(len(body)) + body
 
 
-def connect(client_id, level, clean=True, session_expiry=None, keepalive=30):
-    """CONNECT for protocol level 4 or 5."""
+def connect(client_id, level, clean=True, session_expiry=None, keepalive=30,
+            receive_maximum=None, maximum_packet_size=None):
+    """CONNECT for protocol level 4 or 5 (properties only for 5)."""
     flags = 0x02 if clean else 0x00
     body = utf8("MQTT") + bytes([level, flags]) + struct.pack(">H", keepalive)
     if level == 5:
         p = b""
         if session_expiry is not None:
             p += b"\x11" + struct.pack(">I", session_expiry)
+        if receive_maximum is not None:
+            p += b"\x21" + struct.pack(">H", receive_maximum)
+        if maximum_packet_size is not None:
+            p += b"\x27" + struct.pack(">I", maximum_packet_size)
         body += varint(len(p)) + p
     return packet(1, 0, body + utf8(client_id))
 
@@ -59,6 +64,36 @@ def publish(topic, payload, level, qos=0, packet_id=None, dup=False, retain=Fals
     if level == 5:
         body += b"\x00"
     return packet(PUBLISH, flags, body + payload)
+
+
+def subscribe(packet_id, topic_filter, level, qos=1):
+    """SUBSCRIBE for one filter with no properties."""
+    body = struct.pack(">H", packet_id) + (b"\x00" if level == 5 else b"")
+    return packet(8, 0x02, body + utf8(topic_filter) + bytes([qos]))
+
+
+def puback(packet_id):
+    """PUBACK (reason Success omitted, valid for both levels)."""
+    return packet(PUBACK, 0, struct.pack(">H", packet_id))
+
+
+def parse_publish(flags, body, level):
+    """Return (topic, packet_id or None, payload) of a received PUBLISH body."""
+    n = struct.unpack(">H", body[:2])[0]
+    topic, rest = body[2:2 + n].decode(), body[2 + n:]
+    packet_id = None
+    if (flags >> 1) & 3:
+        packet_id, rest = struct.unpack(">H", rest[:2])[0], rest[2:]
+    if level == 5:
+        length, shift, i = 0, 0, 0
+        while True:
+            length |= (rest[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not rest[i - 1] & 0x80:
+                break
+        rest = rest[i + length:]
+    return topic, packet_id, rest
 
 
 def pubrel(packet_id):
@@ -121,12 +156,24 @@ class RawClient:
         assert got == type_, f"expected packet type {type_}, got {got} (flags {flags}, body {body!r})"
         return body
 
-    def connect(self, client_id, level, clean=True, session_expiry=None):
+    def connect(self, client_id, level, clean=True, session_expiry=None, **props):
         """Send CONNECT, assert a successful CONNACK; return session present."""
-        self.send(connect(client_id, level, clean, session_expiry))
+        self.send(connect(client_id, level, clean, session_expiry, **props))
         body = self.expect(CONNACK)
         assert body[1] == 0, f"CONNACK return/reason code {body[1]:#x}"
         return bool(body[0] & 1)
+
+    def expect_silence(self, duration):
+        """Assert that no packet arrives within `duration` seconds."""
+        saved = self.timeout
+        self.timeout = duration
+        try:
+            got = self.read()
+        except AssertionError:
+            return
+        finally:
+            self.timeout = saved
+        raise AssertionError(f"expected no packet, got {got!r}")
 
     def close(self):
         self.sock.close()

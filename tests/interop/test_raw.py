@@ -1,9 +1,11 @@
-"""Packet-level QoS 2 checks with a raw socket client (rawmqtt.py).
+"""Packet-level checks with a raw socket client (rawmqtt.py).
 
 Owns: exactly-once onward delivery when a QoS 2 PUBLISH is re-sent with DUP
-before PUBREL, on the same connection and across a reconnect to a persistent
-session.
-Must never: rely on paho's own retry logic (these tests choose every byte).
+before PUBREL (same connection, and across a reconnect to a persistent
+session); the client's Receive Maximum and Maximum Packet Size; empty client
+identifiers (3.1.1 refusal with a persistent session, 5.0 assigned id).
+Must never: rely on paho's own retry or acknowledgement logic where the test
+is about them (these tests choose every byte).
 """
 
 import struct
@@ -71,3 +73,62 @@ def test_qos2_publish_resent_after_reconnect_is_delivered_once(make_client, topi
     tidy.connect(client_id, level, clean=True)
     tidy.send(rawmqtt.disconnect())
     tidy.close()
+
+
+def test_server_respects_the_client_receive_maximum(make_client, topic):
+    # 5.0 [MQTT-3.3.4-7]: no more unacknowledged QoS 1/2 PUBLISH packets than the
+    # client's Receive Maximum; the next one follows each PUBACK.
+    raw = RawClient()
+    raw.connect(f"raw-{uuid.uuid4().hex[:12]}", 5, receive_maximum=2)
+    raw.send(rawmqtt.subscribe(1, f"{topic}/x", 5, qos=1))
+    raw.expect(rawmqtt.SUBACK)
+    pub = make_client("5.0").connect()
+    for i in range(5):
+        pub.publish(f"{topic}/x", f"{i}".encode(), qos=1)
+    got = []
+    for _ in range(2):
+        flags, body = raw.read()[1:]
+        got.append(rawmqtt.parse_publish(flags, body, 5))
+    raw.expect_silence(1.0)
+    while len(got) < 5:
+        raw.send(rawmqtt.puback(got[len(got) - 2][1]))
+        t, flags, body = raw.read()
+        assert t == rawmqtt.PUBLISH
+        got.append(rawmqtt.parse_publish(flags, body, 5))
+    assert [p for _, _, p in got] == [f"{i}".encode() for i in range(5)]
+    raw.close()
+
+
+def test_server_drops_messages_larger_than_the_client_maximum_packet_size(make_client, topic):
+    # 5.0 [MQTT-3.1.2-24]/[MQTT-3.1.2-25]: never send a packet over the client's Maximum
+    # Packet Size; such a message is discarded for that client.
+    raw = RawClient()
+    raw.connect(f"raw-{uuid.uuid4().hex[:12]}", 5, maximum_packet_size=128)
+    raw.send(rawmqtt.subscribe(1, f"{topic}/x", 5, qos=0))
+    raw.expect(rawmqtt.SUBACK)
+    pub = make_client("5.0").connect()
+    pub.publish(f"{topic}/x", b"B" * 500, qos=1)
+    pub.publish(f"{topic}/x", b"small", qos=1)
+    flags, body = raw.read()[1:]
+    assert rawmqtt.parse_publish(flags, body, 5)[2] == b"small"
+    raw.close()
+
+
+def test_311_empty_client_id_needs_a_clean_session():
+    # 3.1.1 [MQTT-3.1.3-8]: zero-length ClientId with CleanSession 0 -> CONNACK 0x02, close;
+    # [MQTT-3.1.3-6]: with CleanSession 1 it is accepted.
+    raw = RawClient()
+    raw.send(rawmqtt.connect("", 4, clean=False))
+    assert raw.expect(rawmqtt.CONNACK) == b"\x00\x02"
+    raw.close()
+    raw = RawClient()
+    raw.send(rawmqtt.connect("", 4, clean=True))
+    assert raw.expect(rawmqtt.CONNACK) == b"\x00\x00"
+    raw.close()
+
+
+def test_v5_empty_client_id_gets_an_assigned_client_identifier(make_client):
+    # 5.0 [MQTT-3.2.2-16]: the CONNACK carries the Assigned Client Identifier.
+    c = make_client("5.0", client_id="").connect()
+    assigned = getattr(c.connack_properties, "AssignedClientIdentifier", "")
+    assert assigned, "CONNACK must carry an Assigned Client Identifier"
