@@ -102,11 +102,12 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let store = store::open(&config)?;
-    let router = Router::new(&config, store, metrics.clone(), Instant::now())?;
+    let (router, commits) = Router::new(&config, store, metrics.clone(), Instant::now())?;
     let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
-    let router_task = tokio::spawn(router.run(rx, config.sys_interval));
+    let router_task =
+        tokio::spawn(router.run(rx, commits, config.sys_interval, config.commit_interval));
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
         anonymous: config.auth.anonymous_allowed(&config.listener),

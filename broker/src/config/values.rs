@@ -185,11 +185,10 @@ where
     T: TryFrom<i64>,
 {
     let value = d.deserialize_i64(IntVisitor)?;
-    if (MIN..=MAX).contains(&value) {
-        if let Ok(v) = T::try_from(value) {
+    if (MIN..=MAX).contains(&value)
+        && let Ok(v) = T::try_from(value) {
             return Ok(v);
         }
-    }
     if MAX == UNBOUNDED_INT {
         Err(invalid(format_args!("must be at least {MIN}, got {value}")))
     } else {

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use canopy_proto::{ReasonCode, TopicFilter, Will};
 
-use super::session::{Conn, Session};
+use super::session::{Conn, Delivery, Session};
 use super::{ConnectReply, ConnectRequest, Router, Timer};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
-use crate::store::{Mutation, SessionRecord, SubscriptionRecord};
+use crate::store::{DeliveryState, Mutation, SessionRecord, StoredSession, SubscriptionRecord};
+use canopy_proto::session::OutState;
 
 impl Router {
     pub(super) fn on_connect(&mut self, now: Instant, req: ConnectRequest) {
@@ -28,11 +29,10 @@ impl Router {
                         .push(Outgoing::Disconnect(ReasonCode::SESSION_TAKEN_OVER, None));
                     // Its will is due now unless it has a delay, which the new
                     // connection interrupts [MQTT-3.1.3-9].
-                    if let Some(w) = s.will.take() {
-                        if w.properties.will_delay_interval.unwrap_or(0) == 0 {
+                    if let Some(w) = s.will.take()
+                        && w.properties.will_delay_interval.unwrap_or(0) == 0 {
                             self.publish_will(now, w);
                         }
-                    }
                 } else {
                     // A delayed will is cancelled by the new connection.
                     s.will = None;
@@ -70,6 +70,7 @@ impl Router {
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
         s.will = req.will;
+        s.will_at = None;
         s.window.set_capacity(window);
         let reply = ConnectReply {
             session: key,
@@ -84,13 +85,14 @@ impl Router {
         }
         if session_present {
             s.resend_in_flight();
-            let dropped = s.pump(now);
+            let dropped = s.pump(now, &mut self.journal);
             Metrics::add(&self.metrics.messages_dropped, dropped as u64);
         }
         if req.session_expiry > 0 {
             self.persist_session(key);
         } else if was_persistent {
-            self.pending.push(Mutation::DeleteSession(req.client_id));
+            self.journal
+                .record(|| Mutation::DeleteSession(req.client_id));
         }
     }
 
@@ -105,11 +107,11 @@ impl Router {
             return;
         };
         let Some(conn) = s.conn.take() else { return };
+        s.last_conn = conn.id;
         if let Some(e) = expiry {
             s.expiry_interval = e;
         }
-        let will = if publish_will { s.will.take() } else { None };
-        s.will = None;
+        let will = s.will.take().filter(|_| publish_will);
         if s.expiry_interval == 0 {
             if let Some(w) = will {
                 self.publish_will(now, w);
@@ -128,15 +130,17 @@ impl Router {
                 },
             ));
         }
-        // Keep the last connection's id to recognise stale timers.
-        s.conn = None;
+        let mut due_now = None;
         if let Some(w) = will {
             let delay = w.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 {
-                self.publish_will(now, w);
+                due_now = Some(w);
             } else {
+                // Published when the delay ends, or when the session ends if sooner
+                // [MQTT-3.1.3-9].
                 let at = now + Duration::from_secs(u64::from(delay));
                 s.will = Some(w);
+                s.will_at = Some(at);
                 self.timers.insert((
                     at,
                     Timer::Will {
@@ -146,11 +150,9 @@ impl Router {
                 ));
             }
         }
-        if let Some(s) = self.sessions.get_mut(key) {
-            s.last_conn = conn.id;
-        }
-        if expiry.is_some() {
-            self.persist_session(key);
+        self.persist_session(key);
+        if let Some(w) = due_now {
+            self.publish_will(now, w);
         }
     }
 
@@ -162,11 +164,16 @@ impl Router {
             self.timers.pop_first();
             match timer {
                 Timer::Will { session, conn } => {
-                    let due = self
+                    let Some(s) = self
                         .sessions
                         .get_mut(session)
-                        .filter(|s| s.conn.is_none() && s.last_conn == conn);
-                    if let Some(w) = due.and_then(|s| s.will.take()) {
+                        .filter(|s| s.conn.is_none() && s.last_conn == conn)
+                    else {
+                        continue;
+                    };
+                    s.will_at = None;
+                    if let Some(w) = s.will.take() {
+                        self.persist_session(session);
                         self.publish_will(now, w);
                     }
                 }
@@ -198,19 +205,18 @@ impl Router {
         if let Some(s) = self.sessions.try_remove(key) {
             self.by_id.remove(&s.client_id);
             if s.expiry_interval > 0 || s.expires_at.is_some() {
-                self.pending
-                    .push(Mutation::DeleteSession(s.client_id.clone()));
+                self.journal
+                    .record(|| Mutation::DeleteSession(s.client_id.clone()));
             }
             let lost = s.queue.len() + s.window.len();
             if lost > 0 {
                 Metrics::add(&self.metrics.messages_dropped, lost as u64);
             }
         }
-        if publish_pending_will {
-            if let Some(w) = will {
+        if publish_pending_will
+            && let Some(w) = will {
                 self.publish_will(now, w);
             }
-        }
     }
 
     /// Publishes a will message as if its client had sent it.
@@ -239,7 +245,7 @@ impl Router {
         self.route(now, None, &msg);
     }
 
-    /// Queues the session's durable record for the store, when it is persistent.
+    /// Journals the session's durable record, when it is persistent.
     pub(super) fn persist_session(&mut self, key: usize) {
         let Some(s) = self.sessions.get(key) else {
             return;
@@ -247,24 +253,32 @@ impl Router {
         if s.expiry_interval == 0 {
             return;
         }
-        let subscriptions = s
-            .subscriptions
-            .iter()
-            .map(|(f, e)| SubscriptionRecord {
-                filter: f.to_string(),
-                options: e.options,
-                identifier: e.identifier,
+        self.journal.record(|| {
+            let subscriptions = s
+                .subscriptions
+                .iter()
+                .map(|(f, e)| SubscriptionRecord {
+                    filter: f.to_string(),
+                    options: e.options,
+                    identifier: e.identifier,
+                })
+                .collect();
+            Mutation::PutSession(SessionRecord {
+                client_id: s.client_id.clone(),
+                expiry_interval: s.expiry_interval,
+                expires_at: s.expires_at,
+                will: s.will.clone(),
+                will_at: s.will_at,
+                subscriptions,
             })
-            .collect();
-        self.pending.push(Mutation::PutSession(SessionRecord {
-            client_id: s.client_id.clone(),
-            expiry_interval: s.expiry_interval,
-            subscriptions,
-        }));
+        });
     }
 
-    /// Recreates an offline session from its record at start-up.
-    pub(super) fn restore_session(&mut self, now: Instant, rec: SessionRecord) {
+    /// Recreates a session from the store at start-up. A session that was connected
+    /// when the broker stopped counts as disconnected now: its expiry starts now and its
+    /// will (if it had one) is published after its delay, as after any lost connection.
+    pub(super) fn restore_session(&mut self, now: Instant, stored: StoredSession) {
+        let rec = stored.record;
         let key = self.sessions.insert(Session::new(
             rec.client_id.clone(),
             rec.expiry_interval,
@@ -278,11 +292,15 @@ impl Router {
             let shared = canopy_proto::SharedFilter::parse(&filter).ok().flatten();
             self.add_subscription(key, &filter, shared.as_ref(), sub.options, sub.identifier);
         }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let was_connected = rec.expires_at.is_none() && rec.will_at.is_none();
         if rec.expiry_interval != u32::MAX {
-            let at = now + Duration::from_secs(u64::from(rec.expiry_interval));
-            if let Some(s) = self.sessions.get_mut(key) {
-                s.expires_at = Some(at);
-            }
+            let at = rec
+                .expires_at
+                .unwrap_or_else(|| now + Duration::from_secs(u64::from(rec.expiry_interval)));
+            s.expires_at = Some(at);
             self.timers.insert((
                 at,
                 Timer::Expire {
@@ -290,6 +308,55 @@ impl Router {
                     conn: 0,
                 },
             ));
+        }
+        if let Some(w) = rec.will {
+            let at = rec.will_at.unwrap_or_else(|| {
+                let delay = if was_connected {
+                    w.properties.will_delay_interval.unwrap_or(0)
+                } else {
+                    0
+                };
+                now + Duration::from_secs(u64::from(delay))
+            });
+            s.will = Some(w);
+            s.will_at = Some(at);
+            self.timers.insert((
+                at,
+                Timer::Will {
+                    session: key,
+                    conn: 0,
+                },
+            ));
+        }
+        let mut max_seq = 0;
+        for d in stored.deliveries {
+            max_seq = max_seq.max(d.seq);
+            let delivery = Delivery {
+                seq: d.seq,
+                msg: d.msg,
+                qos: d.qos,
+                retain: d.retain,
+                sub_ids: d.sub_ids,
+            };
+            match d.state {
+                DeliveryState::Queued => {
+                    s.queued_bytes += delivery.msg.weight();
+                    s.queue.push_back(delivery);
+                }
+                DeliveryState::AwaitPubAck(pkid) => {
+                    s.window.restore(pkid, OutState::AwaitPubAck, delivery)
+                }
+                DeliveryState::AwaitPubRec(pkid) => {
+                    s.window.restore(pkid, OutState::AwaitPubRec, delivery)
+                }
+                DeliveryState::AwaitPubComp(pkid) => {
+                    s.window.restore(pkid, OutState::AwaitPubComp, delivery)
+                }
+            }
+        }
+        s.next_seq = max_seq + 1;
+        for pkid in stored.incoming {
+            s.incoming.on_publish(pkid);
         }
     }
 }

@@ -9,6 +9,7 @@
 //! promise durability. It must never await on a connection, a socket or anything that
 //! a client controls.
 
+mod journal;
 mod lifecycle;
 mod publish;
 pub mod session;
@@ -16,7 +17,7 @@ mod subscribe;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use canopy_proto::{
     Packet, Protocol, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe, Will,
@@ -24,13 +25,15 @@ use canopy_proto::{
 use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing};
 use crate::retain::RetainTree;
-use crate::store::{Mutation, Store, StoreError};
+use crate::store::worker::{Committer, Done};
+use crate::store::{Store, StoreError};
 use crate::topic_tree::TopicTree;
+use journal::Journal;
 use session::{QueueLimits, Session};
 
 /// What a connection asks of the router.
@@ -184,11 +187,20 @@ pub struct Router {
     group_index: HashMap<Arc<str>, usize>,
     retained: RetainTree<Arc<Message>>,
     timers: BTreeSet<(Instant, Timer)>,
-    store: Box<dyn Store>,
-    /// Mutations of the current loop turn, committed together.
-    pending: Vec<Mutation>,
-    /// Acknowledgements held until `pending` is committed: (session, conn, packet).
+    /// Mutations not yet submitted to the store, committed together.
+    journal: Journal,
+    /// The commit thread.
+    committer: Committer,
+    /// When acknowledgements wait for the disk.
+    durability: Durability,
+    /// The batch being committed, if any.
+    in_flight: Option<u64>,
+    /// Acknowledgements of this turn (and, while a batch is in flight, of every turn
+    /// since): released after the next commit in `sync` mode [MQTT-4.6.0-2] keeps their
+    /// order. (session, conn, packet).
     held_acks: Vec<(usize, u64, Packet)>,
+    /// Acknowledgements waiting for batch `in_flight`.
+    waiting_acks: Vec<(usize, u64, Packet)>,
     metrics: Arc<Metrics>,
     limits: QueueLimits,
     max_inflight: u16,
@@ -214,8 +226,12 @@ impl Router {
         mut store: Box<dyn Store>,
         metrics: Arc<Metrics>,
         now: Instant,
-    ) -> Result<Router, StoreError> {
+    ) -> Result<(Router, mpsc::Receiver<Done>), StoreError> {
         let snapshot = store.load()?;
+        let (committer, done) = Committer::spawn(store).map_err(|source| StoreError::Io {
+            path: "commit thread".into(),
+            source,
+        })?;
         let limits = &config.limits;
         let mut router = Router {
             sessions: Slab::new(),
@@ -225,9 +241,12 @@ impl Router {
             group_index: HashMap::new(),
             retained: RetainTree::new(),
             timers: BTreeSet::new(),
-            store,
-            pending: Vec::new(),
+            journal: Journal::new(config.durability != Durability::Memory),
+            committer,
+            durability: config.durability,
+            in_flight: None,
             held_acks: Vec::new(),
+            waiting_acks: Vec::new(),
             metrics,
             limits: QueueLimits {
                 max_messages: limits.max_queued_messages,
@@ -247,44 +266,68 @@ impl Router {
             subscription_count: 0,
         };
         for msg in snapshot.retained {
-            router.retained.insert(&msg.topic.clone(), msg);
+            if !msg.expired(now) {
+                router.retained.insert(&msg.topic.clone(), msg);
+            }
         }
-        for rec in snapshot.sessions {
-            router.restore_session(now, rec);
+        for stored in snapshot.sessions {
+            router.restore_session(now, stored);
         }
-        Ok(router)
+        tracing::info!(
+            sessions = router.sessions.len(),
+            retained = router.retained.len(),
+            "state restored from the store"
+        );
+        Ok((router, done))
     }
 
     /// Runs the loop until a `Shutdown` command or until every sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, sys_interval: std::time::Duration) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut done: mpsc::Receiver<Done>,
+        sys_interval: Duration,
+        commit_interval: Duration,
+    ) {
         let mut sys_tick = (!sys_interval.is_zero()).then(|| tokio::time::interval(sys_interval));
+        let mut commit_tick = (self.durability == Durability::Batched)
+            .then(|| tokio::time::interval(commit_interval));
         let mut batch = Vec::with_capacity(256);
         loop {
             let deadline = self.timers.first().map(|(t, _)| *t);
             tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
-                        self.flush();
+                        self.drain_store(&mut done).await;
                         return;
                     }
                     let now = Instant::now();
                     for cmd in batch.drain(..) {
-                        if let Command::Shutdown(done) = cmd {
-                            self.shutdown();
-                            let _ = done.send(());
+                        if let Command::Shutdown(reply) = cmd {
+                            self.disconnect_all();
+                            self.drain_store(&mut done).await;
+                            let _ = reply.send(());
                             return;
                         }
                         self.handle(now, cmd);
                     }
-                    self.flush();
+                    self.end_turn();
+                }
+                Some(d) = done.recv(), if self.in_flight.is_some() => {
+                    self.on_commit_done(d);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.fire_timers(Instant::now());
-                    self.flush();
+                    self.end_turn();
                 }
                 _ = tick(&mut sys_tick), if sys_tick.is_some() => {
                     self.publish_sys(Instant::now());
-                    self.flush();
+                    self.end_turn();
+                }
+                _ = tick(&mut commit_tick), if commit_tick.is_some() => {
+                    if self.in_flight.is_none() {
+                        self.submit();
+                    }
                 }
             }
         }
@@ -369,7 +412,9 @@ impl Router {
                 }
             }
             Command::Shutdown(done) => {
-                self.shutdown();
+                // Only reachable when a caller drives `handle` directly; the loop
+                // intercepts Shutdown to drain the store first.
+                self.disconnect_all();
                 let _ = done.send(());
             }
         }
@@ -382,46 +427,131 @@ impl Router {
             .is_some_and(|c| c.id == conn)
     }
 
-    /// Commits the turn's mutations, then releases held acknowledgements.
-    fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            if let Err(e) = self.store.commit(&mut self.pending) {
-                tracing::error!(error = %e, "store commit failed; acknowledgements withheld");
-                self.pending.clear();
-                for (session, conn, _) in self.held_acks.drain(..) {
-                    if let Some(s) = self
-                        .sessions
-                        .get(session)
-                        .filter(|s| s.conn.as_ref().is_some_and(|c| c.id == conn))
-                    {
-                        if let Some(c) = &s.conn {
-                            c.outbox.push(Outgoing::Disconnect(
-                                ReasonCode::UNSPECIFIED_ERROR,
-                                Some("store failure".into()),
-                            ));
-                        }
+    /// Ends a loop turn: acknowledgements go out now, or with the next commit when
+    /// `sync` durability makes them wait for the disk.
+    fn end_turn(&mut self) {
+        match self.durability {
+            Durability::Memory | Durability::Batched => self.release(false),
+            Durability::Sync => {
+                if self.in_flight.is_none() {
+                    if self.journal.is_empty() {
+                        self.release(false);
+                    } else {
+                        self.submit();
                     }
                 }
-                return;
-            }
-        }
-        for (session, conn, packet) in self.held_acks.drain(..) {
-            if let Some(s) = self.sessions.get(session) {
-                if let Some(c) = s.conn.as_ref().filter(|c| c.id == conn) {
-                    c.outbox.push(Outgoing::Packet(packet));
-                }
+                // Else: everything held waits for the next batch, keeping ack order.
             }
         }
     }
 
-    fn shutdown(&mut self) {
-        for (_, s) in self.sessions.iter_mut() {
+    /// Submits the journal as one batch; in `sync` mode the held acknowledgements
+    /// now wait for it.
+    fn submit(&mut self) {
+        if self.journal.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.journal.ops);
+        match self.committer.submit(ops) {
+            Some(batch) => {
+                self.in_flight = Some(batch);
+                if self.durability == Durability::Sync {
+                    self.waiting_acks.append(&mut self.held_acks);
+                }
+            }
+            None => {
+                tracing::error!("the store thread is gone; acknowledgements withheld");
+                self.release(true);
+            }
+        }
+    }
+
+    fn on_commit_done(&mut self, d: Done) {
+        if self.in_flight != Some(d.batch) {
+            return;
+        }
+        self.in_flight = None;
+        let failed = d.result.is_err();
+        let mut waiting = std::mem::take(&mut self.waiting_acks);
+        self.send_acks(&mut waiting, failed);
+        self.waiting_acks = waiting;
+        if self.durability == Durability::Sync {
+            self.end_turn();
+        }
+    }
+
+    /// Sends the held acknowledgements, or on a store failure disconnects their clients
+    /// instead (they will resend: nothing acknowledged is lost).
+    fn release(&mut self, failed: bool) {
+        let mut held = std::mem::take(&mut self.held_acks);
+        self.send_acks(&mut held, failed);
+        self.held_acks = held;
+    }
+
+    fn send_acks(&mut self, acks: &mut Vec<(usize, u64, Packet)>, failed: bool) {
+        for (session, conn, packet) in acks.drain(..) {
+            let Some(c) = self
+                .sessions
+                .get(session)
+                .and_then(|s| s.conn.as_ref())
+                .filter(|c| c.id == conn)
+            else {
+                continue;
+            };
+            if failed {
+                c.outbox.push(Outgoing::Disconnect(
+                    ReasonCode::UNSPECIFIED_ERROR,
+                    Some("store failure".into()),
+                ));
+            } else {
+                c.outbox.push(Outgoing::Packet(packet));
+            }
+        }
+    }
+
+    /// Waits for the batch in flight, then commits whatever is left.
+    async fn drain_store(&mut self, done: &mut mpsc::Receiver<Done>) {
+        for _ in 0..2 {
+            if let Some(batch) = self.in_flight {
+                while let Some(d) = done.recv().await {
+                    if d.batch == batch {
+                        self.on_commit_done(d);
+                        break;
+                    }
+                }
+                self.in_flight = None;
+            }
+            self.submit();
+        }
+        self.release(false);
+    }
+
+    /// Tells every client the broker is going away (5.0: DISCONNECT 0x8B) and records
+    /// their sessions as disconnected now, so expiry counts from the shutdown. Wills are
+    /// not published on an orderly shutdown.
+    fn disconnect_all(&mut self) {
+        let now = Instant::now();
+        let keys: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
             if let Some(c) = s.conn.take() {
                 c.outbox
                     .push(Outgoing::Disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None));
+                s.last_conn = c.id;
             }
+            s.will = None;
+            if s.expiry_interval != u32::MAX {
+                s.expires_at = Some(now + Duration::from_secs(u64::from(s.expiry_interval)));
+            }
+            self.persist_session(key);
         }
-        self.flush();
     }
 
     fn publish_sys(&mut self, now: Instant) {

@@ -13,7 +13,7 @@ use super::{Match, Router, Subscriber};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
-use crate::store::Mutation;
+use crate::store::{DeliveryState, Mutation};
 
 impl Router {
     pub(super) fn on_publish(&mut self, now: Instant, key: usize, conn: u64, p: Publish) {
@@ -32,6 +32,7 @@ impl Router {
                 return;
             }
             if s.incoming.len() > usize::from(self.receive_maximum) {
+                s.incoming.on_pubrel(pkid);
                 if let Some(c) = &s.conn {
                     c.outbox.push(Outgoing::Disconnect(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -39,6 +40,10 @@ impl Router {
                     ));
                 }
                 return;
+            }
+            if s.persistent() {
+                self.journal
+                    .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
         if topic.starts_with("$SYS") {
@@ -83,9 +88,11 @@ impl Router {
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     // A refused QoS 2 message is not awaiting PUBREL.
-                    if let Some(s) = self.sessions.get_mut(key) {
-                        s.incoming.on_pubrel(pkid);
-                    }
+                    if let Some(s) = self.sessions.get_mut(key)
+                        && s.incoming.on_pubrel(pkid) && s.persistent() {
+                            self.journal
+                                .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
+                        }
                 }
                 self.held_acks.push((key, conn, Packet::PubRec(ack)));
             }
@@ -96,13 +103,13 @@ impl Router {
     pub(super) fn set_retained(&mut self, msg: &Arc<Message>, durable: bool) {
         if msg.payload.is_empty() {
             if self.retained.remove(&msg.topic).is_some() && durable {
-                self.pending
-                    .push(Mutation::DeleteRetained(msg.topic.clone()));
+                self.journal
+                    .record(|| Mutation::DeleteRetained(msg.topic.clone()));
             }
         } else {
             let kept = msg.detached();
             if durable {
-                self.pending.push(Mutation::PutRetained(kept.clone()));
+                self.journal.record(|| Mutation::PutRetained(kept.clone()));
             }
             self.retained.insert(&msg.topic, kept);
         }
@@ -180,12 +187,11 @@ impl Router {
                     }
                 }
                 Subscriber::Shared { group } => {
-                    if let Some(g) = groups.get_mut(*group) {
-                        if g.epoch != epoch {
+                    if let Some(g) = groups.get_mut(*group)
+                        && g.epoch != epoch {
                             g.epoch = epoch;
                             hit_groups.push(*group);
                         }
-                    }
                 }
             });
         }
@@ -201,12 +207,13 @@ impl Router {
                 continue;
             };
             let d = Delivery {
+                seq: 0,
                 msg: msg.clone(),
                 qos: m.qos,
                 retain: m.retain_as_published && msg.retain,
                 sub_ids: m.sub_ids,
             };
-            if let Offer::Dropped(k) = s.offer(d, &self.limits, now) {
+            if let Offer::Dropped(k) = s.offer(d, &self.limits, now, &mut self.journal) {
                 dropped += k;
             }
         }
@@ -250,10 +257,22 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        if let AckOutcome::Completed(_) = s.window.on_puback(pkid) {
-            let dropped = s.pump(now);
-            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        if let AckOutcome::Completed(d) = s.window.on_puback(pkid) {
+            self.completed(now, key, d.seq);
         }
+    }
+
+    /// A delivery left the window: forget it durably and send the next ones.
+    fn completed(&mut self, now: Instant, key: usize, seq: u64) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.persistent() {
+            self.journal
+                .record(|| Mutation::DeleteDelivery(s.client_id.clone(), seq));
+        }
+        let dropped = s.pump(now, &mut self.journal);
+        Metrics::add(&self.metrics.messages_dropped, dropped as u64);
     }
 
     pub(super) fn on_pubrec(&mut self, now: Instant, key: usize, pkid: u16, failed: bool) {
@@ -261,11 +280,16 @@ impl Router {
             return;
         };
         match s.window.on_pubrec(pkid, failed) {
-            AckOutcome::SendPubRel => s.send(Packet::PubRel(PubAck::new(pkid))),
-            AckOutcome::Completed(_) => {
-                let dropped = s.pump(now);
-                Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+            AckOutcome::SendPubRel => {
+                if s.persistent()
+                    && let Some(f) = s.window.iter().find(|f| f.pkid == pkid) {
+                        let rec = f.item.record(DeliveryState::AwaitPubComp(pkid));
+                        self.journal
+                            .record(|| Mutation::PutDelivery(s.client_id.clone(), rec));
+                    }
+                s.send(Packet::PubRel(PubAck::new(pkid)));
             }
+            AckOutcome::Completed(d) => self.completed(now, key, d.seq),
             AckOutcome::Unknown => {
                 let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
                 // Answer so the client does not wait forever; 5.0 says why.
@@ -283,6 +307,10 @@ impl Router {
             return;
         };
         let known = s.incoming.on_pubrel(pkid);
+        if known && s.persistent() {
+            self.journal
+                .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
+        }
         let mut comp = PubAck::new(pkid);
         if !known && s.conn.as_ref().is_some_and(|c| c.protocol.is_v5()) {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
@@ -295,9 +323,8 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        if let AckOutcome::Completed(_) = s.window.on_pubcomp(pkid) {
-            let dropped = s.pump(now);
-            Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        if let AckOutcome::Completed(d) = s.window.on_pubcomp(pkid) {
+            self.completed(now, key, d.seq);
         }
     }
 }

@@ -13,13 +13,32 @@ use std::time::Instant;
 use canopy_proto::session::{IncomingQos2, OutState, Outgoing as Window};
 use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, Will};
 
+use super::journal::Journal;
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
 use crate::outbox::{Outbox, Outgoing};
+use crate::store::{DeliveryRecord, DeliveryState, Mutation};
+
+impl Delivery {
+    /// The store's record of this delivery in `state`.
+    pub fn record(&self, state: DeliveryState) -> DeliveryRecord {
+        DeliveryRecord {
+            seq: self.seq,
+            msg: self.msg.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            sub_ids: self.sub_ids.clone(),
+            state,
+        }
+    }
+}
 
 /// A message waiting for, or in, the in-flight window.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// Position in the session's delivery order; the store key of persistent
+    /// deliveries. Assigned by [`Session::offer`].
+    pub seq: u64,
     /// The message.
     pub msg: Arc<Message>,
     /// QoS of this delivery (min of published and granted).
@@ -96,12 +115,16 @@ pub struct Session {
     pub will: Option<Will>,
     /// When the session expires, once disconnected.
     pub expires_at: Option<Instant>,
+    /// When the pending delayed will is due, once disconnected.
+    pub will_at: Option<Instant>,
     /// Publish-matching epoch last seen, to merge overlapping subscriptions.
     pub match_epoch: u64,
     /// Index into the router's match list for `match_epoch`.
     pub match_slot: usize,
     /// Generation of the last connection that ended, to recognise stale timers.
     pub last_conn: u64,
+    /// Next delivery sequence number.
+    pub next_seq: u64,
 }
 
 impl Session {
@@ -118,9 +141,11 @@ impl Session {
             incoming: IncomingQos2::default(),
             will: None,
             expires_at: None,
+            will_at: None,
             match_epoch: 0,
             match_slot: 0,
             last_conn: 0,
+            next_seq: 1,
         }
     }
 
@@ -129,9 +154,20 @@ impl Session {
         self.conn.as_ref().is_some_and(|c| !c.outbox.is_closed())
     }
 
+    /// Whether the session outlives its connection, so its deliveries are journaled.
+    pub fn persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
     /// Offers a delivery to the session at `now`: QoS 0 goes straight to the
     /// connection (or is dropped when there is none), QoS 1/2 is queued then pumped.
-    pub fn offer(&mut self, d: Delivery, limits: &QueueLimits, now: Instant) -> Offer {
+    pub fn offer(
+        &mut self,
+        mut d: Delivery,
+        limits: &QueueLimits,
+        now: Instant,
+        journal: &mut Journal,
+    ) -> Offer {
         if d.qos == QoS::AtMostOnce {
             let Some(conn) = &self.conn else {
                 return Offer::Dropped(1);
@@ -163,6 +199,11 @@ impl Session {
                     if let Some(old) = self.queue.pop_front() {
                         self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.weight());
                         dropped += 1;
+                        if self.persistent() {
+                            journal.record(|| {
+                                Mutation::DeleteDelivery(self.client_id.clone(), old.seq)
+                            });
+                        }
                     } else {
                         break;
                     }
@@ -170,17 +211,19 @@ impl Session {
                 QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
             }
         }
-        let d = if self.conn.is_none() {
-            Delivery {
-                msg: d.msg.detached(),
-                ..d
-            }
-        } else {
-            d
-        };
+        if self.conn.is_none() {
+            d.msg = d.msg.detached();
+        }
+        d.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.persistent() {
+            journal.record(|| {
+                Mutation::PutDelivery(self.client_id.clone(), d.record(DeliveryState::Queued))
+            });
+        }
         self.queued_bytes += weight;
         self.queue.push_back(d);
-        dropped += self.pump(now);
+        dropped += self.pump(now, journal);
         if dropped > 0 {
             Offer::Dropped(dropped)
         } else {
@@ -191,8 +234,9 @@ impl Session {
     /// Moves queued messages into the in-flight window while it has room and a
     /// connection is attached. Returns how many expired or oversized messages it
     /// dropped on the way [MQTT-3.3.2-5], [MQTT-3.1.2-25].
-    pub fn pump(&mut self, now: Instant) -> usize {
+    pub fn pump(&mut self, now: Instant, journal: &mut Journal) -> usize {
         let mut dropped = 0;
+        let persistent = self.persistent();
         let Some(conn) = &self.conn else { return 0 };
         while self.window.has_room() {
             let Some(d) = self.queue.pop_front() else {
@@ -201,8 +245,16 @@ impl Session {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.weight());
             if d.msg.expired(now) || !fits(conn, &d) {
                 dropped += 1;
+                if persistent {
+                    journal.record(|| Mutation::DeleteDelivery(self.client_id.clone(), d.seq));
+                }
                 continue;
             }
+            // A QoS 2 packet id must survive a restart so that a resend reuses it and
+            // the receiver recognises the duplicate [MQTT-4.3.3-10]; QoS 1 may be
+            // resent under a new id.
+            let rec =
+                (persistent && d.qos == QoS::ExactlyOnce).then(|| d.record(DeliveryState::Queued));
             let item = Outgoing::Publish {
                 msg: d.msg.clone(),
                 qos: d.qos,
@@ -213,6 +265,10 @@ impl Session {
             };
             match self.window.push(d.qos == QoS::ExactlyOnce, d) {
                 Ok(pkid) => {
+                    if let Some(mut rec) = rec {
+                        rec.state = DeliveryState::AwaitPubRec(pkid);
+                        journal.record(|| Mutation::PutDelivery(self.client_id.clone(), rec));
+                    }
                     let item = match item {
                         Outgoing::Publish {
                             msg,

@@ -98,12 +98,13 @@ impl Router {
         let mut dropped = 0;
         for msg in found {
             let d = Delivery {
+                seq: 0,
                 qos: qos.min(msg.qos),
                 retain: true,
                 sub_ids: id.into_iter().collect(),
                 msg,
             };
-            if let Offer::Dropped(k) = s.offer(d, &self.limits, now) {
+            if let Offer::Dropped(k) = s.offer(d, &self.limits, now, &mut self.journal) {
                 dropped += k;
             }
         }

@@ -6,11 +6,15 @@
 //! `commit` returns. A store never calls back into the router and never blocks on the
 //! network.
 
+pub mod disk;
 mod memory;
+pub mod worker;
 
 use std::sync::Arc;
 
-use canopy_proto::{SubscriptionOptions, TopicName};
+use std::time::Instant;
+
+use canopy_proto::{QoS, SubscriptionOptions, TopicName, Will};
 
 pub use memory::MemoryStore;
 
@@ -43,15 +47,53 @@ pub struct SubscriptionRecord {
     pub identifier: Option<u32>,
 }
 
-/// A persistent session's durable part.
+/// A persistent session's durable part (its deliveries and incoming QoS 2 ids are kept
+/// separately, see [`Mutation`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     /// Client identifier.
     pub client_id: Arc<str>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
+    /// When the session expires; `None` while connected or when it never expires. The
+    /// store keeps it as wall-clock time so the interval keeps counting across restarts.
+    pub expires_at: Option<Instant>,
+    /// The will of the current (or last) connection, with its delay, if any.
+    pub will: Option<Will>,
+    /// When a pending delayed will is due (disconnected sessions only).
+    pub will_at: Option<Instant>,
     /// Its subscriptions.
     pub subscriptions: Vec<SubscriptionRecord>,
+}
+
+/// Where a stored delivery stands in the outgoing QoS 1/2 flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Queued, not sent yet.
+    Queued,
+    /// Sent as QoS 1 with this packet id, awaiting PUBACK.
+    AwaitPubAck(u16),
+    /// Sent as QoS 2 with this packet id, awaiting PUBREC.
+    AwaitPubRec(u16),
+    /// PUBREL sent for this packet id, awaiting PUBCOMP.
+    AwaitPubComp(u16),
+}
+
+/// A QoS 1/2 message on its way to one persistent session.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// Position in the session's delivery order (strictly increasing per session).
+    pub seq: u64,
+    /// The message (its `expires_at` is kept as wall-clock time by disk stores).
+    pub msg: Arc<Message>,
+    /// QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Subscription identifiers to send.
+    pub sub_ids: Vec<u32>,
+    /// Flow state.
+    pub state: DeliveryState,
 }
 
 /// One change to durable state.
@@ -63,8 +105,27 @@ pub enum Mutation {
     DeleteRetained(TopicName),
     /// Create or replace a session record.
     PutSession(SessionRecord),
-    /// Remove a session.
+    /// Remove a session with all its deliveries and incoming QoS 2 ids.
     DeleteSession(Arc<str>),
+    /// Create or replace (same `seq`) a delivery of a session.
+    PutDelivery(Arc<str>, DeliveryRecord),
+    /// Remove a delivery of a session (acknowledged, expired or dropped).
+    DeleteDelivery(Arc<str>, u64),
+    /// An incoming QoS 2 packet id now awaits PUBREL [MQTT-4.3.3-10].
+    PutIncoming(Arc<str>, u16),
+    /// PUBREL received for an incoming QoS 2 packet id.
+    DeleteIncoming(Arc<str>, u16),
+}
+
+/// One session as loaded at start-up.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// The record.
+    pub record: SessionRecord,
+    /// Its deliveries, in `seq` order.
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub incoming: Vec<u16>,
 }
 
 /// What a store holds at start-up.
@@ -73,15 +134,18 @@ pub struct Snapshot {
     /// Retained messages.
     pub retained: Vec<Arc<Message>>,
     /// Persistent sessions.
-    pub sessions: Vec<SessionRecord>,
+    pub sessions: Vec<StoredSession>,
 }
 
-/// Durable state behind the router.
+/// Durable state behind the router. Implementations convert `Instant`s to wall-clock
+/// time when they write and back when they load, so that expiry intervals keep counting
+/// from their original times across a restart.
 pub trait Store: Send {
     /// Reads everything stored, once, at start-up.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
-    /// Applies a batch of mutations atomically; when it returns `Ok`, the batch is as
-    /// durable as the implementation promises. `batch` is left empty.
+    /// Applies a batch of mutations atomically, in order; when it returns `Ok`, the batch
+    /// is as durable as the implementation promises (the disk store: fsynced). `batch`
+    /// is left empty.
     fn commit(&mut self, batch: &mut Vec<Mutation>) -> Result<(), StoreError>;
 }
 

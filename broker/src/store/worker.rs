@@ -1,0 +1,57 @@
+//! The commit thread: runs `Store::commit` off the router's thread, one batch at a time.
+//!
+//! Owns the store after start-up. The router submits the mutations of a turn and goes
+//! on routing while the batch is fsynced; everything that piles up meanwhile becomes the
+//! next batch. That is group commit: one fsync serves every publisher of a turn. It never
+//! sees sessions or sockets, and never holds more than one batch.
+
+use std::sync::mpsc as std_mpsc;
+
+use tokio::sync::mpsc;
+
+use super::{Mutation, Store, StoreError};
+
+/// A finished commit.
+#[derive(Debug)]
+pub struct Done {
+    /// The batch number given by [`Committer::submit`].
+    pub batch: u64,
+    /// What the store said.
+    pub result: Result<(), StoreError>,
+}
+
+/// The router's handle on the commit thread.
+#[derive(Debug)]
+pub struct Committer {
+    tx: std_mpsc::SyncSender<(u64, Vec<Mutation>)>,
+    next: u64,
+}
+
+impl Committer {
+    /// Moves `store` to a new thread; completions arrive on the returned receiver.
+    pub fn spawn(mut store: Box<dyn Store>) -> std::io::Result<(Committer, mpsc::Receiver<Done>)> {
+        let (tx, rx) = std_mpsc::sync_channel::<(u64, Vec<Mutation>)>(1);
+        let (done_tx, done_rx) = mpsc::channel(2);
+        std::thread::Builder::new()
+            .name("canopy-store".into())
+            .spawn(move || {
+                while let Ok((batch, mut ops)) = rx.recv() {
+                    let result = store.commit(&mut ops);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, batch, "store commit failed");
+                    }
+                    if done_tx.blocking_send(Done { batch, result }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok((Committer { tx, next: 1 }, done_rx))
+    }
+
+    /// Hands a batch to the thread; returns its number, or `None` if the thread is gone.
+    pub fn submit(&mut self, ops: Vec<Mutation>) -> Option<u64> {
+        let batch = self.next;
+        self.next += 1;
+        self.tx.send((batch, ops)).ok().map(|()| batch)
+    }
+}
