@@ -193,13 +193,12 @@ pub(super) fn syntax(err: &toml::de::Error, text: &str, origin: &str) -> ConfigE
     let span = err.span().unwrap_or(0..0);
     let (line, column) = line_column(text, span.start);
     let mut message = err.message().trim().to_owned();
-    if message == "duplicate key" {
-        if let Some(key) = text
+    if message == "duplicate key"
+        && let Some(key) = text
             .get(span)
             .filter(|k| !k.is_empty() && !k.contains('\n'))
-        {
-            message = format!("duplicate key `{}`", key.trim());
-        }
+    {
+        message = format!("duplicate key `{}`", key.trim());
     }
     ConfigError::Parse {
         origin: origin.to_owned(),

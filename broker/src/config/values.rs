@@ -186,9 +186,10 @@ where
 {
     let value = d.deserialize_i64(IntVisitor)?;
     if (MIN..=MAX).contains(&value)
-        && let Ok(v) = T::try_from(value) {
-            return Ok(v);
-        }
+        && let Ok(v) = T::try_from(value)
+    {
+        return Ok(v);
+    }
     if MAX == UNBOUNDED_INT {
         Err(invalid(format_args!("must be at least {MIN}, got {value}")))
     } else {

@@ -30,9 +30,10 @@ impl Router {
                     // Its will is due now unless it has a delay, which the new
                     // connection interrupts [MQTT-3.1.3-9].
                     if let Some(w) = s.will.take()
-                        && w.properties.will_delay_interval.unwrap_or(0) == 0 {
-                            self.publish_will(now, w);
-                        }
+                        && w.properties.will_delay_interval.unwrap_or(0) == 0
+                    {
+                        self.publish_will(now, w);
+                    }
                 } else {
                     // A delayed will is cancelled by the new connection.
                     s.will = None;
@@ -213,10 +214,9 @@ impl Router {
                 Metrics::add(&self.metrics.messages_dropped, lost as u64);
             }
         }
-        if publish_pending_will
-            && let Some(w) = will {
-                self.publish_will(now, w);
-            }
+        if publish_pending_will && let Some(w) = will {
+            self.publish_will(now, w);
+        }
     }
 
     /// Publishes a will message as if its client had sent it.

@@ -89,10 +89,12 @@ impl Router {
                 if reason.is_error() {
                     // A refused QoS 2 message is not awaiting PUBREL.
                     if let Some(s) = self.sessions.get_mut(key)
-                        && s.incoming.on_pubrel(pkid) && s.persistent() {
-                            self.journal
-                                .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
-                        }
+                        && s.incoming.on_pubrel(pkid)
+                        && s.persistent()
+                    {
+                        self.journal
+                            .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
+                    }
                 }
                 self.held_acks.push((key, conn, Packet::PubRec(ack)));
             }
@@ -188,10 +190,11 @@ impl Router {
                 }
                 Subscriber::Shared { group } => {
                     if let Some(g) = groups.get_mut(*group)
-                        && g.epoch != epoch {
-                            g.epoch = epoch;
-                            hit_groups.push(*group);
-                        }
+                        && g.epoch != epoch
+                    {
+                        g.epoch = epoch;
+                        hit_groups.push(*group);
+                    }
                 }
             });
         }
@@ -282,12 +285,19 @@ impl Router {
         match s.window.on_pubrec(pkid, failed) {
             AckOutcome::SendPubRel => {
                 if s.persistent()
-                    && let Some(f) = s.window.iter().find(|f| f.pkid == pkid) {
-                        let rec = f.item.record(DeliveryState::AwaitPubComp(pkid));
-                        self.journal
-                            .record(|| Mutation::PutDelivery(s.client_id.clone(), rec));
-                    }
-                s.send(Packet::PubRel(PubAck::new(pkid)));
+                    && let Some(f) = s.window.iter().find(|f| f.pkid == pkid)
+                {
+                    let rec = f.item.record(DeliveryState::AwaitPubComp(pkid));
+                    self.journal
+                        .record(|| Mutation::PutDelivery(s.client_id.clone(), rec));
+                }
+                // Held like an acknowledgement: under `sync` the PUBREL goes out only
+                // once the AwaitPubComp state is on disk, so a restart never resends a
+                // PUBLISH the receiver has already released [MQTT-4.3.3-10].
+                if let Some(conn) = s.conn.as_ref().map(|c| c.id) {
+                    self.held_acks
+                        .push((key, conn, Packet::PubRel(PubAck::new(pkid))));
+                }
             }
             AckOutcome::Completed(d) => self.completed(now, key, d.seq),
             AckOutcome::Unknown => {
