@@ -269,7 +269,7 @@ fn expiry_instants_come_back_within_a_few_ms_after_reopen() {
         .unwrap()
         .load()
         .unwrap();
-    let tol = Duration::from_millis(5);
+    let tol = Duration::from_millis(10);
     let get = |t: &str| {
         snap.retained
             .iter()
