@@ -149,19 +149,16 @@ pub trait Store: Send {
     fn commit(&mut self, batch: &mut Vec<Mutation>) -> Result<(), StoreError>;
 }
 
-/// Opens the store that the configuration asks for.
+/// Opens the store that the configuration asks for: the disk store under `data_dir`
+/// for `sync` and `batched`, the in-memory store for `memory`.
 pub fn open(config: &crate::config::Config) -> Result<Box<dyn Store>, StoreError> {
+    use crate::config::Durability;
     match config.durability {
-        crate::config::Durability::Memory
-        | crate::config::Durability::Batched
-        | crate::config::Durability::Sync => {
-            if config.durability != crate::config::Durability::Memory {
-                tracing::warn!(
-                    durability = ?config.durability,
-                    "the disk store is not built yet: running with the in-memory store; nothing survives a restart"
-                );
-            }
-            Ok(Box::new(MemoryStore::new()))
+        Durability::Memory => Ok(Box::new(MemoryStore::new())),
+        Durability::Sync | Durability::Batched => {
+            let store = disk::DiskStore::open(&config.data_dir, config.on_corrupt_store)?;
+            tracing::info!(data_dir = %config.data_dir.display(), durability = ?config.durability, "disk store open");
+            Ok(Box::new(store))
         }
     }
 }
