@@ -2,6 +2,8 @@
 //! received under `durability = "sync"` is delivered after a hard kill and a restart on
 //! the same data directory, QoS 2 ones exactly once. Runs the real binary.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::{HashMap, HashSet};

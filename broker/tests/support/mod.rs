@@ -1,7 +1,7 @@
 //! Support for tests that run the real `canopy-broker` binary: a process wrapper that
 //! can be killed with SIGKILL, and a minimal MQTT 5.0 client on the project's codec.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::zombie_processes)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
