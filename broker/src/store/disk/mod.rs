@@ -272,10 +272,6 @@ impl<E: Into<redb::Error>> From<E> for VersionError {
 /// Reads the whole store file while holding a shared lock on it, so that a store that
 /// another process has open (redb locks it exclusively) is reported busy rather than
 /// read half-written. `None` when there is no file or it is empty.
-///
-/// `File::try_lock_shared` is 1.89; redb 4.6 already needs 1.90, so the workspace's
-/// declared 1.88 is below the real minimum either way.
-#[allow(clippy::incompatible_msrv)]
 fn read_unshared(path: &Path) -> Result<Option<Vec<u8>>, OpenError> {
     use std::io::Read;
     let mut file = match std::fs::File::open(path) {
