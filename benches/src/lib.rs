@@ -116,7 +116,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for `scenario` against `target`: QoS 0, 128 in flight, 64-byte payloads,
+    /// Defaults for `scenario` against `target`: QoS 0, 100 in flight, 64-byte payloads,
     /// 10 s unless a count is given.
     pub fn new(scenario: Scenario, target: SocketAddr) -> Options {
         Options {
@@ -127,7 +127,7 @@ impl Options {
             } else {
                 QoS::AtMostOnce
             },
-            inflight: 128,
+            inflight: 100,
             rate: None,
             duration: None,
             count: None,

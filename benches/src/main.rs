@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, short)]
     qos: Option<u8>,
     /// Closed loop: most messages a publisher keeps outstanding end to end.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 100)]
     inflight: usize,
     /// Open loop: messages per second over all publishers (`latency` defaults to 1000).
     #[arg(long)]

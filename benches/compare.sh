@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Canopy side by side with Mosquitto and (when installed) rumqttd, on this machine.
+#
+# Builds canopy-broker and canopy-bench (release), then for every scenario and round starts
+# each broker fresh on a free loopback port with equivalent settings (in-memory, QoS 1
+# outgoing window 64, 1000 queued messages per session), runs canopy-bench against it and
+# stops it. Brokers run A B A B interleaved; the table shows medians over the rounds and the
+# ratio of Canopy to each peer. Everything is bounded by `timeout`.
+#
+# Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--out FILE]
+#   --rounds N   rounds per scenario (default 3)
+#   --unpinned   do not pin: broker and generator share both cores (default: broker on
+#                CPU 0, generator on CPU 1, with taskset)
+#   --quick      short runs and small sizes, one round: a smoke test of this script
+#   --out FILE   also write the table to FILE
+# Environment: CARGO_TARGET_DIR (default ./target), RUMQTTD (path to rumqttd), MOSQUITTO.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+rounds=3
+pinned=1
+quick=0
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) rounds=$2; shift 2 ;;
+        --unpinned) pinned=0; shift ;;
+        --quick) quick=1; shift ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$quick" = 1 ]; then
+    duration=1s; connections=500; filters=1000; retained=5000; drain=1s
+    [ "$rounds" = 3 ] && rounds=1
+else
+    duration=5s; connections=10000; filters=10000; retained=100000; drain=2s
+fi
+
+log() { echo "compare.sh: $*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------
+for tool in python3 timeout ss; do
+    command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }
+done
+if [ "$pinned" = 1 ] && ! command -v taskset >/dev/null; then
+    log "taskset is required for pinned runs (util-linux), or use --unpinned"; exit 1
+fi
+if [ "$pinned" = 1 ] && [ "$(nproc)" -lt 2 ]; then
+    log "pinned runs need 2 CPUs; use --unpinned"; exit 1
+fi
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || true)}
+if [ -z "$MOSQUITTO" ] && [ -x /usr/sbin/mosquitto ]; then MOSQUITTO=/usr/sbin/mosquitto; fi
+if [ -z "$MOSQUITTO" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing mosquitto"
+    timeout 300 apt-get install -y mosquitto >/dev/null 2>&1 \
+        || { timeout 300 apt-get update >/dev/null 2>&1 && timeout 300 apt-get install -y mosquitto >/dev/null 2>&1; } \
+        || log "could not install mosquitto"
+    MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
+fi
+RUMQTTD=${RUMQTTD:-$(command -v rumqttd || true)}
+if [ -z "$RUMQTTD" ] && [ -x "$HOME/.cargo/bin/rumqttd" ]; then RUMQTTD=$HOME/.cargo/bin/rumqttd; fi
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+log "building canopy-broker and canopy-bench (release)"
+(cd "$ROOT" && timeout 3600 cargo build --release --quiet -p canopy-broker -p canopy-bench)
+CANOPY=$TARGET_DIR/release/canopy-broker
+BENCH=$TARGET_DIR/release/canopy-bench
+
+brokers=(canopy)
+[ -n "$MOSQUITTO" ] && brokers+=(mosquitto) || log "mosquitto not found: skipped"
+[ -n "$RUMQTTD" ] && brokers+=(rumqttd) || log "rumqttd not found: skipped (cargo install rumqttd)"
+
+# 10,000 idle connections need as many descriptors in the broker and the generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/canopy-compare.XXXXXX")
+BPID=""
+cleanup() {
+    if [ -n "$BPID" ]; then kill "$BPID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "$pinned" = 1 ]; then
+    PIN_BROKER=(taskset -c 0); PIN_GEN=(taskset -c 1); mode="pinned: broker on CPU 0, generator on CPU 1"
+else
+    PIN_BROKER=(); PIN_GEN=(); mode="unpinned: both on $(nproc) CPUs"
+fi
+
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        if [ -z "$(ss -Htln "sport = :$p")" ]; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+# start_broker NAME PORT [DURABILITY]: starts it in the background, sets BPID.
+start_broker() {
+    local name=$1 port=$2 durability=${3:-memory} dir="$WORK/$1-$2"
+    mkdir -p "$dir"
+    case "$name" in
+        canopy)
+            cat >"$dir/canopy.toml" <<EOF
+durability = "$durability"
+data_dir = "$dir/data"
+sys_interval = "0s"
+log_level = "warn"
+[[listener]]
+bind = "127.0.0.1:$port"
+[limits]
+max_inflight = 64
+max_queued_messages = 1000
+EOF
+            "${PIN_BROKER[@]}" "$CANOPY" --config "$dir/canopy.toml" >"$dir/log" 2>&1 &
+            ;;
+        mosquitto)
+            cat >"$dir/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+max_inflight_messages 64
+max_queued_messages 1000
+log_dest none
+EOF
+            "${PIN_BROKER[@]}" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/log" 2>&1 &
+            ;;
+        rumqttd)
+            cat >"$dir/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 1
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+EOF
+            "${PIN_BROKER[@]}" "$RUMQTTD" -q -c "$dir/rumqttd.toml" >"$dir/log" 2>&1 &
+            ;;
+    esac
+    BPID=$!
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    log "$name did not start on port $port"; tail -5 "$dir/log" >&2 || true
+    return 1
+}
+
+stop_broker() {
+    [ -n "$BPID" ] || return 0
+    kill "$BPID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$BPID" 2>/dev/null || true
+    wait "$BPID" 2>/dev/null || true
+    BPID=""
+}
+
+# run_one SCENARIO_KEY BROKER ROUND DURABILITY -- canopy-bench args...
+run_one() {
+    local key=$1 name=$2 round=$3 durability=$4; shift 5
+    local port file="$WORK/results/$key.$name.$round.json"
+    port=$(free_port)
+    mkdir -p "$WORK/results"
+    if ! start_broker "$name" "$port" "$durability"; then
+        stop_broker
+        port=$(free_port)
+        if ! start_broker "$name" "$port" "$durability"; then stop_broker; return 0; fi
+    fi
+    if ! timeout 300 "${PIN_GEN[@]}" "$BENCH" "$@" --port "$port" --broker-pid "$BPID" \
+            --no-progress --drain "$drain" --label "$name" >"$file" 2>"$file.err"; then
+        log "$key on $name round $round failed: $(tail -1 "$file.err")"
+        rm -f "$file"
+    fi
+    stop_broker
+}
+
+scenario() { # KEY ARGS...: every broker, A B A B
+    local key=$1; shift
+    for round in $(seq 1 "$rounds"); do
+        for b in "${brokers[@]}"; do
+            log "$key round $round/$rounds: $b"
+            run_one "$key" "$b" "$round" memory -- "$@"
+        done
+    done
+}
+
+scenario fanin_q0 fanin --qos 0 --duration "$duration"
+scenario fanin_q1 fanin --qos 1 --duration "$duration"
+scenario fanout fanout --duration "$duration"
+scenario latency latency --duration "$duration"
+scenario connections connections --connections "$connections"
+scenario wildcard wildcard --filters "$filters" --duration "$duration"
+scenario retained retained --retained "$retained"
+for round in $(seq 1 "$rounds"); do
+    for d in memory batched sync; do
+        log "durable round $round/$rounds: canopy $d"
+        run_one "durable_$d" canopy "$round" "$d" -- durable --duration "$duration"
+    done
+done
+
+table=$(python3 - "$WORK/results" "$mode" "$rounds" "$duration" "${brokers[@]}" <<'PY'
+import json, os, statistics, sys
+res, mode, rounds, duration, brokers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+def load(key, broker):
+    out = []
+    if not os.path.isdir(res):
+        return out
+    for f in sorted(os.listdir(res)):
+        if f.startswith(key + "." + broker + ".") and f.endswith(".json"):
+            try:
+                with open(os.path.join(res, f)) as fh:
+                    out.append(json.loads(fh.read().strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                pass
+    return out
+def get(r, path):
+    for p in path.split("."):
+        r = r.get(p) if isinstance(r, dict) else None
+    return r
+# (label, result key, json path, scale, higher is better, format)
+rows = [
+    ("fanin QoS 0, msgs/s", "fanin_q0", "msgs_per_s", 1, True, "{:,.0f}"),
+    ("fanin QoS 0, lost", "fanin_q0", "lost", 1, False, "{:,.0f}"),
+    ("fanin QoS 0, broker peak RSS MiB", "fanin_q0", "rss.peak_kib", 1/1024, False, "{:,.1f}"),
+    ("fanin QoS 1, msgs/s", "fanin_q1", "msgs_per_s", 1, True, "{:,.0f}"),
+    ("fanin QoS 1, lost", "fanin_q1", "lost", 1, False, "{:,.0f}"),
+    ("fanout (1 -> 100), deliveries/s", "fanout", "deliveries_per_s", 1, True, "{:,.0f}"),
+    ("latency at 1k msg/s, p50 us", "latency", "latency.p50_us", 1, False, "{:,.1f}"),
+    ("latency at 1k msg/s, p99 us", "latency", "latency.p99_us", 1, False, "{:,.1f}"),
+    ("latency at 1k msg/s, p999 us", "latency", "latency.p999_us", 1, False, "{:,.1f}"),
+    ("idle connection with a subscription, bytes", "connections", "extra.rss_per_conn_bytes", 1, False, "{:,.0f}"),
+    ("connect rate, conn/s", "connections", "extra.connect_per_s", 1, True, "{:,.0f}"),
+    ("wildcard filters, warm msgs/s", "wildcard", "msgs_per_s", 1, True, "{:,.0f}"),
+    ("wildcard, first publish to each topic, ms", "wildcard", "extra.first_publish_ms", 1, False, "{:,.1f}"),
+    ("retained to a new r/# subscriber, received", "retained", "delivered", 1, True, "{:,.0f}"),
+    ("retained to a new r/# subscriber, ms", "retained", "extra.all_retained_ms", 1, False, "{:,.1f}"),
+    ("durable QoS 1 fan-in, memory, msgs/s", "durable_memory", "msgs_per_s", 1, True, "{:,.0f}"),
+    ("durable QoS 1 fan-in, batched, msgs/s", "durable_batched", "msgs_per_s", 1, True, "{:,.0f}"),
+    ("durable QoS 1 fan-in, sync, msgs/s", "durable_sync", "msgs_per_s", 1, True, "{:,.0f}"),
+]
+peers = [b for b in brokers if b != "canopy"]
+print(f"Mode: {mode}; medians of {rounds} round(s), {duration} per throughput run.")
+print("Ratios: Canopy's advantage over the peer (> 1 means Canopy is better, whichever way the row counts).")
+print()
+head = "| scenario | " + " | ".join(brokers) + " | " + " | ".join(f"vs {p}" for p in peers) + " |"
+print(head)
+print("|" + "---|" * (1 + len(brokers) + len(peers)))
+for label, key, path, scale, higher, fmt in rows:
+    med = {}
+    cells = []
+    for b in brokers:
+        vals = [get(r, path) for r in load(key, b)]
+        vals = [v * scale for v in vals if isinstance(v, (int, float))]
+        if vals:
+            med[b] = statistics.median(vals)
+            n = "" if len(vals) == int(rounds) else f" ({len(vals)}/{rounds})"
+            cells.append(fmt.format(med[b]) + n)
+        else:
+            cells.append("–")
+    for p in peers:
+        c, v = med.get("canopy"), med.get(p)
+        if c is None or v is None or key.startswith("durable") or "lost" in label:
+            cells.append("–")
+        elif higher:
+            cells.append(f"{c / v:.2f}×" if v else "∞")
+        else:
+            cells.append(f"{v / c:.2f}×" if c else "∞")
+    print(f"| {label} | " + " | ".join(cells) + " |")
+PY
+)
+echo "$table"
+if [ -n "$out" ]; then echo "$table" >"$out"; fi
