@@ -524,6 +524,13 @@ impl Router {
             self.submit();
         }
         self.release(false);
+        // Close the store so that the data directory can be opened again at once.
+        self.committer.close();
+        while let Some(d) = done.recv().await {
+            if Some(d.batch) == self.in_flight {
+                self.on_commit_done(d);
+            }
+        }
     }
 
     /// Tells every client the broker is going away (5.0: DISCONNECT 0x8B) and records

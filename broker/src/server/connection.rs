@@ -7,7 +7,7 @@
 //! the outbox is drained in one batch and written with one system call. It never holds
 //! routing state, and a protocol error here ends this connection only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,6 +66,7 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
         keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
         aliases_in: HashMap::new(),
         aliases_out: HashMap::new(),
+        unacked_in: HashSet::new(),
         wbuf: BytesMut::with_capacity(4096),
         pending: VecDeque::new(),
         est,
@@ -147,14 +148,20 @@ struct Connection<'a> {
     wbuf: BytesMut,
     /// Drained outbox items, reused between batches.
     pending: VecDeque<Outgoing>,
+    /// Packet ids of incoming QoS 1/2 messages whose PUBACK / PUBREC we have not written
+    /// yet (they wait for the router and, under `sync`, the disk); bounds what a
+    /// publisher can have in flight to us.
+    unacked_in: HashSet<u16>,
 }
 
 impl Connection<'_> {
     async fn run(&mut self, stream: &mut TcpStream, mut rbuf: BytesMut) -> End {
         let outbox = self.est.outbox.clone();
         loop {
-            // Decode whatever is already buffered (CONNECT may have arrived with more).
-            loop {
+            // Decode whatever is already buffered (CONNECT may have arrived with more),
+            // unless the client already has as many QoS 1/2 messages unacknowledged as
+            // our Receive Maximum: then the bytes wait, and so does the client.
+            while !self.paused() {
                 match canopy_proto::decode(&mut rbuf, self.protocol, &self.limits) {
                     Ok(Some(packet)) => {
                         Metrics::add(&self.ctx.metrics.packets_received, 1);
@@ -175,15 +182,24 @@ impl Connection<'_> {
             if rbuf.capacity() - rbuf.len() < 1024 {
                 rbuf.reserve(8192);
             }
-            let deadline = self.keep_alive.deadline();
+            let paused = self.paused();
+            // While paused we read nothing, so silence is ours, not the client's.
+            let deadline = if paused {
+                None
+            } else {
+                self.keep_alive.deadline()
+            };
             tokio::select! {
                 biased;
                 _ = outbox.notified() => {
                     if let Some(end) = self.flush_outbox(stream).await {
                         return end;
                     }
+                    if paused && !self.paused() {
+                        self.keep_alive.heard(Instant::now());
+                    }
                 }
-                r = stream.read_buf(&mut rbuf) => match r {
+                r = stream.read_buf(&mut rbuf), if !paused => match r {
                     Ok(0) | Err(_) => return End::Lost,
                     Ok(n) => Metrics::add(&self.ctx.metrics.bytes_received, n as u64),
                 },
@@ -197,6 +213,14 @@ impl Connection<'_> {
         }
     }
 
+    /// Whether reading is paused for back-pressure: the client has `receive_maximum`
+    /// QoS 1/2 messages that we have not answered yet (waiting for the router or the
+    /// disk). 3.1.1 clients, which have no Receive Maximum, get the same limit. Only the
+    /// broker's own work is awaited here, so a pause always ends.
+    fn paused(&self) -> bool {
+        self.unacked_in.len() >= usize::from(self.ctx.config.limits.receive_maximum)
+    }
+
     /// Handles one packet; `Some(end)` closes the connection.
     async fn on_packet(&mut self, packet: Packet, stream: &mut TcpStream) -> Option<End> {
         let session = self.est.reply.session;
@@ -205,6 +229,9 @@ impl Connection<'_> {
             Packet::Publish(p) => match self.inbound_publish(p) {
                 Ok(publish) => {
                     Metrics::add(&self.ctx.metrics.publish_received, 1);
+                    if let Some(pkid) = publish.pkid {
+                        self.unacked_in.insert(pkid);
+                    }
                     Command::Publish {
                         session,
                         conn,
@@ -429,7 +456,14 @@ impl Connection<'_> {
                     Metrics::add(&self.ctx.metrics.publish_sent, 1);
                     self.encode(&Packet::Publish(p));
                 }
-                Outgoing::Packet(p) => self.encode(&p),
+                Outgoing::Packet(p) => {
+                    // QoS 2 counts until PUBREC: what follows waits on the client's
+                    // PUBREL, which we must keep reading.
+                    if let Packet::PubAck(a) | Packet::PubRec(a) = &p {
+                        self.unacked_in.remove(&a.pkid);
+                    }
+                    self.encode(&p)
+                }
                 Outgoing::Disconnect(reason, why) => {
                     if self.protocol.is_v5() {
                         let reason_string = why.filter(|_| self.est.problem_info);

@@ -23,7 +23,8 @@ pub struct Done {
 /// The router's handle on the commit thread.
 #[derive(Debug)]
 pub struct Committer {
-    tx: std_mpsc::SyncSender<(u64, Vec<Mutation>)>,
+    /// `None` once closed.
+    tx: Option<std_mpsc::SyncSender<(u64, Vec<Mutation>)>>,
     next: u64,
 }
 
@@ -44,14 +45,30 @@ impl Committer {
                         break;
                     }
                 }
+                // The store (and its file lock) goes first; the closed channel then
+                // tells the router that the data directory is free.
+                drop(store);
+                drop(done_tx);
             })?;
-        Ok((Committer { tx, next: 1 }, done_rx))
+        Ok((
+            Committer {
+                tx: Some(tx),
+                next: 1,
+            },
+            done_rx,
+        ))
     }
 
     /// Hands a batch to the thread; returns its number, or `None` if the thread is gone.
     pub fn submit(&mut self, ops: Vec<Mutation>) -> Option<u64> {
         let batch = self.next;
         self.next += 1;
-        self.tx.send((batch, ops)).ok().map(|()| batch)
+        self.tx.as_ref()?.send((batch, ops)).ok().map(|()| batch)
+    }
+
+    /// Stops the thread once it has finished what it was given; the completion channel
+    /// closes after the store is dropped.
+    pub fn close(&mut self) {
+        self.tx = None;
     }
 }

@@ -222,3 +222,37 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// Connects with a CONNECT built by the caller (protocol 5.0).
+    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        let mut c = Client {
+            stream,
+            rbuf: BytesMut::new(),
+            session_present: false,
+        };
+        c.send(&Packet::Connect(Box::new(connect))).await?;
+        match c.recv().await? {
+            Some(Packet::ConnAck(a)) if !a.reason.is_error() => {
+                c.session_present = a.session_present;
+                Ok(c)
+            }
+            other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Sends a SUBSCRIBE built by the caller and waits for its SUBACK.
+    pub async fn subscribe_with(&mut self, sub: Subscribe) -> std::io::Result<()> {
+        self.send(&Packet::Subscribe(sub)).await?;
+        match self.recv().await? {
+            Some(Packet::SubAck(a)) if a.reasons.iter().all(|r| !r.is_error()) => Ok(()),
+            other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Sends DISCONNECT 0x00.
+    pub async fn disconnect(mut self) {
+        let _ = self.send(&Packet::Disconnect(Default::default())).await;
+    }
+}

@@ -2,7 +2,7 @@
 //! wildcard topic names.
 
 use canopy_tests::wire::{self, Publish, V5, V311};
-use canopy_tests::{RawClient, TestBroker, unique};
+use canopy_tests::{RawClient, Settings, TestBroker, unique};
 
 both_versions!(
     qos0_is_delivered_byte_exact,
@@ -13,6 +13,7 @@ both_versions!(
     messages_on_one_topic_keep_their_order,
     fan_out_reaches_every_subscriber,
     publish_to_wildcard_topic_is_rejected,
+    burst_beyond_receive_maximum_is_slowed_not_dropped,
 );
 
 /// The exact bytes of a PUBLISH as the broker should forward it (no properties).
@@ -210,4 +211,45 @@ async fn publish_to_wildcard_topic_is_rejected(v: u8) {
         p.expect_rejected(reasons).await;
     }
     canopy_tests::assert_broker_works(b.addr()).await;
+}
+
+async fn burst_beyond_receive_maximum_is_slowed_not_dropped(v: u8) {
+    // Issue 3's flow control: a publisher with more QoS 1 messages in flight than the
+    // broker's Receive Maximum (a 3.1.1 client has no such limit; a 5.0 one breaks it
+    // [MQTT-3.3.4-7]) is slowed by the broker reading less from its socket, never
+    // acknowledged-and-discarded: every message is acknowledged in order
+    // [MQTT-4.6.0-2] and delivered in order [MQTT-4.6.0-5]. Canopy policy.
+    let settings = Settings {
+        receive_maximum: Some(4),
+        ..Settings::default()
+    };
+    let Some(b) = TestBroker::start_with(settings, "burst_beyond_receive_maximum").await else {
+        return;
+    };
+    let topic = unique("burst");
+    let mut sub = RawClient::connect(b.addr(), v, &unique("bs")).await;
+    sub.subscribe(&topic, 1).await;
+    let mut publisher = RawClient::connect(b.addr(), v, &unique("bp")).await;
+    let n: u16 = 300;
+    let mut burst = Vec::new();
+    for pid in 1..=n {
+        burst.extend(
+            Publish::new(v, &topic, &pid.to_be_bytes())
+                .qos(1, pid)
+                .encode(),
+        );
+    }
+    publisher.send(&burst).await;
+    for pid in 1..=n {
+        let p = publisher.recv().await;
+        let a = wire::parse_ack(&p);
+        assert_eq!((a.first, a.pid), (wire::PUBACK, pid), "PUBACK order");
+        assert!(a.reason < 0x80, "refused: {:#04x}", a.reason);
+    }
+    let got = sub.receive_and_ack(usize::from(n)).await;
+    let order: Vec<u16> = got
+        .iter()
+        .map(|m| u16::from_be_bytes([m.payload[0], m.payload[1]]))
+        .collect();
+    assert_eq!(order, (1..=n).collect::<Vec<_>>());
 }
