@@ -15,6 +15,7 @@ mod outbox;
 pub mod retain;
 mod router;
 mod server;
+pub mod services;
 pub mod store;
 mod sys;
 pub mod topic_tree;
