@@ -1,0 +1,556 @@
+//! The pump of one bridge: routes messages between the two links, holds every message until
+//! its destination acknowledged it (or it is on disk), drains the on-disk queue in order,
+//! applies the loop guard and transforms, and publishes state and counters.
+//!
+//! Owns: the sequence numbers, the in-flight window per destination, source-ack groups and the
+//! queue. Must never poll a rumqttc event loop (the links do) and never ack a source message
+//! before every copy of it is acknowledged by its destination or stored on disk.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Publish};
+use tokio::sync::{mpsc, watch};
+
+use crate::BridgeError;
+use crate::config::{BridgeConfig, Direction};
+use crate::link::{Link, LinkEvent, Side};
+use crate::message::Message;
+use crate::queue::{Lane, Queue};
+use crate::remap::Remap;
+use crate::stats::{BridgeStats, bump};
+use crate::transform::{RateLimit, SubSample, Transform};
+
+/// Lane 0 carries local -> remote, lane 1 remote -> local.
+const OUT: Lane = 0;
+const IN: Lane = 1;
+/// Sequence used for the state publish, whose ack nobody waits for.
+const STATE_SEQ: u64 = u64::MAX;
+
+pub(crate) fn qos(n: u8) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A route ready to run.
+pub(crate) struct Route {
+    pub(crate) direction: Direction,
+    pub(crate) out_map: Remap,
+    pub(crate) in_map: Option<Remap>,
+    pub(crate) qos: u8,
+    pub(crate) transforms: Vec<Box<dyn Transform>>,
+}
+
+impl Route {
+    pub(crate) fn build(
+        config: &crate::config::RouteConfig,
+        custom: Vec<Box<dyn Transform>>,
+    ) -> Result<Route, BridgeError> {
+        let out_map = config.remap().map_err(BridgeError::Route)?;
+        let in_map = match config.direction {
+            Direction::Out => None,
+            _ => Some(out_map.reverse().map_err(BridgeError::Route)?),
+        };
+        let mut transforms: Vec<Box<dyn Transform>> = Vec::new();
+        if let Some(n) = config.sample_every {
+            transforms.push(Box::new(SubSample::new(n)));
+        }
+        if let Some(n) = config.max_rate {
+            transforms.push(Box::new(RateLimit::new(n, Duration::from_secs(1))));
+        }
+        transforms.extend(custom);
+        Ok(Route {
+            direction: config.direction,
+            out_map,
+            in_map,
+            qos: config.qos,
+            transforms,
+        })
+    }
+
+    fn map(&self, from: Side, topic: &str) -> Option<String> {
+        match (from, self.direction) {
+            (Side::Local, Direction::Out | Direction::Both) => self.out_map.apply(topic),
+            (Side::Remote, Direction::In | Direction::Both) => {
+                self.in_map.as_ref().and_then(|m| m.apply(topic))
+            }
+            _ => None,
+        }
+    }
+}
+
+enum Origin {
+    Group(u64),
+    Disk(u64),
+}
+
+struct Pending {
+    publish: Publish,
+    origin: Origin,
+    route: usize,
+}
+
+struct Group {
+    remaining: usize,
+    source: Side,
+    publish: Box<Publish>,
+    epoch: u64,
+}
+
+#[derive(Default)]
+struct LaneState {
+    connected: bool,
+    unacked: BTreeMap<u64, Pending>,
+    waiting: VecDeque<u64>,
+    inflight: usize,
+    cursor: Option<u64>,
+}
+
+pub(crate) struct Pump {
+    pub(crate) config: BridgeConfig,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) local: Link,
+    pub(crate) remote: Link,
+    pub(crate) queue: Queue,
+    pub(crate) stats: Arc<BridgeStats>,
+    lanes: [LaneState; 2],
+    groups: HashMap<u64, Group>,
+    next_seq: u64,
+    next_group: u64,
+    ever_up: [bool; 2],
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+pub(crate) fn state_topic(name: &str) -> String {
+    format!("$SYS/metabroker/{name}/state")
+}
+
+pub(crate) fn state_payload(state: &str, remote: &str) -> String {
+    serde_json::json!({"state": state, "remote": remote, "since": now_ms() as u64}).to_string()
+}
+
+pub(crate) fn will(config: &BridgeConfig) -> LastWill {
+    LastWill::new(
+        state_topic(&config.name),
+        state_payload("disconnected", &config.remote.url),
+        QoS::AtLeastOnce,
+        true,
+        None,
+    )
+}
+
+fn lane_to(dest: Side) -> Lane {
+    match dest {
+        Side::Remote => OUT,
+        Side::Local => IN,
+    }
+}
+
+impl Pump {
+    pub(crate) fn new(
+        config: BridgeConfig,
+        routes: Vec<Route>,
+        local: Link,
+        remote: Link,
+        queue: Queue,
+        stats: Arc<BridgeStats>,
+    ) -> Pump {
+        Pump {
+            config,
+            routes,
+            local,
+            remote,
+            queue,
+            stats,
+            lanes: [LaneState::default(), LaneState::default()],
+            groups: HashMap::new(),
+            next_seq: 0,
+            next_group: 0,
+            ever_up: [false; 2],
+        }
+    }
+
+    fn link(&self, side: Side) -> &Link {
+        match side {
+            Side::Local => &self.local,
+            Side::Remote => &self.remote,
+        }
+    }
+
+    fn filters(&self, side: Side) -> Vec<Filter> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                let path = match (side, r.direction) {
+                    (Side::Local, Direction::Out | Direction::Both) => r.out_map.filter(),
+                    (Side::Remote, Direction::In | Direction::Both) => r.in_map.as_ref()?.filter(),
+                    _ => return None,
+                };
+                let mut f = Filter::new(path, qos(r.qos));
+                f.nolocal = true;
+                f.preserve_retain = true;
+                Some(f)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_stats = Vec::new();
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(e) => self.on_event(e).await,
+                    None => return,
+                },
+                _ = tick.tick() => self.publish_stats(&mut last_stats),
+                _ = stop.changed() => {
+                    self.publish_state("disconnected").await;
+                    let _ = self.local.client().disconnect().await;
+                    let _ = self.remote.client().disconnect().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Up {
+                side,
+                lost,
+                session_present,
+            } => {
+                tracing::info!(bridge = %self.config.name, ?side, session_present, lost = lost.len(), "link up");
+                let lane = lane_to(side);
+                let idx = usize::from(side == Side::Remote);
+                if self.ever_up[idx] {
+                    bump(match side {
+                        Side::Local => &self.stats.reconnects_local,
+                        Side::Remote => &self.stats.reconnects_remote,
+                    });
+                }
+                self.ever_up[idx] = true;
+                let filters = self.filters(side);
+                if !filters.is_empty() {
+                    let _ = self.link(side).client().subscribe_many(filters).await;
+                }
+                for seq in lost {
+                    if let Some(p) = self.lanes[lane].unacked.get(&seq) {
+                        let publish = p.publish.clone();
+                        self.link(side).publish_tracked(seq, publish).await;
+                    }
+                }
+                self.lanes[lane].connected = true;
+                self.update_connected().await;
+                self.pump(lane).await;
+            }
+            LinkEvent::Down { side, reason } => {
+                tracing::warn!(bridge = %self.config.name, ?side, %reason, "link down");
+                self.lanes[lane_to(side)].connected = false;
+                self.update_connected().await;
+            }
+            LinkEvent::Message {
+                side,
+                publish,
+                epoch,
+            } => self.on_message(side, publish, epoch).await,
+            LinkEvent::Acked {
+                side,
+                seq,
+                accepted,
+            } => self.on_acked(side, seq, accepted).await,
+        }
+    }
+
+    async fn update_connected(&mut self) {
+        let both = self.lanes[OUT].connected && self.lanes[IN].connected;
+        let was = self
+            .stats
+            .connected
+            .swap(both, std::sync::atomic::Ordering::Relaxed);
+        if self.lanes[IN].connected && (both != was || both) {
+            self.publish_state(if both { "connected" } else { "disconnected" })
+                .await;
+        }
+    }
+
+    async fn publish_state(&mut self, state: &str) {
+        if !self.lanes[IN].connected {
+            return;
+        }
+        let publish = Publish::new(
+            state_topic(&self.config.name),
+            QoS::AtLeastOnce,
+            state_payload(state, &self.config.remote.url),
+            None,
+        );
+        let mut publish = publish;
+        publish.retain = true;
+        self.local.publish_tracked(STATE_SEQ, publish).await;
+    }
+
+    fn publish_stats(&self, last: &mut Vec<(String, u64)>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.queue_out.store(self.queue.len(OUT), Relaxed);
+        self.stats.queue_in.store(self.queue.len(IN), Relaxed);
+        if !self.lanes[IN].connected {
+            return;
+        }
+        let now = self.stats.snapshot();
+        for (i, (key, value)) in now.iter().enumerate() {
+            if last.get(i).is_some_and(|(_, v)| v == value) {
+                continue;
+            }
+            let topic = format!("$SYS/metabroker/{}/{key}", self.config.name);
+            let _ =
+                self.local
+                    .client()
+                    .try_publish(topic, QoS::AtMostOnce, true, value.to_string());
+        }
+        *last = now;
+    }
+
+    async fn on_message(&mut self, side: Side, publish: Box<Publish>, epoch: u64) {
+        let message = Message::from_v5(&publish);
+        let group = self.next_group;
+        self.next_group += 1;
+        self.groups.insert(
+            group,
+            Group {
+                remaining: 0,
+                source: side,
+                publish,
+                epoch,
+            },
+        );
+        let hops = message.hops();
+        if hops.contains(&self.config.name.as_str()) || hops.len() >= self.config.max_hops {
+            bump(&self.stats.loops);
+        } else {
+            let dest = match side {
+                Side::Local => Side::Remote,
+                Side::Remote => Side::Local,
+            };
+            let now = Instant::now();
+            for ri in 0..self.routes.len() {
+                let Some(topic) = self.routes[ri].map(side, &message.topic) else {
+                    continue;
+                };
+                let mut m = message.clone();
+                m.topic = topic;
+                m.qos = m.qos.min(self.routes[ri].qos);
+                let mut batch = vec![m];
+                for t in self.routes[ri].transforms.iter_mut() {
+                    batch = batch.into_iter().flat_map(|m| t.apply(m, now)).collect();
+                }
+                if batch.is_empty() {
+                    bump(&self.stats.routes[ri].filtered);
+                }
+                for mut m in batch {
+                    m.push_hop(&self.config.name);
+                    self.dispatch(dest, ri, m, group).await;
+                }
+            }
+        }
+        self.settle(group).await;
+    }
+
+    async fn dispatch(&mut self, dest: Side, route: usize, m: Message, group: u64) {
+        let lane = lane_to(dest);
+        let mut publish = Publish::new(
+            m.topic.clone(),
+            qos(m.qos),
+            m.payload.clone(),
+            Some(m.v5_properties()),
+        );
+        publish.retain = m.retain;
+        let stats = &self.stats.routes[route];
+        if m.qos == 0 {
+            if self.lanes[lane].connected {
+                let props = publish.properties.clone().unwrap_or_default();
+                let sent = self.link(dest).client().try_publish_with_properties(
+                    String::from_utf8_lossy(&publish.topic).into_owned(),
+                    publish.qos,
+                    publish.retain,
+                    publish.payload,
+                    props,
+                );
+                bump(if sent.is_ok() {
+                    &stats.forwarded
+                } else {
+                    &stats.dropped
+                });
+            } else {
+                bump(&stats.dropped);
+            }
+            return;
+        }
+        let direct = self.lanes[lane].connected && self.queue.is_empty(lane);
+        if direct {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.lanes[lane].unacked.insert(
+                seq,
+                Pending {
+                    publish,
+                    origin: Origin::Group(group),
+                    route,
+                },
+            );
+            self.lanes[lane].waiting.push_back(seq);
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.remaining += 1;
+            }
+            self.pump(lane).await;
+            return;
+        }
+        match self.queue.push(lane, route, &m) {
+            Ok(true) => bump(&stats.queued),
+            Ok(false) => {
+                bump(&stats.dropped);
+                self.announce_drop(route, &m.topic, "queue full");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "queue write failed");
+                bump(&stats.dropped);
+                self.announce_drop(route, &m.topic, "queue write failed");
+            }
+        }
+    }
+
+    fn announce_drop(&self, route: usize, topic: &str, why: &str) {
+        let total = self.stats.routes[route]
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(bridge = %self.config.name, route, topic, why, total, "message dropped");
+        if self.lanes[IN].connected {
+            let payload =
+                serde_json::json!({"route": route, "topic": topic, "reason": why, "total": total});
+            let _ = self.local.client().try_publish(
+                format!("$SYS/metabroker/{}/dropped/last", self.config.name),
+                QoS::AtMostOnce,
+                false,
+                payload.to_string(),
+            );
+        }
+    }
+
+    /// Sends waiting messages, then queued ones, while the destination's window has room.
+    async fn pump(&mut self, lane: Lane) {
+        let dest = if lane == OUT {
+            Side::Remote
+        } else {
+            Side::Local
+        };
+        let max = usize::from(self.config.max_inflight);
+        loop {
+            let l = &mut self.lanes[lane];
+            if !l.connected || l.inflight >= max {
+                return;
+            }
+            if let Some(seq) = l.waiting.pop_front() {
+                l.inflight += 1;
+                if let Some(p) = l.unacked.get(&seq) {
+                    let publish = p.publish.clone();
+                    self.link(dest).publish_tracked(seq, publish).await;
+                }
+                continue;
+            }
+            let room = max - l.inflight;
+            let batch = match self.queue.peek(lane, l.cursor, room) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "queue read failed");
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                return;
+            }
+            for (key, route, m) in batch {
+                let mut publish = Publish::new(
+                    m.topic.clone(),
+                    qos(m.qos),
+                    m.payload.clone(),
+                    Some(m.v5_properties()),
+                );
+                publish.retain = m.retain;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let l = &mut self.lanes[lane];
+                l.cursor = Some(key);
+                l.inflight += 1;
+                l.unacked.insert(
+                    seq,
+                    Pending {
+                        publish: publish.clone(),
+                        origin: Origin::Disk(key),
+                        route,
+                    },
+                );
+                self.link(dest).publish_tracked(seq, publish).await;
+            }
+        }
+    }
+
+    async fn on_acked(&mut self, dest: Side, seq: u64, accepted: bool) {
+        if seq == STATE_SEQ {
+            return;
+        }
+        let lane = lane_to(dest);
+        let Some(p) = self.lanes[lane].unacked.remove(&seq) else {
+            return;
+        };
+        self.lanes[lane].inflight = self.lanes[lane].inflight.saturating_sub(1);
+        if let Some(stats) = self.stats.routes.get(p.route) {
+            if accepted {
+                bump(&stats.forwarded);
+            } else {
+                bump(&stats.dropped);
+                self.announce_drop(
+                    p.route,
+                    &String::from_utf8_lossy(&p.publish.topic),
+                    "refused by destination",
+                );
+            }
+        }
+        match p.origin {
+            Origin::Group(g) => {
+                if let Some(group) = self.groups.get_mut(&g) {
+                    group.remaining = group.remaining.saturating_sub(1);
+                }
+                self.settle(g).await;
+            }
+            Origin::Disk(key) => {
+                if let Err(e) = self.queue.remove(lane, key) {
+                    tracing::error!(error = %e, "queue remove failed");
+                }
+            }
+        }
+        self.pump(lane).await;
+    }
+
+    /// Acks the source message of `group` once no copy of it is still unacknowledged.
+    async fn settle(&mut self, group: u64) {
+        if self.groups.get(&group).is_some_and(|g| g.remaining == 0)
+            && let Some(g) = self.groups.remove(&group)
+        {
+            self.link(g.source).ack(&g.publish, g.epoch).await;
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The metabroker's TOML configuration (SPEC §4): one bridge between a local and a remote
+//! broker, its routes, queue, backoff and loop guard.
+//!
+//! Owns: parsing, defaults, the `hierarchy = true` shorthand and validation, with errors that
+//! name the file, the line and the key. Must never open a connection or touch the disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::remap::{Remap, RemapError};
+
+/// Why a configuration could not be loaded; `Display` starts with `file:line:` when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        /// The file asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{origin}:{line}: {message}")]
+    Parse {
+        /// File name or other origin.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// The parser's description (names the key).
+        message: String,
+    },
+    /// A well-formed value that is out of range or inconsistent.
+    #[error("{origin}:{line}: {key}: {message}")]
+    Invalid {
+        /// File name or other origin.
+        origin: String,
+        /// 1-based line of the key (1 when the key is not in the text).
+        line: usize,
+        /// Dotted key path (`route[2].remote`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// MQTT protocol version spoken to a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Protocol {
+    /// MQTT 3.1.1 (no properties: loops are prevented by prefix rules, see docs).
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.0 (no-local and the hop marker).
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// How to reach one broker.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// `mqtt://host:port` (`mqtts://` and `ws://` are recognised; see docs for support).
+    pub url: String,
+    /// Client id; defaults to `<name>-local` / `<name>-remote`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `"5"` (default) or `"3.1.1"`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive", with = "humantime_serde_compat")]
+    pub keep_alive: Duration,
+}
+
+/// Which way a route forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Remote -> local.
+    In,
+    /// Local -> remote.
+    Out,
+    /// Both ways.
+    Both,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `in`, `out` or `both`.
+    pub direction: Direction,
+    /// Filter in the local broker's namespace.
+    pub local: String,
+    /// Prefix the same topics carry on the remote side.
+    #[serde(default)]
+    pub remote_prefix: Option<String>,
+    /// Placeholder template for the remote side (`x/{1}/{2}`); excludes `remote_prefix`.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// Maximum QoS used on both legs (0, 1, 2).
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// At most this many messages per second pass (excess dropped, counted as filtered).
+    #[serde(default)]
+    pub max_rate: Option<u32>,
+    /// Keep one message in every N.
+    #[serde(default)]
+    pub sample_every: Option<u32>,
+}
+
+impl RouteConfig {
+    /// The local -> remote mapping of this route.
+    pub fn remap(&self) -> Result<Remap, RemapError> {
+        match (&self.remote, &self.remote_prefix) {
+            (Some(t), _) => Remap::new(&self.local, t),
+            (None, p) => Remap::prefix(&self.local, p.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// `[queue]`: where and how much waits for an unreachable side.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Directory of the queue database; default `./canopy-metabroker-<name>`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Most messages kept per direction.
+    #[serde(default = "default_max_messages")]
+    pub max_messages: u64,
+    /// Most topic+payload bytes kept per direction.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            dir: None,
+            max_messages: default_max_messages(),
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+/// `[backoff]`: decorrelated-jitter reconnect delays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// First and smallest delay.
+    #[serde(default = "default_base", with = "humantime_serde_compat")]
+    pub base: Duration,
+    /// Largest delay.
+    #[serde(default = "default_cap", with = "humantime_serde_compat")]
+    pub cap: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            base: default_base(),
+            cap: default_cap(),
+        }
+    }
+}
+
+/// A whole bridge: the metabroker file, or one `[[bridge]]` of the broker's file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Node id: names the state topics and goes into the hop marker.
+    pub name: String,
+    /// The broker this metabroker represents the remote one to.
+    pub local: Endpoint,
+    /// The broker it represents.
+    pub remote: Endpoint,
+    /// Routes, in order.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Add the SPEC §4 hierarchy routes (`$status/#`, `$presence/#`, `$cluster/#` out;
+    /// `$config/#`, `map/#`, `fx/#` in).
+    #[serde(default)]
+    pub hierarchy: bool,
+    /// The on-disk queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Reconnect backoff.
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+    /// Drop a message whose hop marker already lists this many nodes.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: usize,
+    /// Most messages in flight to a destination at once.
+    #[serde(default = "default_inflight")]
+    pub max_inflight: u16,
+}
+
+/// The hierarchy shorthand's routes, in the order they are added.
+pub fn hierarchy_routes() -> Vec<RouteConfig> {
+    let route = |direction, local: &str| RouteConfig {
+        direction,
+        local: local.to_owned(),
+        remote_prefix: None,
+        remote: None,
+        qos: 1,
+        max_rate: None,
+        sample_every: None,
+    };
+    vec![
+        route(Direction::Out, "$status/#"),
+        route(Direction::Out, "$presence/#"),
+        route(Direction::Out, "$cluster/#"),
+        route(Direction::In, "$config/#"),
+        route(Direction::In, "map/#"),
+        route(Direction::In, "fx/#"),
+    ]
+}
+
+impl BridgeConfig {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        BridgeConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks `text`; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<BridgeConfig, ConfigError> {
+        let mut config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().trim().to_owned(),
+        })?;
+        config
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line: key_line(text, &key),
+                key,
+                message,
+            })?;
+        if config.hierarchy {
+            config.routes.extend(hierarchy_routes());
+        }
+        Ok(config)
+    }
+
+    /// A bridge with defaults and no routes, for programs that build one in code.
+    pub fn new(name: &str, local_url: &str, remote_url: &str) -> BridgeConfig {
+        let endpoint = |url: &str| Endpoint {
+            url: url.to_owned(),
+            client_id: None,
+            username: None,
+            password: None,
+            protocol: Protocol::V5,
+            keep_alive: default_keep_alive(),
+        };
+        BridgeConfig {
+            name: name.to_owned(),
+            local: endpoint(local_url),
+            remote: endpoint(remote_url),
+            routes: Vec::new(),
+            hierarchy: false,
+            queue: QueueConfig::default(),
+            backoff: BackoffConfig::default(),
+            max_hops: default_max_hops(),
+            max_inflight: default_inflight(),
+        }
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.name.is_empty() || self.name.contains(['/', '+', '#', ',']) {
+            return Err(("name".into(), "must be non-empty without / + # ,".into()));
+        }
+        for (side, ep) in [("local", &self.local), ("remote", &self.remote)] {
+            crate::link::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
+            if ep.protocol == Protocol::V311 {
+                return Err((
+                    format!("{side}.protocol"),
+                    "MQTT 3.1.1 peers are not supported yet; use \"5\"".into(),
+                ));
+            }
+        }
+        if self.backoff.base.is_zero() || self.backoff.cap < self.backoff.base {
+            return Err(("backoff".into(), "need 0 < base <= cap".into()));
+        }
+        if self.max_hops == 0 || self.max_inflight == 0 {
+            return Err((
+                "max_hops".into(),
+                "max_hops and max_inflight must be > 0".into(),
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("route[{i}].{k}");
+            if r.qos > 2 {
+                return Err((key("qos"), "must be 0, 1 or 2".into()));
+            }
+            if r.remote.is_some() && r.remote_prefix.is_some() {
+                return Err((
+                    key("remote"),
+                    "give remote or remote_prefix, not both".into(),
+                ));
+            }
+            let remap = r.remap().map_err(|e| (key("local"), e.to_string()))?;
+            if r.direction != Direction::Out {
+                remap
+                    .reverse()
+                    .map_err(|e| (key("remote"), e.to_string()))?;
+            }
+            if r.max_rate == Some(0) {
+                return Err((key("max_rate"), "must be > 0".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+/// Best-effort line of a dotted key: the `n`-th `[[route]]` header, then the last segment.
+fn key_line(text: &str, key: &str) -> usize {
+    let mut start = 0;
+    let mut last = key;
+    if let Some(rest) = key.strip_prefix("route[") {
+        let (n, tail) = rest.split_once("].").unwrap_or((rest, ""));
+        let n: usize = n.trim_end_matches(']').parse().unwrap_or(0);
+        if let Some((pos, _)) = text.match_indices("[[route]]").nth(n) {
+            start = pos;
+        }
+        last = tail;
+    } else if let Some((section, tail)) = key.split_once('.') {
+        if let Some(pos) = text.find(&format!("[{section}]")) {
+            start = pos;
+        }
+        last = tail;
+    }
+    let body = text.get(start..).unwrap_or("");
+    let found = body
+        .lines()
+        .position(|l| l.trim_start().starts_with(last))
+        .unwrap_or(0);
+    line_of(text, start) + found
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_qos() -> u8 {
+    1
+}
+fn default_max_messages() -> u64 {
+    100_000
+}
+fn default_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_base() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_cap() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_hops() -> usize {
+    8
+}
+fn default_inflight() -> u16 {
+    64
+}
+
+/// `"30s"`-style durations through humantime.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+use super::*;
+
+const SAMPLE: &str = r#"
+name = "site-7"
+
+[local]
+url = "mqtt://127.0.0.1:1883"
+
+[remote]
+url = "mqtt://hub.example:1883"
+client_id = "site-7"
+
+[[route]]
+direction = "out"
+local = "site7/#"
+remote_prefix = "sites/"
+qos = 1
+
+[[route]]
+direction = "in"
+local = "a/+/b/#"
+remote = "x/{1}/{2}"
+qos = 2
+"#;
+
+#[test]
+fn spec_sample_parses_with_defaults() {
+    let c = BridgeConfig::from_toml(SAMPLE, "m.toml").unwrap();
+    assert_eq!(c.name, "site-7");
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(
+        c.routes[0].remap().unwrap().apply("site7/a").as_deref(),
+        Some("sites/site7/a")
+    );
+    assert_eq!(c.max_hops, 8);
+    assert_eq!(c.backoff.cap, Duration::from_secs(30));
+    assert_eq!(c.local.protocol, Protocol::V5);
+}
+
+#[test]
+fn hierarchy_shorthand_adds_up_and_down_routes() {
+    let text = SAMPLE.replace("name = \"site-7\"", "name = \"site-7\"\nhierarchy = true");
+    let c = BridgeConfig::from_toml(&text, "m.toml").unwrap();
+    let extra: Vec<(Direction, &str)> = c.routes[2..]
+        .iter()
+        .map(|r| (r.direction, r.local.as_str()))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            (Direction::Out, "$status/#"),
+            (Direction::Out, "$presence/#"),
+            (Direction::Out, "$cluster/#"),
+            (Direction::In, "$config/#"),
+            (Direction::In, "map/#"),
+            (Direction::In, "fx/#"),
+        ]
+    );
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let text = SAMPLE.replace("qos = 2", "qos = 2\nqso = 1");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:22:"), "{e}");
+    assert!(e.contains("qso"), "{e}");
+}
+
+#[test]
+fn invalid_route_names_its_key_and_line() {
+    let text = SAMPLE.replace("qos = 2", "qos = 3");
+    let e = BridgeConfig::from_toml(&text, "m.toml").unwrap_err();
+    assert_eq!(e.to_string(), "m.toml:21: route[1].qos: must be 0, 1 or 2");
+    let text = SAMPLE.replace("x/{1}/{2}", "x/{2}/{1}");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:20: route[1].remote:"), "{e}");
+}
+
+#[test]
+fn bad_url_and_backoff_are_refused() {
+    let text = SAMPLE.replace("mqtt://hub.example:1883", "http://hub");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:8: remote.url:"), "{e}");
+    let text = format!("{SAMPLE}\n[backoff]\nbase = \"2s\"\ncap = \"1s\"\n");
+    assert!(BridgeConfig::from_toml(&text, "m.toml").is_err());
+}

@@ -1,0 +1,302 @@
+//! Topic remapping between the local and the remote namespace, as pure functions.
+//!
+//! Owns: matching a topic against a route's filter while capturing what each wildcard matched,
+//! rendering a template with `{1}`, `{2}`… placeholders, and deriving the reverse mapping used
+//! by `in` routes. Must never do IO or hold state; everything here is table-tested.
+
+/// A compiled mapping from topics matching `filter` to topics built from `template`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remap {
+    /// Filter levels (`+` and `#` allowed, `#` last).
+    filter: Vec<String>,
+    /// Template text with `{n}` placeholders (1-based, in filter wildcard order).
+    template: String,
+}
+
+/// Why a remap rule is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemapError {
+    /// The filter is empty or has `#` before its last level, or a wildcard inside a level.
+    #[error("invalid filter {0:?}")]
+    Filter(String),
+    /// The template names a placeholder the filter has no wildcard for.
+    #[error("template {template:?} names {{{index}}} but the filter has {wildcards} wildcard(s)")]
+    Placeholder {
+        /// The template.
+        template: String,
+        /// The placeholder number.
+        index: usize,
+        /// How many wildcards the filter has.
+        wildcards: usize,
+    },
+    /// A two-way rule must use every wildcard exactly once, in order, one per level.
+    #[error(
+        "template {0:?} cannot be reversed: use each placeholder once, in order, as a whole level"
+    )]
+    NotReversible(String),
+}
+
+fn split_filter(filter: &str) -> Result<Vec<String>, RemapError> {
+    if filter.is_empty() {
+        return Err(RemapError::Filter(filter.to_owned()));
+    }
+    let levels: Vec<String> = filter.split('/').map(str::to_owned).collect();
+    for (i, level) in levels.iter().enumerate() {
+        let wild = level.contains('+') || level.contains('#');
+        if wild && level != "+" && level != "#" {
+            return Err(RemapError::Filter(filter.to_owned()));
+        }
+        if level == "#" && i + 1 != levels.len() {
+            return Err(RemapError::Filter(filter.to_owned()));
+        }
+    }
+    Ok(levels)
+}
+
+/// Placeholder numbers used in a template, in order of appearance.
+fn placeholders(template: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                if let Ok(n) = after[..end].parse::<usize>() {
+                    out.push(n);
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+impl Remap {
+    /// Compiles `filter -> template`, checking every placeholder refers to a wildcard.
+    pub fn new(filter: &str, template: &str) -> Result<Remap, RemapError> {
+        let levels = split_filter(filter)?;
+        let wildcards = levels.iter().filter(|l| *l == "+" || *l == "#").count();
+        for index in placeholders(template) {
+            if index == 0 || index > wildcards {
+                return Err(RemapError::Placeholder {
+                    template: template.to_owned(),
+                    index,
+                    wildcards,
+                });
+            }
+        }
+        Ok(Remap {
+            filter: levels,
+            template: template.to_owned(),
+        })
+    }
+
+    /// The prefix rule: `local` filter, topics get `prefix` in front on the other side.
+    pub fn prefix(filter: &str, prefix: &str) -> Result<Remap, RemapError> {
+        let levels = split_filter(filter)?;
+        let mut n = 0;
+        let body: Vec<String> = levels
+            .iter()
+            .map(|l| {
+                if l == "+" || l == "#" {
+                    n += 1;
+                    format!("{{{n}}}")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        Remap::new(filter, &format!("{prefix}{}", body.join("/")))
+    }
+
+    /// The filter topics are matched against.
+    pub fn filter(&self) -> String {
+        self.filter.join("/")
+    }
+
+    /// The reverse mapping (other side's topics back to this side), for `in` and `both`.
+    pub fn reverse(&self) -> Result<Remap, RemapError> {
+        let kinds: Vec<&str> = self
+            .filter
+            .iter()
+            .filter(|l| *l == "+" || *l == "#")
+            .map(String::as_str)
+            .collect();
+        let not = || RemapError::NotReversible(self.template.clone());
+        let mut next = 1;
+        let mut rev_filter = Vec::new();
+        for level in self.template.split('/') {
+            if level.starts_with('{') && level.ends_with('}') {
+                let n: usize = level[1..level.len() - 1].parse().map_err(|_| not())?;
+                if n != next {
+                    return Err(not());
+                }
+                next += 1;
+                rev_filter.push(kinds.get(n - 1).ok_or_else(not)?.to_string());
+            } else if level.contains(['{', '}', '+', '#']) {
+                return Err(not());
+            } else {
+                rev_filter.push(level.to_owned());
+            }
+        }
+        if next != kinds.len() + 1 {
+            return Err(not());
+        }
+        let mut n = 0;
+        let template: Vec<String> = self
+            .filter
+            .iter()
+            .map(|l| {
+                if l == "+" || l == "#" {
+                    n += 1;
+                    format!("{{{n}}}")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        Remap::new(&rev_filter.join("/"), &template.join("/"))
+    }
+
+    /// Maps `topic`, or `None` when it does not match the filter. `$`-topics match a
+    /// wildcard first level only if the filter names the `$` level itself [MQTT-4.7.2-1].
+    pub fn apply(&self, topic: &str) -> Option<String> {
+        let captures = capture(&self.filter, topic)?;
+        Some(render(&self.template, &captures))
+    }
+}
+
+/// What each wildcard of `filter` matched in `topic` (`#` captures the rest, maybe empty).
+pub fn capture(filter: &[String], topic: &str) -> Option<Vec<String>> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    if topic.starts_with('$') && filter.first().is_some_and(|f| f == "+" || f == "#") {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, f) in filter.iter().enumerate() {
+        if f == "#" {
+            out.push(
+                levels
+                    .get(i..)
+                    .map(|rest| rest.join("/"))
+                    .unwrap_or_default(),
+            );
+            return Some(out);
+        }
+        let level = levels.get(i)?;
+        if f == "+" {
+            out.push((*level).to_owned());
+        } else if f != level {
+            return None;
+        }
+    }
+    (levels.len() == filter.len()).then_some(out)
+}
+
+/// Fills `{n}` placeholders; an empty capture at the end drops the `/` before it, so
+/// `site7/#` matching `site7` renders `sites/site7`, not `sites/site7/`.
+pub fn render(template: &str, captures: &[String]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        out.push_str(&rest[..start]);
+        let value = after[..end]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| captures.get(i));
+        match value {
+            Some(v) if v.is_empty() && after[end + 1..].is_empty() && out.ends_with('/') => {
+                out.pop();
+            }
+            Some(v) => out.push_str(v),
+            None => out.push_str(&rest[start..start + end + 2]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_and_prefix_rules_map_topics_as_the_table_says() {
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            ("a/+/b/#", "x/{1}/{2}", "a/k/b/c/d", Some("x/k/c/d")),
+            ("a/+/b/#", "x/{1}/{2}", "a/k/b", Some("x/k")),
+            ("a/+/b/#", "x/{1}/{2}", "a/k/c/d", None),
+            ("a/+/b/#", "x/{2}/{1}", "a/k/b/z", Some("x/z/k")),
+            ("a/+", "{1}", "a/q", Some("q")),
+            ("a/+", "y/{1}", "a/q/r", None),
+            ("#", "up/{1}", "t/1", Some("up/t/1")),
+            ("#", "up/{1}", "$SYS/x", None),
+            ("$status/#", "s7/{1}", "$status/dev", Some("s7/dev")),
+            ("fixed/topic", "other", "fixed/topic", Some("other")),
+            ("fixed/topic", "other", "fixed/topics", None),
+        ];
+        for (filter, template, topic, want) in cases {
+            let r = Remap::new(filter, template).unwrap();
+            assert_eq!(
+                r.apply(topic).as_deref(),
+                *want,
+                "{filter} -> {template} on {topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_rule_adds_prefix_out_and_strips_it_in() {
+        let out = Remap::prefix("site7/#", "sites/").unwrap();
+        assert_eq!(out.apply("site7/a").as_deref(), Some("sites/site7/a"));
+        assert_eq!(out.apply("site7").as_deref(), Some("sites/site7"));
+        let back = out.reverse().unwrap();
+        assert_eq!(back.filter(), "sites/site7/#");
+        assert_eq!(back.apply("sites/site7/a/b").as_deref(), Some("site7/a/b"));
+        assert_eq!(back.apply("sites/site8/a"), None);
+    }
+
+    #[test]
+    fn placeholder_rule_reverses_to_a_filter_and_back() {
+        let r = Remap::new("a/+/b/#", "x/{1}/{2}").unwrap();
+        let back = r.reverse().unwrap();
+        assert_eq!(back.filter(), "x/+/#");
+        assert_eq!(back.apply("x/k/c/d").as_deref(), Some("a/k/b/c/d"));
+        assert_eq!(
+            r.apply("a/k/b/c/d").and_then(|t| back.apply(&t)).as_deref(),
+            Some("a/k/b/c/d")
+        );
+    }
+
+    #[test]
+    fn rules_that_cannot_be_reversed_are_refused() {
+        for (f, t) in [
+            ("a/+/+", "x/{2}/{1}"),
+            ("a/+", "x/{1}{1}"),
+            ("a/+", "x/y"),
+            ("a/+", "x/p{1}"),
+        ] {
+            assert!(Remap::new(f, t).unwrap().reverse().is_err(), "{f} -> {t}");
+        }
+    }
+
+    #[test]
+    fn bad_filters_and_placeholders_are_refused() {
+        assert!(Remap::new("a/#/b", "x").is_err());
+        assert!(Remap::new("a/b+", "x").is_err());
+        assert!(Remap::new("", "x").is_err());
+        assert!(matches!(
+            Remap::new("a/+", "{2}"),
+            Err(RemapError::Placeholder { index: 2, .. })
+        ));
+        assert!(matches!(
+            Remap::new("a/+", "{0}"),
+            Err(RemapError::Placeholder { index: 0, .. })
+        ));
+    }
+}
