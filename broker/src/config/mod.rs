@@ -8,10 +8,13 @@
 
 mod error;
 mod limits;
+mod services;
 mod values;
 
 #[cfg(test)]
 mod doc_tests;
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +27,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
+pub use services::{CarouselConfig, ConfigDocs, DnsConfig};
 
 use error::Violation;
 use values::{
@@ -149,6 +153,13 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits on clients (`[limits]`).
     pub limits: Limits,
+    /// The DNS status listener (`[dns]`).
+    pub dns: DnsConfig,
+    /// Configuration documents (`[config]`).
+    #[serde(rename = "config")]
+    pub config_docs: ConfigDocs,
+    /// Map carousels (`[[carousel]]`); default none.
+    pub carousel: Vec<CarouselConfig>,
 }
 
 impl Default for Config {
@@ -165,6 +176,9 @@ impl Default for Config {
             listener: vec![ListenerConfig::default()],
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            dns: DnsConfig::default(),
+            config_docs: ConfigDocs::default(),
+            carousel: Vec::new(),
         }
     }
 }
@@ -233,6 +247,31 @@ impl Config {
                 return Err(Violation {
                     key: format!("listener[{i}].bind"),
                     message: format!("{} is already bound by listener[{j}]", later.bind),
+                });
+            }
+        }
+        if self.dns.good_ip == self.dns.bad_ip {
+            return Err(Violation {
+                key: "dns.bad_ip".to_owned(),
+                message: format!(
+                    "must differ from dns.good_ip (both are {})",
+                    self.dns.bad_ip
+                ),
+            });
+        }
+        for (i, later) in self.carousel.iter().enumerate() {
+            let earlier = self
+                .carousel
+                .iter()
+                .take(i)
+                .position(|c| c.filter == later.filter);
+            if let Some(j) = earlier {
+                return Err(Violation {
+                    key: format!("carousel[{i}].filter"),
+                    message: format!(
+                        "{:?} is already the filter of carousel[{j}]",
+                        later.filter.as_str()
+                    ),
                 });
             }
         }

@@ -209,9 +209,7 @@ fn unknown_nested_key_matches_the_documented_format() {
 fn later_feature_sections_are_rejected_as_unknown_keys() {
     for (section, key) in [
         ("[presence]\nenabled = true\n", "presence"),
-        ("[dns]\nzone = \"x\"\n", "dns"),
         ("[cluster]\npolicy = \"redirect\"\n", "cluster"),
-        ("[[carousel]]\nfilter = \"map/#\"\n", "carousel"),
         ("[[resource]]\nname = \"license\"\n", "resource"),
         ("[[bridge]]\n", "bridge"),
     ] {

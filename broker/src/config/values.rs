@@ -1,5 +1,5 @@
 //! Value syntax shared by the configuration keys: byte sizes, durations, bounded integers,
-//! socket addresses and the few constrained strings.
+//! socket and IPv4 addresses, topic filters, DNS zones and the few constrained strings.
 //!
 //! Owns the `deserialize_with` helpers that `mod.rs` names on each field, so that every key's
 //! accepted range is written once, beside the field. A well-formed value outside its range is
@@ -8,10 +8,11 @@
 //! ordinary serde error. Must never panic on any input.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use canopy_proto::TopicFilter;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -321,4 +322,84 @@ pub(super) fn node_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Erro
         Some(problem) => Err(invalid(problem)),
         None => Ok(id),
     }
+}
+
+/// An IPv4 address written as a string (`"127.0.0.1"`).
+pub(super) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        de::Error::custom(format_args!(
+            "invalid IPv4 address {text:?}: expected four decimal numbers such as \"127.0.0.1\""
+        ))
+    })
+}
+
+/// Longest accepted DNS zone, in characters, leaving room in a 253-character name for the
+/// `status` label and a client's label.
+pub(super) const DNS_ZONE_MAX_CHARS: usize = 200;
+
+/// Why `zone` is not a usable DNS zone name, if it is not: labels of ASCII letters, digits,
+/// `-` and `_`, 1 to 63 characters each, not starting or ending with `-`, at most
+/// [`DNS_ZONE_MAX_CHARS`] in all. A single trailing dot is allowed.
+pub(super) fn dns_zone_problem(zone: &str) -> Option<String> {
+    let bare = zone.strip_suffix('.').unwrap_or(zone);
+    if bare.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if bare.len() > DNS_ZONE_MAX_CHARS {
+        return Some(format!(
+            "must be at most {DNS_ZONE_MAX_CHARS} characters, got {zone:?}"
+        ));
+    }
+    let bad_label = bare.split('.').find(|label| {
+        label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    bad_label.map(|label| {
+        format!(
+            "must be a DNS name of dot-separated labels (letters, digits, '-' and '_', 1 to 63 \
+             characters, no '-' at either end), got {zone:?} (bad label {label:?})"
+        )
+    })
+}
+
+/// A DNS zone name (see [`dns_zone_problem`]), returned lower-case without a trailing dot.
+pub(super) fn dns_zone<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let zone = String::deserialize(d)?;
+    match dns_zone_problem(&zone) {
+        Some(problem) => Err(invalid(problem)),
+        None => Ok(zone.strip_suffix('.').unwrap_or(&zone).to_ascii_lowercase()),
+    }
+}
+
+/// A list of admin client ids: each non-empty, none repeated.
+pub(super) fn admin_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let ids = Vec::<String>::deserialize(d)?;
+    if ids.iter().any(String::is_empty) {
+        return Err(invalid("client ids must not be empty"));
+    }
+    if let Some((i, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(i, id)| ids.iter().take(*i).any(|earlier| earlier == *id))
+    {
+        return Err(invalid(format_args!("{id:?} is listed twice (entry {i})")));
+    }
+    Ok(ids)
+}
+
+/// A topic filter (MQTT rules for `+` and `#`), not a shared subscription.
+pub(super) fn topic_filter<'de, D: Deserializer<'de>>(d: D) -> Result<TopicFilter, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.starts_with("$share/") {
+        return Err(invalid(format_args!(
+            "must not be a shared subscription, got {text:?}"
+        )));
+    }
+    TopicFilter::new(&text).map_err(|e| invalid(format_args!("{e}, got {text:?}")))
 }

@@ -5,4 +5,5 @@
 //! through the router (which publishes on its behalf) or through read-only tables such
 //! as [`status::StatusBook`]. None of them touches sockets of MQTT clients.
 
+pub mod dns;
 pub mod status;
