@@ -245,9 +245,10 @@ impl Pump {
                     });
                 }
                 self.ever_up[idx] = true;
-                let filters = self.filters(side);
-                if !filters.is_empty() {
-                    let _ = self.link(side).client().subscribe_many(filters).await;
+                // One SUBSCRIBE per filter: a broker that refuses one (say `$config/#` for a
+                // non-admin) must not take the others down with it.
+                for filter in self.filters(side) {
+                    let _ = self.link(side).client().subscribe_many([filter]).await;
                 }
                 for seq in lost {
                     if let Some(p) = self.lanes[lane].unacked.get(&seq) {
@@ -327,6 +328,7 @@ impl Pump {
 
     async fn on_message(&mut self, side: Side, publish: Box<Publish>, epoch: u64) {
         let message = Message::from_v5(&publish);
+        tracing::debug!(bridge = %self.config.name, ?side, topic = %message.topic, qos = message.qos, "message in");
         let group = self.next_group;
         self.next_group += 1;
         self.groups.insert(

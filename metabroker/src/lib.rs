@@ -76,7 +76,9 @@ impl Bridge {
 
     /// Connects both links and starts forwarding. Needs a Tokio runtime.
     pub fn start(self) -> Result<BridgeHandle, BridgeError> {
-        let Bridge { config, custom } = self;
+        let Bridge { mut config, custom } = self;
+        config.routes = config.effective_routes();
+        config.hierarchy = false;
         let mut per_route: Vec<Vec<Box<dyn Transform>>> =
             (0..config.routes.len()).map(|_| Vec::new()).collect();
         for (i, t) in custom {

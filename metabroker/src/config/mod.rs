@@ -238,7 +238,7 @@ impl BridgeConfig {
 
     /// Parses and checks `text`; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<BridgeConfig, ConfigError> {
-        let mut config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_owned(),
             line: e.span().map_or(1, |s| line_of(text, s.start)),
             message: e.message().trim().to_owned(),
@@ -251,9 +251,6 @@ impl BridgeConfig {
                 key,
                 message,
             })?;
-        if config.hierarchy {
-            config.routes.extend(hierarchy_routes());
-        }
         Ok(config)
     }
 
@@ -278,6 +275,16 @@ impl BridgeConfig {
             max_hops: default_max_hops(),
             max_inflight: default_inflight(),
         }
+    }
+
+    /// The routes that run: the configured ones, then the hierarchy routes when
+    /// `hierarchy = true`.
+    pub fn effective_routes(&self) -> Vec<RouteConfig> {
+        let mut routes = self.routes.clone();
+        if self.hierarchy {
+            routes.extend(hierarchy_routes());
+        }
+        routes
     }
 
     fn check(&self) -> Result<(), (String, String)> {

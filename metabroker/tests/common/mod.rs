@@ -1,0 +1,182 @@
+//! Test support: in-process Canopy brokers, bridge configs, v5 subscribers and bounded waits.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use canopy_metabroker::{BridgeConfig, Direction, RouteConfig};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+
+pub async fn broker() -> canopy_broker::BrokerHandle {
+    canopy_broker::start(canopy_broker::Config::ephemeral())
+        .await
+        .unwrap()
+}
+
+pub fn url(addr: std::net::SocketAddr) -> String {
+    format!("mqtt://{addr}")
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("canopy-mb-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+pub fn route(direction: Direction, local: &str, prefix: Option<&str>, qos: u8) -> RouteConfig {
+    RouteConfig {
+        direction,
+        local: local.to_owned(),
+        remote_prefix: prefix.map(str::to_owned),
+        remote: None,
+        qos,
+        max_rate: None,
+        sample_every: None,
+    }
+}
+
+pub fn bridge(name: &str, local: &str, remote: &str, routes: Vec<RouteConfig>) -> BridgeConfig {
+    let mut c = BridgeConfig::new(name, local, remote);
+    c.routes = routes;
+    c.queue.dir = Some(temp_dir(name));
+    c.backoff.base = Duration::from_millis(20);
+    c.backoff.cap = Duration::from_millis(300);
+    c
+}
+
+/// A received message: topic, payload, hop property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub topic: String,
+    pub payload: Bytes,
+    pub retain: bool,
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// A 5.0 client subscribed to `filters`; messages arrive on the returned channel once the
+/// SUBACK came back (this function waits for it).
+pub async fn subscriber(
+    addr: std::net::SocketAddr,
+    id: &str,
+    filters: &[&str],
+    qos: QoS,
+) -> (AsyncClient, mpsc::UnboundedReceiver<Got>) {
+    subscriber_opts(addr, id, filters, qos, true).await
+}
+
+pub async fn subscriber_opts(
+    addr: std::net::SocketAddr,
+    id: &str,
+    filters: &[&str],
+    qos: QoS,
+    clean: bool,
+) -> (AsyncClient, mpsc::UnboundedReceiver<Got>) {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_clean_start(clean);
+    if !clean {
+        opts.set_session_expiry_interval(Some(3600));
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subacked_tx, mut subacked) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let got = Got {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload.clone(),
+                        retain: p.retain,
+                        user_properties: p
+                            .properties
+                            .map(|p| p.user_properties)
+                            .unwrap_or_default(),
+                    };
+                    if tx.send(got).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = subacked_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    let filters: Vec<Filter> = filters.iter().map(|f| Filter::new(*f, qos)).collect();
+    if !filters.is_empty() {
+        client.subscribe_many(filters).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), subacked.recv())
+            .await
+            .expect("no SUBACK within 10 s");
+    }
+    (client, rx)
+}
+
+/// A 5.0 publisher whose event loop runs in the background.
+pub async fn publisher(addr: std::net::SocketAddr, id: &str) -> AsyncClient {
+    let (client, _rx) = subscriber(addr, id, &[], QoS::AtMostOnce).await;
+    client
+}
+
+/// Receives exactly `n` messages within `within`, panicking with what did arrive otherwise.
+pub async fn take(rx: &mut mpsc::UnboundedReceiver<Got>, n: usize, within: Duration) -> Vec<Got> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(g)) => out.push(g),
+            _ => panic!(
+                "got {} of {n} messages: {:?}",
+                out.len(),
+                out.iter().map(|g| &g.topic).collect::<Vec<_>>()
+            ),
+        }
+    }
+    out
+}
+
+/// Asserts nothing more arrives during `quiet`.
+pub async fn assert_quiet(rx: &mut mpsc::UnboundedReceiver<Got>, quiet: Duration) {
+    if let Ok(Some(g)) = tokio::time::timeout(quiet, rx.recv()).await {
+        panic!("unexpected extra message {g:?}");
+    }
+}
+
+/// Polls `cond` every 20 ms for at most `within`.
+pub async fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn connected(h: &canopy_metabroker::BridgeHandle) -> bool {
+    h.stats()
+        .connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Logs to the test output when RUST_LOG is set.
+pub fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
