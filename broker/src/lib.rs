@@ -52,6 +52,8 @@ pub struct BrokerHandle {
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
     connections: Arc<std::sync::Mutex<JoinSet<()>>>,
     metrics: Arc<Metrics>,
+    /// The bound UDP address of the DNS status listener, when `[dns] listen` is set.
+    dns_addr: Option<SocketAddr>,
 }
 
 impl BrokerHandle {
@@ -66,6 +68,11 @@ impl BrokerHandle {
     /// Bound addresses of every listener, in configuration order.
     pub fn mqtt_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound UDP address of the DNS status listener, `None` without `[dns] listen`.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
     }
 
     /// Broker-wide counters.
@@ -103,7 +110,14 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let store = store::open(&config)?;
-    let (router, commits) = Router::new(&config, store, metrics.clone(), Instant::now())?;
+    let status = Arc::new(services::status::StatusBook::new());
+    let (router, commits) = Router::new(
+        &config,
+        store,
+        metrics.clone(),
+        status.clone(),
+        Instant::now(),
+    )?;
     let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
@@ -139,6 +153,22 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             metrics.clone(),
         )));
     }
+    let mut dns_addr = None;
+    if let Some(addr) = config.dns.listen {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        tracing::info!(addr = %bound, zone = %config.dns.zone, "serving DNS status");
+        dns_addr = Some(bound);
+        accept_tasks.push(tokio::spawn(services::dns::serve(
+            socket,
+            config.dns.clone(),
+            status.clone(),
+        )));
+    }
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, "broker started");
     Ok(BrokerHandle {
         addrs,
@@ -148,6 +178,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         accept_tasks,
         connections,
         metrics,
+        dns_addr,
     })
 }
 

@@ -499,8 +499,8 @@ mod tests {
             sum += u64::from(v);
         });
         assert_eq!(count, 100_000);
-        assert_eq!(sum, (0..100_000u64).sum());
-        let mut plus = 0;
+        assert_eq!(sum, (0..100_000u64).sum::<u64>());
+        let mut plus = 0usize;
         tree.for_each_match(&f("r/+/+"), |_, _| plus += 1);
         assert_eq!(plus, 100_000);
         let mut one = 0;

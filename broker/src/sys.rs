@@ -18,6 +18,8 @@ pub struct RouterStats {
     pub sessions: usize,
     /// Subscriptions across all sessions.
     pub subscriptions: usize,
+    /// Event-activated subscriptions that are inactive (SPEC §3).
+    pub inactive: usize,
     /// Retained messages.
     pub retained: usize,
 }
@@ -131,6 +133,11 @@ impl SysState {
             ("bytes/received".into(), totals[4].to_string()),
             ("bytes/sent".into(), totals[5].to_string()),
             ("subscriptions/count".into(), r.subscriptions.to_string()),
+            (
+                "subscriptions/active".into(),
+                r.subscriptions.saturating_sub(r.inactive).to_string(),
+            ),
+            ("subscriptions/inactive".into(), r.inactive.to_string()),
             ("retained messages/count".into(), r.retained.to_string()),
             ("store/messages/count".into(), r.retained.to_string()),
         ];
@@ -174,6 +181,7 @@ mod tests {
         let r = RouterStats {
             sessions: 2,
             subscriptions: 3,
+            inactive: 1,
             retained: 4,
         };
         let topics: Vec<String> = s
@@ -189,6 +197,8 @@ mod tests {
             "$SYS/broker/messages/received",
             "$SYS/broker/messages/sent",
             "$SYS/broker/subscriptions/count",
+            "$SYS/broker/subscriptions/active",
+            "$SYS/broker/subscriptions/inactive",
             "$SYS/broker/retained messages/count",
             "$SYS/broker/load/messages/received/1min",
         ] {

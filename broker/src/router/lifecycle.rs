@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use canopy_proto::{ReasonCode, TopicFilter, Will};
 
-use super::session::{Conn, Delivery, Session};
+use super::session::{Activation, Conn, Delivery, Session};
 use super::{ConnectReply, ConnectRequest, Router, Timer};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
+use crate::services::status::State;
 use crate::store::{DeliveryState, Mutation, SessionRecord, StoredSession, SubscriptionRecord};
 use canopy_proto::session::OutState;
 
@@ -81,7 +82,7 @@ impl Router {
         if req.reply.send(reply).is_err() {
             // The connection went away while we were deciding; it will never send
             // Disconnected, so end it here.
-            self.on_disconnected(now, key, true, None);
+            self.on_disconnected(now, key, true, None, "connection lost");
             return;
         }
         if session_present {
@@ -93,8 +94,9 @@ impl Router {
             self.persist_session(key);
         } else if was_persistent {
             self.journal
-                .record(|| Mutation::DeleteSession(req.client_id));
+                .record(|| Mutation::DeleteSession(req.client_id.clone()));
         }
+        self.set_status(now, &req.client_id, State::Online, "connected");
     }
 
     pub(super) fn on_disconnected(
@@ -103,12 +105,18 @@ impl Router {
         key: usize,
         publish_will: bool,
         expiry: Option<u32>,
+        reason: &'static str,
     ) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
         let Some(conn) = s.conn.take() else { return };
         s.last_conn = conn.id;
+        let client_id = s.client_id.clone();
+        self.set_status(now, &client_id, State::Offline, reason);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
         if let Some(e) = expiry {
             s.expiry_interval = e;
         }
@@ -178,6 +186,7 @@ impl Router {
                         self.publish_will(now, w);
                     }
                 }
+                Timer::Carousel { index } => self.carousel_tick(now, index),
                 Timer::Expire { session, conn } => {
                     let due = self
                         .sessions
@@ -243,6 +252,7 @@ impl Router {
             self.set_retained(&msg, true);
         }
         self.route(now, None, &msg);
+        self.fire_triggers(now, &msg.topic);
     }
 
     /// Journals the session's durable record, when it is persistent.
@@ -261,6 +271,7 @@ impl Router {
                     filter: f.to_string(),
                     options: e.options,
                     identifier: e.identifier,
+                    activation: e.activation.as_ref().map(|a| a.record()),
                 })
                 .collect();
             Mutation::PutSession(SessionRecord {
@@ -290,7 +301,15 @@ impl Router {
                 continue;
             };
             let shared = canopy_proto::SharedFilter::parse(&filter).ok().flatten();
-            self.add_subscription(key, &filter, shared.as_ref(), sub.options, sub.identifier);
+            let activation = sub.activation.as_ref().and_then(Activation::from_record);
+            self.add_subscription(
+                key,
+                &filter,
+                shared.as_ref(),
+                sub.options,
+                sub.identifier,
+                activation,
+            );
         }
         let Some(s) = self.sessions.get_mut(key) else {
             return;

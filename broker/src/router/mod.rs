@@ -9,9 +9,11 @@
 //! promise durability. It must never await on a connection, a socket or anything that
 //! a client controls.
 
+mod activation;
 mod journal;
 mod lifecycle;
 mod publish;
+mod services;
 pub mod session;
 mod subscribe;
 
@@ -97,6 +99,9 @@ pub enum Command {
         publish_will: bool,
         /// A new Session Expiry Interval from a 5.0 DISCONNECT.
         session_expiry: Option<u32>,
+        /// Why, for the status document: `disconnected`, `connection lost`,
+        /// `keepalive timeout`, `protocol error`.
+        reason: &'static str,
     },
     /// Stop: disconnect everyone, flush the store, then answer.
     Shutdown(oneshot::Sender<()>),
@@ -160,6 +165,25 @@ struct SharedGroup {
     epoch: u64,
 }
 
+/// A retained message with its arrival order (for "the most recent retained event
+/// sets the initial state", SPEC §3).
+#[derive(Debug, Clone)]
+struct Retained {
+    msg: Arc<Message>,
+    /// Router-wide arrival counter; after a restart, load order.
+    seq: u64,
+}
+
+/// One entry of the activation trigger index.
+#[derive(Debug, Clone)]
+struct Trigger {
+    session: usize,
+    /// The subscription's filter key in the session.
+    filter: Arc<str>,
+    /// Activates (true) or deactivates (false).
+    activate: bool,
+}
+
 /// Timed events, ordered by deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -167,6 +191,8 @@ enum Timer {
     Will { session: usize, conn: u64 },
     /// End `session` if it is still offline since connection `conn`.
     Expire { session: usize, conn: u64 },
+    /// Send the next share of carousel `index`.
+    Carousel { index: usize },
 }
 
 /// One delivery found while matching a publish.
@@ -185,7 +211,16 @@ pub struct Router {
     subs: TopicTree<Subscriber>,
     groups: Slab<SharedGroup>,
     group_index: HashMap<Arc<str>, usize>,
-    retained: RetainTree<Arc<Message>>,
+    retained: RetainTree<Retained>,
+    /// Arrival counter for `Retained::seq`.
+    retained_seq: u64,
+    /// Activation triggers: `activate-on` / `deactivate-on` filters of event-activated
+    /// subscriptions, so that checking a PUBLISH costs one trie walk.
+    triggers: TopicTree<Trigger>,
+    /// Event-activated subscriptions currently inactive (not in `subs`).
+    inactive_count: usize,
+    /// Status, configuration documents and carousels.
+    services: services::Services,
     timers: BTreeSet<(Instant, Timer)>,
     /// Mutations not yet submitted to the store, committed together.
     journal: Journal,
@@ -225,6 +260,7 @@ impl Router {
         config: &Config,
         mut store: Box<dyn Store>,
         metrics: Arc<Metrics>,
+        status: Arc<crate::services::status::StatusBook>,
         now: Instant,
     ) -> Result<(Router, mpsc::Receiver<Done>), StoreError> {
         let snapshot = store.load()?;
@@ -240,6 +276,10 @@ impl Router {
             groups: Slab::new(),
             group_index: HashMap::new(),
             retained: RetainTree::new(),
+            retained_seq: 0,
+            triggers: TopicTree::new(),
+            inactive_count: 0,
+            services: services::Services::new(config, status, now),
             timers: BTreeSet::new(),
             journal: Journal::new(config.durability != Durability::Memory),
             committer,
@@ -267,12 +307,18 @@ impl Router {
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
-                router.retained.insert(&msg.topic.clone(), msg);
+                router.retained_seq += 1;
+                let seq = router.retained_seq;
+                router
+                    .retained
+                    .insert(&msg.topic.clone(), Retained { msg, seq });
             }
         }
         for stored in snapshot.sessions {
             router.restore_session(now, stored);
         }
+        router.restore_statuses(now);
+        router.schedule_carousels(now);
         tracing::info!(
             sessions = router.sessions.len(),
             retained = router.retained.len(),
@@ -406,9 +452,10 @@ impl Router {
                 conn,
                 publish_will,
                 session_expiry,
+                reason,
             } => {
                 if self.is_current(session, conn) {
-                    self.on_disconnected(now, session, publish_will, session_expiry);
+                    self.on_disconnected(now, session, publish_will, session_expiry, reason);
                 }
             }
             Command::Shutdown(done) => {
@@ -557,7 +604,14 @@ impl Router {
             if s.expiry_interval != u32::MAX {
                 s.expires_at = Some(now + Duration::from_secs(u64::from(s.expiry_interval)));
             }
+            let client_id = s.client_id.clone();
             self.persist_session(key);
+            self.set_status(
+                now,
+                &client_id,
+                crate::services::status::State::Offline,
+                "shutdown",
+            );
         }
     }
 
@@ -565,6 +619,7 @@ impl Router {
         let stats = crate::sys::RouterStats {
             sessions: self.sessions.len(),
             subscriptions: self.subscription_count,
+            inactive: self.inactive_count,
             retained: self.retained.len(),
         };
         let items = self.sys.snapshot(now, &self.metrics, &stats);

@@ -9,7 +9,7 @@ use canopy_proto::session::AckOutcome;
 use canopy_proto::{Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, TopicName};
 
 use super::session::{Delivery, Offer};
-use super::{Match, Router, Subscriber};
+use super::{Match, Retained, Router, Subscriber};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
@@ -46,10 +46,15 @@ impl Router {
                     .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
-        if topic.starts_with("$SYS") {
-            // Clients may not write the broker's own topics.
+        if topic.starts_with("$ctl/") {
+            // Registrations of event-activated subscriptions: handled, never routed.
+            self.on_ctl(now, key, &topic, &p.payload);
+            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::SUCCESS);
+            return;
+        }
+        if let Some(why) = self.services.publish_denied(&s.client_id, &topic) {
             Metrics::add(&self.metrics.publish_denied, 1);
-            tracing::debug!(client_id = %s.client_id, %topic, "publish to $SYS denied");
+            tracing::debug!(client_id = %s.client_id, %topic, why, "publish denied");
             self.ack(key, conn, p.qos, pkid, v5, ReasonCode::NOT_AUTHORIZED);
             return;
         }
@@ -69,6 +74,10 @@ impl Router {
             self.set_retained(&msg, true);
         }
         let delivered = self.route(now, Some(key), &msg);
+        if msg.topic.as_str() == super::services::CONFIG_DEFAULT {
+            self.config_default_changed(now, &msg);
+        }
+        self.fire_triggers(now, &msg.topic);
         let reason = if delivered == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -113,7 +122,10 @@ impl Router {
             if durable {
                 self.journal.record(|| Mutation::PutRetained(kept.clone()));
             }
-            self.retained.insert(&msg.topic, kept);
+            self.retained_seq += 1;
+            let seq = self.retained_seq;
+            self.retained
+                .insert(&msg.topic, Retained { msg: kept, seq });
         }
     }
 

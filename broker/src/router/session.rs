@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_proto::session::{IncomingQos2, OutState, Outgoing as Window};
-use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, Will};
+use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, TopicFilter, Will};
 
 use super::journal::Journal;
 use crate::config::QueueFullPolicy;
@@ -49,13 +49,36 @@ pub struct Delivery {
     pub sub_ids: Vec<u32>,
 }
 
-/// A subscription as the session remembers it (the trie holds the matching copy).
+/// A subscription as the session remembers it (the trie holds the matching copy
+/// while it is active).
 #[derive(Debug, Clone)]
 pub struct SubEntry {
     /// Options.
     pub options: SubscriptionOptions,
     /// Subscription identifier.
     pub identifier: Option<u32>,
+    /// Event activation (SPEC §3), if registered with one.
+    pub activation: Option<Activation>,
+}
+
+impl SubEntry {
+    /// Whether the subscription is in the matching index now.
+    pub fn active(&self) -> bool {
+        self.activation.as_ref().is_none_or(|a| a.active)
+    }
+}
+
+/// How an event-activated subscription is switched on and off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    /// PUBLISHes matching this filter activate the subscription.
+    pub activate_on: Option<TopicFilter>,
+    /// PUBLISHes matching this filter deactivate it.
+    pub deactivate_on: Option<TopicFilter>,
+    /// Whether activation delivers the retained messages matching the filter.
+    pub replay_retained: bool,
+    /// Whether it is active now.
+    pub active: bool,
 }
 
 /// The live connection of a session.

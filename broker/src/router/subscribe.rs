@@ -1,6 +1,6 @@
-//! SUBSCRIBE and UNSUBSCRIBE: validation of each filter against the limits, the
-//! subscription trie and shared groups, retained-message replay on subscribe, and the
-//! session record kept in the store.
+//! SUBSCRIBE and UNSUBSCRIBE: validation of each filter against the limits and the
+//! access rules, the subscription trie and shared groups, event activation, retained
+//! replay on subscribe, and the session record kept in the store.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +10,8 @@ use canopy_proto::{
     SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
 };
 
-use super::session::{Delivery, Offer, SubEntry};
+use super::activation;
+use super::session::{Activation, Delivery, Offer, SubEntry};
 use super::{Router, SharedGroup, Subscriber};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
@@ -21,20 +22,21 @@ impl Router {
             return;
         };
         let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+        let fail = |code: ReasonCode| if v5 { code } else { ReasonCode(0x80) };
         let id = sub.properties.subscription_identifier;
+        // 5.0 user properties register an activation for every filter of the packet.
+        let activation = activation::from_user_properties(&sub.properties.user_properties);
+        let mut reason_string: Option<String> = None;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
+        let mut config_filters = Vec::new();
         for (filter, options) in sub.filters {
             let too_big =
                 filter.len() > self.max_filter_length || filter.depth() > self.max_filter_levels;
             let shared = match SharedFilter::parse(&filter) {
                 Ok(sh) if !too_big => sh,
                 _ => {
-                    reasons.push(if v5 {
-                        ReasonCode::TOPIC_FILTER_INVALID
-                    } else {
-                        ReasonCode(0x80)
-                    });
+                    reasons.push(fail(ReasonCode::TOPIC_FILTER_INVALID));
                     continue;
                 }
             };
@@ -47,38 +49,80 @@ impl Router {
                 );
                 return;
             }
+            if let Some(why) = self
+                .services
+                .subscribe_denied(self.client_id(key), filter.as_str())
+            {
+                reason_string = Some(why.to_string());
+                reasons.push(fail(ReasonCode::NOT_AUTHORIZED));
+                continue;
+            }
+            let activation = match &activation {
+                Ok(a) => a.clone(),
+                Err(e) => {
+                    reason_string = Some(e.message.clone());
+                    reasons.push(fail(if e.bad_filter {
+                        ReasonCode::TOPIC_FILTER_INVALID
+                    } else {
+                        ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR
+                    }));
+                    continue;
+                }
+            };
+            if shared.is_some() && activation.is_some() {
+                reason_string = Some("shared subscriptions cannot be event-activated".into());
+                reasons.push(fail(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR));
+                continue;
+            }
             let granted = options.qos.min(self.maximum_qos);
             let options = SubscriptionOptions {
                 qos: granted,
                 ..options
             };
-            let existed = self.add_subscription(key, &filter, shared.as_ref(), options, id);
+            let activation = activation.map(|mut a| {
+                a.active = self.initial_state(now, &a);
+                a
+            });
+            let active = activation.as_ref().is_none_or(|a| a.active);
+            let existed =
+                self.add_subscription(key, &filter, shared.as_ref(), options, id, activation);
             reasons.push(ReasonCode(granted as u8));
             let replay = shared.is_none()
+                && active
                 && match options.retain_handling {
                     RetainHandling::SendAtSubscribe => true,
                     RetainHandling::SendIfNew => !existed,
                     RetainHandling::DoNotSend => false,
                 };
             if replay {
-                replays.push((filter, granted, id));
+                replays.push((filter.clone(), granted, id));
+            }
+            if filter.starts_with(super::services::CONFIG_PREFIX) {
+                config_filters.push(filter);
             }
         }
         if let Some(s) = self.sessions.get(key) {
+            let properties = AckProperties {
+                reason_string: reason_string.filter(|_| v5),
+                ..Default::default()
+            };
             s.send(Packet::SubAck(SubAck {
                 pkid: sub.pkid,
                 reasons,
-                properties: AckProperties::default(),
+                properties,
             }));
         }
         self.persist_session(key);
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
         }
+        for f in config_filters {
+            self.config_subscribed(now, key, f.as_str());
+        }
     }
 
     /// Sends the retained messages matching `filter` with RETAIN set [MQTT-3.3.1-9].
-    fn replay_retained(
+    pub(super) fn replay_retained(
         &mut self,
         now: Instant,
         key: usize,
@@ -87,9 +131,9 @@ impl Router {
         id: Option<u32>,
     ) {
         let mut found = Vec::new();
-        self.retained.for_each_match(filter, |_, msg| {
-            if !msg.expired(now) {
-                found.push(msg.clone());
+        self.retained.for_each_match(filter, |_, r| {
+            if !r.msg.expired(now) {
+                found.push(r.msg.clone());
             }
         });
         let Some(s) = self.sessions.get_mut(key) else {
@@ -112,7 +156,8 @@ impl Router {
     }
 
     /// Adds or replaces a subscription; returns whether one existed for the filter
-    /// [MQTT-3.8.4-3].
+    /// [MQTT-3.8.4-3]. An inactive event-activated subscription goes into the trigger
+    /// index only, not into the matching trie.
     pub(super) fn add_subscription(
         &mut self,
         key: usize,
@@ -120,29 +165,33 @@ impl Router {
         shared: Option<&SharedFilter>,
         options: SubscriptionOptions,
         id: Option<u32>,
+        activation: Option<Activation>,
     ) -> bool {
+        let existed = self.remove_subscription(key, filter.as_str());
         let name: Arc<str> = Arc::from(filter.as_str());
         let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        let existed = s
-            .subscriptions
-            .insert(
-                name.clone(),
-                SubEntry {
-                    options,
-                    identifier: id,
-                },
-            )
-            .is_some();
+        let entry = SubEntry {
+            options,
+            identifier: id,
+            activation,
+        };
+        let active = entry.active();
+        if let Some(a) = &entry.activation {
+            let a = a.clone();
+            s.subscriptions.insert(name.clone(), entry);
+            self.add_triggers(key, &name, &a);
+        } else {
+            s.subscriptions.insert(name.clone(), entry);
+        }
+        self.subscription_count += 1;
+        if !active {
+            self.inactive_count += 1;
+            return existed;
+        }
         match shared {
             None => {
-                if existed {
-                    self.subs.remove_where(
-                        filter,
-                        |v| matches!(v, Subscriber::Direct { session, .. } if *session == key),
-                    );
-                }
                 self.subs.insert(
                     filter,
                     Subscriber::Direct {
@@ -173,22 +222,27 @@ impl Router {
                 }
             }
         }
-        if !existed {
-            self.subscription_count += 1;
-        }
         existed
     }
 
-    /// Removes a subscription from the trie (or its shared group); returns whether it
-    /// existed.
+    /// Removes a subscription from the trie (or its shared group) and its triggers;
+    /// returns whether it existed.
     pub(super) fn remove_subscription(&mut self, key: usize, filter: &str) -> bool {
         let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        if s.subscriptions.remove(filter).is_none() {
+        let Some(entry) = s.subscriptions.remove(filter) else {
             return false;
-        }
+        };
         self.subscription_count = self.subscription_count.saturating_sub(1);
+        self.config_unsubscribed(key, filter);
+        if let Some(a) = &entry.activation {
+            self.remove_triggers(key, filter, a);
+            if !a.active {
+                self.inactive_count = self.inactive_count.saturating_sub(1);
+                return true;
+            }
+        }
         let Ok(tf) = TopicFilter::new(filter) else {
             return true;
         };

@@ -45,6 +45,8 @@ enum End {
     Error,
     /// The router told us to go (take-over, shutdown, kick).
     Kicked,
+    /// Nothing heard for 1.5 × keep alive.
+    KeepAlive,
 }
 
 async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
@@ -73,9 +75,12 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
     };
     let end = conn.run(&mut stream, rbuf).await;
     ctx.metrics.client_disconnected();
-    let (publish_will, expiry) = match end {
-        End::Disconnect { will, expiry } => (will, expiry),
-        End::Lost | End::Error | End::Kicked => (true, None),
+    let (publish_will, expiry, reason) = match end {
+        End::Disconnect { will, expiry } => (will, expiry, "disconnected"),
+        End::Lost => (true, None, "connection lost"),
+        End::Error => (true, None, "protocol error"),
+        End::Kicked => (true, None, "disconnected by the broker"),
+        End::KeepAlive => (true, None, "keepalive timeout"),
     };
     let _ = ctx
         .router
@@ -84,6 +89,7 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
             conn: conn.est.reply.conn,
             publish_will,
             session_expiry: expiry,
+            reason,
         })
         .await;
     let _ = stream.shutdown().await;
@@ -207,7 +213,7 @@ impl Connection<'_> {
                     tracing::info!("keep-alive timeout; closing");
                     Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
                     self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None).await;
-                    return End::Lost;
+                    return End::KeepAlive;
                 }
             }
         }

@@ -309,6 +309,7 @@ pub async fn establish(
                 conn: reply.conn,
                 publish_will: true,
                 session_expiry: None,
+                reason: "connection lost",
             })
             .await;
         return None;

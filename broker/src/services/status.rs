@@ -44,7 +44,12 @@ impl StatusDoc {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        StatusDoc { state, since, node: node.to_string(), reason: reason.to_string() }
+        StatusDoc {
+            state,
+            since,
+            node: node.to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// The JSON text published on the topic.
@@ -95,17 +100,31 @@ mod tests {
 
     #[test]
     fn document_serialises_with_the_spec_field_names() {
-        let d = StatusDoc { state: State::Online, since: 5, node: "n1".into(), reason: "connected".into() };
-        assert_eq!(d.to_json(), r#"{"state":"online","since":5,"node":"n1","reason":"connected"}"#);
+        let d = StatusDoc {
+            state: State::Online,
+            since: 5,
+            node: "n1".into(),
+            reason: "connected".into(),
+        };
+        assert_eq!(
+            d.to_json(),
+            r#"{"state":"online","since":5,"node":"n1","reason":"connected"}"#
+        );
     }
 
     #[test]
     fn book_returns_the_latest_document() {
         let b = StatusBook::new();
         b.set("dev1", StatusDoc::now(State::Online, "n", "connected"));
-        b.set("dev1", StatusDoc::now(State::Offline, "n", "connection lost"));
+        b.set(
+            "dev1",
+            StatusDoc::now(State::Offline, "n", "connection lost"),
+        );
         assert_eq!(b.get("dev1").map(|d| d.state), Some(State::Offline));
-        assert_eq!(b.get_ignore_case("DEV1").map(|d| d.state), Some(State::Offline));
+        assert_eq!(
+            b.get_ignore_case("DEV1").map(|d| d.state),
+            Some(State::Offline)
+        );
         assert!(b.get("dev2").is_none());
     }
 }

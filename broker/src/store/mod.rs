@@ -45,6 +45,21 @@ pub struct SubscriptionRecord {
     pub options: SubscriptionOptions,
     /// Subscription identifier (5.0).
     pub identifier: Option<u32>,
+    /// Event activation, for event-activated subscriptions (SPEC §3).
+    pub activation: Option<ActivationRecord>,
+}
+
+/// The event activation of a subscription, with its current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationRecord {
+    /// Filter whose PUBLISHes activate the subscription.
+    pub activate_on: String,
+    /// Filter whose PUBLISHes deactivate it.
+    pub deactivate_on: Option<String>,
+    /// Whether activation replays the retained messages matching the filter.
+    pub replay_retained: bool,
+    /// Whether it is active now.
+    pub active: bool,
 }
 
 /// A persistent session's durable part (its deliveries and incoming QoS 2 ids are kept

@@ -30,12 +30,14 @@ macro_rules! both_versions {
     )*};
 }
 
+mod activation;
 mod connect;
 mod malformed;
 mod properties;
 mod publish;
 mod real_clients;
 mod retain;
+mod services;
 mod session;
 mod subscribe;
 mod will;

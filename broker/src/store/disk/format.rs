@@ -18,10 +18,15 @@ use canopy_proto::{
 };
 
 use crate::message::Message;
-use crate::store::{DeliveryRecord, DeliveryState, SessionRecord, SubscriptionRecord};
+use crate::store::{
+    ActivationRecord, DeliveryRecord, DeliveryState, SessionRecord, SubscriptionRecord,
+};
 
 /// Version byte that starts every record value. A newer byte is refused as corrupt.
 pub const RECORD_VERSION: u8 = 1;
+
+/// Newest session record version: 2 adds event activation to subscriptions.
+pub const SESSION_RECORD_VERSION: u8 = 2;
 
 /// Why a record could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +183,15 @@ impl<'a> Reader<'a> {
             0 => Err(FormatError::Invalid("record version 0")),
             v if v > RECORD_VERSION => Err(FormatError::NewerVersion(v)),
             _ => Ok(()),
+        }
+    }
+    /// Reads the version byte of a session record, which may be up to
+    /// [`SESSION_RECORD_VERSION`].
+    fn session_version(&mut self) -> Result<u8, FormatError> {
+        match self.u8("record version")? {
+            0 => Err(FormatError::Invalid("record version 0")),
+            v if v > SESSION_RECORD_VERSION => Err(FormatError::NewerVersion(v)),
+            v => Ok(v),
         }
     }
     fn finish(&self) -> Result<(), FormatError> {
@@ -415,7 +429,14 @@ fn options_from(b: u8) -> Result<SubscriptionOptions, FormatError> {
 /// Encodes a session record (the table key is its client id).
 pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>, FormatError> {
     let mut w = Writer::default();
-    w.u8(RECORD_VERSION);
+    // Version 2 adds event activation per subscription; sessions without any are still
+    // written as version 1, byte for byte.
+    let v2 = s.subscriptions.iter().any(|sub| sub.activation.is_some());
+    w.u8(if v2 {
+        SESSION_RECORD_VERSION
+    } else {
+        RECORD_VERSION
+    });
     w.u32(s.expiry_interval);
     w.opt_time(s.expires_at);
     w.opt_time(s.will_at);
@@ -433,6 +454,24 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>, FormatError> {
         w.bytes(sub.filter.as_bytes())?;
         w.u8(options_byte(&sub.options));
         w.opt_u32(sub.identifier);
+        if v2 {
+            match &sub.activation {
+                None => w.u8(0),
+                Some(a) => {
+                    w.u8(1);
+                    w.bytes(a.activate_on.as_bytes())?;
+                    match &a.deactivate_on {
+                        None => w.u8(0),
+                        Some(d) => {
+                            w.u8(1);
+                            w.bytes(d.as_bytes())?;
+                        }
+                    }
+                    w.u8(u8::from(a.replay_retained));
+                    w.u8(u8::from(a.active));
+                }
+            }
+        }
     }
     Ok(w.0)
 }
@@ -440,7 +479,7 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>, FormatError> {
 /// Decodes a record written by [`encode_session`] for `client_id`.
 pub fn decode_session(client_id: &str, b: &[u8]) -> Result<SessionRecord, FormatError> {
     let mut r = Reader(b);
-    r.version()?;
+    let version = r.session_version()?;
     let expiry_interval = r.u32("session expiry interval")?;
     let expires_at = r.opt_time("session expiry")?;
     let will_at = r.opt_time("will time")?;
@@ -455,10 +494,25 @@ pub fn decode_session(client_id: &str, b: &[u8]) -> Result<SessionRecord, Format
         let filter = r.str("subscription filter")?.to_owned();
         let options = options_from(r.u8("subscription options")?)?;
         let identifier = r.opt_u32("subscription identifier")?;
+        let activation = if version >= 2 && r.flag("activation flag")? {
+            Some(ActivationRecord {
+                activate_on: r.str("activate-on filter")?.to_owned(),
+                deactivate_on: if r.flag("deactivate-on flag")? {
+                    Some(r.str("deactivate-on filter")?.to_owned())
+                } else {
+                    None
+                },
+                replay_retained: r.flag("replay flag")?,
+                active: r.flag("active flag")?,
+            })
+        } else {
+            None
+        };
         subscriptions.push(SubscriptionRecord {
             filter,
             options,
             identifier,
+            activation,
         });
     }
     r.finish()?;

@@ -16,8 +16,8 @@ use super::{DiskStore, FILE_NAME};
 use crate::config::OnCorruptStore;
 use crate::message::Message;
 use crate::store::{
-    DeliveryRecord, DeliveryState, MemoryStore, Mutation, SessionRecord, Snapshot, Store,
-    StoreError, SubscriptionRecord,
+    ActivationRecord, DeliveryRecord, DeliveryState, MemoryStore, Mutation, SessionRecord,
+    Snapshot, Store, StoreError, SubscriptionRecord,
 };
 
 /// A unique directory under the system temp dir, removed on drop.
@@ -195,11 +195,13 @@ pub fn session(id: &str, expires_at: Option<Instant>, will_at: Option<Instant>) 
                     retain_handling: RetainHandling::DoNotSend,
                 },
                 identifier: Some(268_435_455),
+                activation: None,
             },
             SubscriptionRecord {
                 filter: "$share/g/#".into(),
                 options: SubscriptionOptions::default(),
                 identifier: None,
+                activation: None,
             },
         ],
     }
@@ -467,6 +469,7 @@ fn arb_subscription() -> impl Strategy<Value = SubscriptionRecord> {
                     retain_handling: rh,
                 },
                 identifier,
+                activation: None,
             },
         )
 }
@@ -542,4 +545,33 @@ proptest! {
         let dir = TempDir::new("prop");
         check_against_memory(dir.path(), batches);
     }
+}
+
+#[test]
+fn event_activation_round_trips_as_a_version_2_session_record() {
+    // Sessions without activations keep the version 1 bytes (the v1 fixture test);
+    // one with an activation is written as version 2 and comes back whole.
+    let mut rec = SessionRecord {
+        client_id: Arc::from("act"),
+        expiry_interval: 60,
+        expires_at: None,
+        will: None,
+        will_at: None,
+        subscriptions: vec![SubscriptionRecord {
+            filter: "m/#".into(),
+            options: SubscriptionOptions::default(),
+            identifier: None,
+            activation: Some(ActivationRecord {
+                activate_on: "ev/on".into(),
+                deactivate_on: Some("ev/off/#".into()),
+                replay_retained: true,
+                active: false,
+            }),
+        }],
+    };
+    let bytes = super::format::encode_session(&rec).unwrap();
+    assert_eq!(bytes[0], 2);
+    assert_eq!(super::format::decode_session("act", &bytes).unwrap(), rec);
+    rec.subscriptions[0].activation = None;
+    assert_eq!(super::format::encode_session(&rec).unwrap()[0], 1);
 }
