@@ -41,7 +41,8 @@ fn spec_sample_parses_with_defaults() {
 fn hierarchy_shorthand_adds_up_and_down_routes() {
     let text = SAMPLE.replace("name = \"site-7\"", "name = \"site-7\"\nhierarchy = true");
     let c = BridgeConfig::from_toml(&text, "m.toml").unwrap();
-    let extra: Vec<(Direction, &str)> = c.effective_routes()[2..]
+    let routes = c.effective_routes();
+    let extra: Vec<(Direction, &str)> = routes[2..]
         .iter()
         .map(|r| (r.direction, r.local.as_str()))
         .collect();
