@@ -38,6 +38,9 @@ use crate::topic_tree::TopicTree;
 use journal::Journal;
 use session::{QueueLimits, Session};
 
+/// How often expired retained messages are removed.
+const RETAINED_SWEEP: Duration = Duration::from_secs(60);
+
 /// What a connection asks of the router.
 #[derive(Debug)]
 pub enum Command {
@@ -338,6 +341,7 @@ impl Router {
         let mut sys_tick = (!sys_interval.is_zero()).then(|| tokio::time::interval(sys_interval));
         let mut commit_tick = (self.durability == Durability::Batched)
             .then(|| tokio::time::interval(commit_interval));
+        let mut sweep_tick = tokio::time::interval(RETAINED_SWEEP);
         let mut batch = Vec::with_capacity(256);
         loop {
             let deadline = self.timers.first().map(|(t, _)| *t);
@@ -368,6 +372,10 @@ impl Router {
                 }
                 _ = tick(&mut sys_tick), if sys_tick.is_some() => {
                     self.publish_sys(Instant::now());
+                    self.end_turn();
+                }
+                _ = sweep_tick.tick() => {
+                    self.sweep_retained(Instant::now());
                     self.end_turn();
                 }
                 _ = tick(&mut commit_tick), if commit_tick.is_some() => {
@@ -612,6 +620,23 @@ impl Router {
                 crate::services::status::State::Offline,
                 "shutdown",
             );
+        }
+    }
+
+    /// Drops retained messages whose expiry has passed, so that they stop taking
+    /// memory and disk rather than merely being skipped [MQTT-3.3.2-5].
+    fn sweep_retained(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        self.retained.remove_if(|topic, r| {
+            let expired = r.msg.expired(now);
+            if expired {
+                gone.push(topic.clone());
+            }
+            expired
+        });
+        for topic in gone {
+            self.journal
+                .record(|| crate::store::Mutation::DeleteRetained(topic));
         }
     }
 

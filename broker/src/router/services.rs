@@ -23,6 +23,8 @@ use crate::services::status::{STATUS_PREFIX, State, StatusBook, StatusDoc};
 pub const CONFIG_PREFIX: &str = "$config/";
 /// The document of clients that have none of their own.
 pub const CONFIG_DEFAULT: &str = "$config/default";
+/// Seconds an `offline` status document stays retained (one day).
+pub const OFFLINE_STATUS_EXPIRY: u32 = 86_400;
 
 /// One carousel's progress through its period.
 #[derive(Debug)]
@@ -119,20 +121,33 @@ impl Router {
         let doc = StatusDoc::now(state, &self.services.node_id, reason);
         let payload = Bytes::from(doc.to_json());
         self.services.status.set(client_id, doc);
+        // Offline documents expire, so that client ids that never come back (random
+        // ones of throw-away clients) do not pile up for ever.
+        let expiry = (state == State::Offline).then_some(OFFLINE_STATUS_EXPIRY);
         if let Ok(topic) = TopicName::new(&format!("{STATUS_PREFIX}{client_id}")) {
-            self.publish_service(now, topic, payload);
+            self.publish_service(now, topic, payload, expiry);
         }
     }
 
-    /// Publishes a retained, durable QoS 0 message of the broker's own.
-    pub(super) fn publish_service(&mut self, now: Instant, topic: TopicName, payload: Bytes) {
+    /// Publishes a retained, durable QoS 0 message of the broker's own, with a Message
+    /// Expiry Interval in seconds if given.
+    pub(super) fn publish_service(
+        &mut self,
+        now: Instant,
+        topic: TopicName,
+        payload: Bytes,
+        expiry: Option<u32>,
+    ) {
         let msg = Arc::new(Message {
             topic,
             qos: canopy_proto::QoS::AtMostOnce,
             retain: true,
-            properties: Default::default(),
+            properties: canopy_proto::PublishProperties {
+                message_expiry_interval: expiry,
+                ..Default::default()
+            },
             payload,
-            expires_at: None,
+            expires_at: Message::expiry_from(now, expiry),
         });
         self.set_retained(&msg, true);
         self.route(now, None, &msg);
@@ -195,9 +210,10 @@ impl Router {
     /// Forgets a `$config` watcher.
     pub(super) fn config_unsubscribed(&mut self, key: usize, filter: &str) {
         if let Some(s) = self.sessions.get(key)
-            && filter.strip_prefix(CONFIG_PREFIX) == Some(&*s.client_id) {
-                self.services.config_watchers.remove(&s.client_id);
-            }
+            && filter.strip_prefix(CONFIG_PREFIX) == Some(&*s.client_id)
+        {
+            self.services.config_watchers.remove(&s.client_id);
+        }
     }
 
     /// A new `$config/default` was published: every watcher without a document of its
