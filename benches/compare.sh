@@ -201,6 +201,7 @@ scenario() { # KEY ARGS...: every broker, A B A B
     done
 }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 scenario fanin_q0 fanin --qos 0 --duration "$duration"
 scenario fanin_q1 fanin --qos 1 --duration "$duration"
 scenario fanout fanout --duration "$duration"
@@ -215,6 +216,8 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
+load_start=${load_start:-}
+mode="$mode; load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 table=$(python3 - "$WORK/results" "$mode" "$rounds" "$duration" "${brokers[@]}" <<'PY'
 import json, os, statistics, sys
 res, mode, rounds, duration, brokers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
