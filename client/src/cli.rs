@@ -1,5 +1,6 @@
 //! Command-line grammar of `canopy pub` and `canopy sub`, modelled on mosquitto_pub and
-//! mosquitto_sub so their users find the flags where they expect them.
+//! mosquitto_sub so their users find the flags where they expect them, and of `canopy config`,
+//! which reuses their connection options.
 //!
 //! Owns only parsing (clap derive structs and value parsers). It must never touch the network,
 //! the file system or stdin: turning arguments into connection settings and publish or
@@ -31,7 +32,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. `-h` means `--host` in both, as in mosquitto_pub/sub; help is `--help`.
+/// The subcommands. `-h` means `--host` in each, as in mosquitto_pub/sub; help is `--help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Publish one or more messages, like mosquitto_pub.
@@ -40,6 +41,73 @@ pub enum Command {
     /// Subscribe to topic filters and print what arrives, like mosquitto_sub.
     #[command(disable_help_flag = true)]
     Sub(SubArgs),
+    /// Read or write configuration documents (`$config/<client-id>`).
+    Config(ConfigArgs),
+}
+
+/// Arguments of `canopy config`: one of its subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// `get` or `set`.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// The subcommands of `canopy config`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigAction {
+    /// Print a client's configuration document (your own unless --for names another client;
+    /// `$config/default` arrives when the client has none).
+    #[command(disable_help_flag = true)]
+    Get(ConfigGetArgs),
+    /// Write a client's configuration document, retained at QoS 1 (admins only).
+    #[command(disable_help_flag = true)]
+    Set(ConfigSetArgs),
+}
+
+/// Arguments of `canopy config get`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigGetArgs {
+    /// Connection options; `-i` is the client whose document is read unless --for is given.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Read this client's document instead of your own (admins only), or `default`.
+    #[arg(long = "for", value_name = "CLIENT")]
+    pub for_client: Option<String>,
+    /// Exit with status 27 when no document arrives within this many seconds. Default 5, or no
+    /// limit with --watch.
+    #[arg(short = 'W', long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Stay subscribed and print every new version of the document as it is written.
+    #[arg(long)]
+    pub watch: bool,
+    /// Output format (`json` also shows the 5.0 content type).
+    #[arg(short = 'F', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
+}
+
+/// Arguments of `canopy config set`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("document").args(["message", "file", "null_message"]).required(true).multiple(false)))]
+pub struct ConfigSetArgs {
+    /// Connection options; `-i` must be an admin's client id.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The client whose document is written, or `default` for clients without one.
+    #[arg(long = "for", value_name = "CLIENT")]
+    pub for_client: String,
+    /// The document's text.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Send the whole content of FILE as the document.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Remove the document (an empty retained message).
+    #[arg(short = 'n', long = "null-message")]
+    pub null_message: bool,
+    /// 5.0 content type of the document, such as `application/json` (requires -V 5).
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
 }
 
 /// MQTT protocol version spoken to the broker.

@@ -11,7 +11,7 @@ fn pub_args(args: &[&str]) -> PubArgs {
     full.extend_from_slice(args);
     match parse(&full).unwrap().command {
         Command::Pub(args) => args,
-        Command::Sub(_) => panic!("parsed as sub"),
+        _ => panic!("not parsed as pub"),
     }
 }
 
@@ -20,7 +20,7 @@ fn sub_args(args: &[&str]) -> SubArgs {
     full.extend_from_slice(args);
     match parse(&full).unwrap().command {
         Command::Sub(args) => args,
-        Command::Pub(_) => panic!("parsed as pub"),
+        _ => panic!("not parsed as sub"),
     }
 }
 

@@ -4,10 +4,12 @@
 
 use thiserror::Error;
 
+use crate::reason::describe;
+
 /// Exit status used when `canopy sub -W` runs out of time, as mosquitto_sub does.
 pub const EXIT_TIMEOUT: i32 = 27;
 
-/// Everything that can make `canopy pub` or `canopy sub` fail.
+/// Everything that can make `canopy pub`, `canopy sub` or `canopy config` fail.
 #[derive(Debug, Error)]
 pub enum CliError {
     /// Arguments that clap accepted but that do not fit together.
@@ -36,8 +38,23 @@ pub enum CliError {
     #[error("connection refused by the broker: {0}")]
     Refused(String),
     /// The broker refused a published message (PUBACK/PUBREC reason code >= 0x80).
-    #[error("the broker refused the message: {0}")]
-    PublishRefused(String),
+    #[error("the broker refused the message: {}", describe(*code))]
+    PublishRefused {
+        /// The reason code.
+        code: u8,
+    },
+    /// The broker refused to store a configuration document (`canopy config set`).
+    #[error(
+        "the broker refused to write {topic}: {} (only client ids listed in the broker's \
+         [config] admins may write configuration documents)",
+        describe(*code)
+    )]
+    ConfigWriteRefused {
+        /// The `$config/...` topic.
+        topic: String,
+        /// The reason code.
+        code: u8,
+    },
     /// Every topic filter in SUBSCRIBE was refused.
     #[error("all subscription requests were denied")]
     AllSubscriptionsDenied,

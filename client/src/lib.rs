@@ -1,17 +1,20 @@
 //! canopy-client: the reusable parts of the `canopy` command line, over rumqttc.
 //!
-//! - [`cli`]: the clap grammar of `canopy pub` / `canopy sub` (mosquitto_pub/sub compatible);
+//! - [`cli`]: the clap grammar of `canopy pub` / `canopy sub` (mosquitto_pub/sub compatible)
+//!   and `canopy config`;
 //! - [`url`]: `mqtt://` broker URLs;
 //! - [`options`]: validated connection settings and rumqttc `MqttOptions` for 3.1.1 and 5.0;
 //! - [`link`]: one connection whose rumqttc event loop runs in its own task;
 //! - [`format`]: how received messages are printed (payload, `-v`, JSON);
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
+//! - [`config_doc`]: `canopy config get|set`, built on those two flows;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config_doc;
 pub mod error;
 pub mod format;
 pub mod link;

@@ -9,7 +9,7 @@ fn settings(args: &[&str]) -> Result<ConnectSettings, CliError> {
     full.extend_from_slice(args);
     match Cli::try_parse_from(full).unwrap().command {
         Command::Sub(sub) => ConnectSettings::from_args(&sub.connect, "sub"),
-        Command::Pub(_) => panic!("parsed as pub"),
+        _ => panic!("not parsed as sub"),
     }
 }
 

@@ -14,7 +14,6 @@ use crate::cli::{ProtocolVersion, PubArgs, Qos};
 use crate::error::CliError;
 use crate::link::{Link, LinkEvent, OutgoingMessage, PublishOptions, Sender};
 use crate::options::ConnectSettings;
-use crate::reason::describe;
 
 /// Where the payload comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +177,7 @@ pub async fn run(plan: PublishPlan) -> Result<(), CliError> {
                     completed += 1;
                 }
                 Some(LinkEvent::PubAck(code) | LinkEvent::PubRec(code) | LinkEvent::PubComp(code)) if code >= 0x80 => {
-                    return Err(CliError::PublishRefused(describe(code)));
+                    return Err(CliError::PublishRefused { code });
                 }
                 Some(LinkEvent::Failed(failure)) => {
                     return Err(failure.into_error(link.addr().to_owned()));
@@ -251,7 +250,7 @@ mod tests {
         let cli = Cli::try_parse_from(args).unwrap();
         match cli.command {
             Command::Pub(args) => PublishPlan::from_args(&args),
-            Command::Sub(_) => panic!("not pub"),
+            _ => panic!("not pub"),
         }
     }
 

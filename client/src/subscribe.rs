@@ -191,7 +191,7 @@ mod tests {
         let cli = Cli::try_parse_from(args).unwrap();
         match cli.command {
             Command::Sub(args) => SubscribePlan::from_args(&args),
-            Command::Pub(_) => panic!("not sub"),
+            _ => panic!("not sub"),
         }
     }
 
