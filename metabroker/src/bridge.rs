@@ -131,8 +131,8 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-pub(crate) fn state_topic(name: &str) -> String {
-    format!("$SYS/metabroker/{name}/state")
+pub(crate) fn state_topic(config: &BridgeConfig) -> String {
+    format!("{}/{}/state", config.state_prefix, config.name)
 }
 
 pub(crate) fn state_payload(state: &str, remote: &str) -> String {
@@ -141,7 +141,7 @@ pub(crate) fn state_payload(state: &str, remote: &str) -> String {
 
 pub(crate) fn will(config: &BridgeConfig) -> LastWill {
     LastWill::new(
-        state_topic(&config.name),
+        state_topic(config),
         state_payload("disconnected", &config.remote.url),
         QoS::AtLeastOnce,
         true,
@@ -295,7 +295,7 @@ impl Pump {
             return;
         }
         let publish = Publish::new(
-            state_topic(&self.config.name),
+            state_topic(&self.config),
             QoS::AtLeastOnce,
             state_payload(state, &self.config.remote.url),
             None,
@@ -317,7 +317,7 @@ impl Pump {
             if last.get(i).is_some_and(|(_, v)| v == value) {
                 continue;
             }
-            let topic = format!("$SYS/metabroker/{}/{key}", self.config.name);
+            let topic = format!("{}/{}/{key}", self.config.state_prefix, self.config.name);
             let _ =
                 self.local
                     .client()
@@ -444,7 +444,10 @@ impl Pump {
             let payload =
                 serde_json::json!({"route": route, "topic": topic, "reason": why, "total": total});
             let _ = self.local.client().try_publish(
-                format!("$SYS/metabroker/{}/dropped/last", self.config.name),
+                format!(
+                    "{}/{}/dropped/last",
+                    self.config.state_prefix, self.config.name
+                ),
                 QoS::AtMostOnce,
                 false,
                 payload.to_string(),

@@ -1,5 +1,6 @@
 //! Counters of one bridge, shared between its pump (which writes) and whoever reads them
-//! (tests, the embedding broker). Published under `$SYS/metabroker/<name>/` by the pump.
+//! (tests, the embedding broker). Published under `<state_prefix>/<name>/` (default
+//! `$SYS/metabroker/<name>/`) by the pump.
 //!
 //! Owns: the counter layout and topic names. Must never block (atomics only).
 
@@ -54,7 +55,7 @@ impl BridgeStats {
             .sum()
     }
 
-    /// `(topic suffix, value)` pairs as published under `$SYS/metabroker/<name>/`.
+    /// `(topic suffix, value)` pairs as published under `<state_prefix>/<name>/`.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = vec![

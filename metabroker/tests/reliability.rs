@@ -124,8 +124,16 @@ async fn full_queue_drops_are_counted_and_the_rest_arrives_in_order() {
         vec![route(Direction::Out, "q/#", None, 1)],
     );
     c.queue.max_messages = 5;
+    c.state_prefix = "mb".into();
     let h = canopy_metabroker::Bridge::new(c).start().unwrap();
     wait_until(T, "bridge connected", || connected(&h)).await;
+    let (_w, mut announced) = subscriber(
+        local.mqtt_addr(),
+        "watch",
+        &["mb/qlimit/dropped/last"],
+        QoS::AtMostOnce,
+    )
+    .await;
     let (sink, rx) = subscriber_opts(addr, "qsink", &["q/#"], QoS::AtLeastOnce, false).await;
     drop(rx);
     let _ = sink.disconnect().await;
@@ -144,6 +152,12 @@ async fn full_queue_drops_are_counted_and_the_rest_arrives_in_order() {
     .await;
     assert_eq!(stats.total(|r| &r.queued), 5);
     assert_eq!(stats.total(|r| &r.dropped), 3);
+    let notes = take(&mut announced, 3, T).await;
+    let last: serde_json::Value = serde_json::from_slice(&notes[2].payload).unwrap();
+    assert_eq!(
+        (last["topic"].as_str(), last["total"].as_u64()),
+        (Some("q/a"), Some(3))
+    );
     let _remote = durable_broker(addr, &dir).await;
     let (_sink, mut rx) = subscriber_opts(addr, "qsink", &["q/#"], QoS::AtLeastOnce, false).await;
     let got = take_distinct(&mut rx, 5).await;

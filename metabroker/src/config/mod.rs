@@ -200,6 +200,11 @@ pub struct BridgeConfig {
     /// Drop a message whose hop marker already lists this many nodes.
     #[serde(default = "default_max_hops")]
     pub max_hops: usize,
+    /// Where state and counters go on the local broker: `<state_prefix>/<name>/...`.
+    /// Default `$SYS/metabroker`; brokers that refuse client writes under `$SYS` (Mosquitto)
+    /// need another prefix, such as `metabroker`.
+    #[serde(default = "default_state_prefix")]
+    pub state_prefix: String,
     /// Most messages in flight to a destination at once.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
@@ -273,6 +278,7 @@ impl BridgeConfig {
             queue: QueueConfig::default(),
             backoff: BackoffConfig::default(),
             max_hops: default_max_hops(),
+            state_prefix: default_state_prefix(),
             max_inflight: default_inflight(),
         }
     }
@@ -299,6 +305,12 @@ impl BridgeConfig {
                     "MQTT 3.1.1 peers are not supported yet; use \"5\"".into(),
                 ));
             }
+        }
+        if self.state_prefix.is_empty() || self.state_prefix.contains(['+', '#']) {
+            return Err((
+                "state_prefix".into(),
+                "must be a non-empty topic without wildcards".into(),
+            ));
         }
         if self.backoff.base.is_zero() || self.backoff.cap < self.backoff.base {
             return Err(("backoff".into(), "need 0 < base <= cap".into()));
@@ -384,6 +396,9 @@ fn default_cap() -> Duration {
 }
 fn default_max_hops() -> usize {
     8
+}
+fn default_state_prefix() -> String {
+    "$SYS/metabroker".to_owned()
 }
 fn default_inflight() -> u16 {
     64

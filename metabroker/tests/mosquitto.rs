@@ -1,0 +1,178 @@
+//! A chain through Debian's `mosquitto`, with one metabroker running as the real
+//! `canopy-metabroker` process: Canopy -> mosquitto -> Canopy, and the bridge state topic
+//! (connected, then disconnected through the will when the process is killed) on mosquitto.
+//! Skips with a message when `mosquitto` is not installed (CI installs it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use canopy_metabroker::Direction;
+use common::*;
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::process::{Child, Command};
+
+const T: Duration = Duration::from_secs(15);
+
+fn mosquitto_path() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+}
+
+async fn start_mosquitto(bin: &std::path::Path) -> (Child, SocketAddr) {
+    let dir = temp_dir("mosquitto");
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return (child, addr);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill().await;
+    }
+    panic!("mosquitto did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
+    let Some(bin) = mosquitto_path() else {
+        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+        return;
+    };
+    init_log();
+    let (mut mosq, m_addr) = start_mosquitto(&bin).await;
+    let (leaf, root) = (broker().await, broker().await);
+
+    // leaf (Canopy) -> mosquitto, in process.
+    let first = canopy_metabroker::Bridge::new(bridge(
+        "leaf2m",
+        &url(leaf.mqtt_addr()),
+        &url(m_addr),
+        vec![route(Direction::Out, "up/#", None, 1)],
+    ))
+    .start()
+    .unwrap();
+
+    // mosquitto -> root (Canopy), the real binary; its local broker is mosquitto.
+    let dir = temp_dir("m2root");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("m2root.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "name = \"m2root\"\nstate_prefix = \"metabroker\"\n[local]\nurl = \"{}\"\n[remote]\nurl = \"{}\"\n\
+             [queue]\ndir = \"{}\"\n[backoff]\nbase = \"20ms\"\ncap = \"300ms\"\n\
+             [[route]]\ndirection = \"out\"\nlocal = \"up/#\"\nremote_prefix = \"leaves/\"\nqos = 1\n",
+            url(m_addr),
+            url(root.mqtt_addr()),
+            dir.join("queue").display()
+        ),
+    )
+    .unwrap();
+    let mut metabroker = Command::new(env!("CARGO_BIN_EXE_canopy-metabroker"))
+        .arg("--config")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let (_st, mut state) = subscriber(
+        m_addr,
+        "state-watch",
+        &["metabroker/m2root/state"],
+        QoS::AtLeastOnce,
+    )
+    .await;
+    let connected_doc = loop {
+        let got = take(&mut state, 1, T).await.remove(0);
+        if std::str::from_utf8(&got.payload)
+            .unwrap()
+            .contains("\"connected\"")
+        {
+            break got;
+        }
+    };
+    assert!(connected_doc.retain || connected_doc.topic.ends_with("/state"));
+    wait_until(T, "leaf bridge connected", || connected(&first)).await;
+
+    let (_r, mut at_root) = subscriber(
+        root.mqtt_addr(),
+        "root-sink",
+        &["leaves/#"],
+        QoS::AtLeastOnce,
+    )
+    .await;
+    let p = publisher(leaf.mqtt_addr(), "sensor").await;
+    // The binary subscribes shortly after connecting; resend until the path is complete.
+    let mut got = None;
+    for i in 0..50 {
+        p.publish("up/t", QoS::AtLeastOnce, false, format!("{i}"))
+            .await
+            .unwrap();
+        if let Ok(Some(g)) = tokio::time::timeout(Duration::from_millis(200), at_root.recv()).await
+        {
+            got = Some(g);
+            break;
+        }
+    }
+    let got = got.expect("nothing crossed mosquitto");
+    assert_eq!(got.topic, "leaves/up/t");
+    let hops: Vec<&str> = got
+        .user_properties
+        .iter()
+        .filter(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(hops, ["leaf2m,m2root"]);
+
+    // Killing the process makes mosquitto publish the will: disconnected.
+    metabroker.kill().await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let got = tokio::time::timeout_at(deadline, state.recv())
+            .await
+            .expect("no disconnected state after the kill")
+            .unwrap();
+        if std::str::from_utf8(&got.payload)
+            .unwrap()
+            .contains("\"disconnected\"")
+        {
+            break;
+        }
+    }
+    first.shutdown().await;
+    let _ = mosq.kill().await;
+}
