@@ -31,7 +31,11 @@ fn segments() -> Vec<(String, String)> {
     for sy in 0..SIDE / SEG {
         for sx in 0..SIDE / SEG {
             let rows: Vec<String> = (0..SEG)
-                .map(|dy| (0..SEG).map(|dx| tile(sx * SEG + dx, sy * SEG + dy)).collect())
+                .map(|dy| {
+                    (0..SEG)
+                        .map(|dx| tile(sx * SEG + dx, sy * SEG + dy))
+                        .collect()
+                })
                 .collect();
             let id = format!("{sx}-{sy}");
             let doc = serde_json::json!({ "segment": id, "layer": "base", "x": sx, "y": sy, "rows": rows });
@@ -55,7 +59,6 @@ fn drive(mut eventloop: rumqttc::EventLoop) -> tokio::sync::mpsc::Receiver<rumqt
                 }
                 Ok(_) => {}
                 Err(_) => return, // the broker stopped at the end of the example
-
             }
         }
     });
@@ -82,7 +85,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (publisher, eventloop) = AsyncClient::new(opts, 256);
     let _ = drive(eventloop);
     for (id, payload) in &segs {
-        publisher.publish(format!("map/base/{id}"), QoS::AtLeastOnce, true, payload.clone()).await?;
+        publisher
+            .publish(
+                format!("map/base/{id}"),
+                QoS::AtLeastOnce,
+                true,
+                payload.clone(),
+            )
+            .await?;
     }
     println!("published {} segments of a {SIDE}x{SIDE} map", segs.len());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -96,7 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     receiver.subscribe("map/#", QoS::AtMostOnce).await?;
 
     let bar = ProgressBar::new(segs.len() as u64);
-    bar.set_style(ProgressStyle::with_template("coverage {bar:40} {pos}/{len} segments {msg}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "coverage {bar:40} {pos}/{len} segments {msg}",
+    )?);
     let mut have = BTreeSet::new();
     let mut received = 0u64;
     let mut dropped = 0u64;
@@ -140,5 +152,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {row}");
     }
     broker.shutdown().await;
-    if have.len() == segs.len() { Ok(()) } else { Err("map incomplete".into()) }
+    if have.len() == segs.len() {
+        Ok(())
+    } else {
+        Err("map incomplete".into())
+    }
 }
