@@ -146,6 +146,30 @@ async fn abnormal_disconnect_turns_the_answer_bad() {
 }
 
 #[tokio::test]
+async fn take_over_keeps_the_client_online() {
+    let (broker, dns) = start().await;
+    let mut first = Client::connect(broker.mqtt_addr(), "dev4", true, 0)
+        .await
+        .unwrap();
+    wait_for_a(dns, "dev4.status.canopy.local", GOOD).await;
+    let _second = Client::connect(broker.mqtt_addr(), "dev4", true, 0)
+        .await
+        .unwrap();
+    // The first connection is told (DISCONNECT 0x8E) and closed [MQTT-3.1.4-3].
+    loop {
+        match first.recv_timeout(Duration::from_secs(5)).await {
+            Ok(Some(Packet::Disconnect(_))) => continue,
+            Ok(None) | Err(_) => break,
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    // The old connection's end must not turn the (still connected) client offline.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(lookup_a(dns, "dev4.status.canopy.local").await, [GOOD]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn txt_record_carries_the_status_document() {
     let (broker, dns) = start().await;
     let _client = Client::connect(broker.mqtt_addr(), "dev3", true, 0)

@@ -173,7 +173,20 @@ async fn a_client_cannot_read_another_clients_document() {
         &["-V", "5", "-i", "dev2", "--for", "dev1", "-W", "2"],
     )
     .await;
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Not authorized (0x87)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("secret"));
+    let out = run("get", addr, &["-i", "dev2", "--for", "dev1", "-W", "2"]).await;
+    assert_eq!(out.status.code(), Some(1), "3.1.1: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Failure (0x80)"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!text(&out.stdout).contains("secret"));
     let out = run("get", addr, &["-i", "admin", "--for", "dev1"]).await;
     assert_eq!(text(&out.stdout), "secret\n", "admins read every document");

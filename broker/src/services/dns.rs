@@ -84,7 +84,7 @@ pub async fn serve(socket: UdpSocket, cfg: DnsConfig, book: Arc<StatusBook>) {
 /// An id that is already a valid DNS label — 1 to 63 ASCII letters, digits and `-`, not
 /// starting or ending with `-`, and not starting with `x--` in any case — is used as it is
 /// (`dev1` -> `dev1`). Any other id is written as `x--` followed by the unpadded lower-case
-/// base32 (RFC 4648) of its UTF-8 bytes (`kitchen/sensor 1` -> `x--nnuxi5djnfxc6c3fnzzw64ramq`),
+/// base32 (RFC 4648) of its UTF-8 bytes (`kitchen/sensor 1` -> `x--nnuxiy3imvxc643fnzzw64rage`),
 /// split into labels of at most 63 characters joined by `.` when it is longer than one label.
 /// The whole name must still fit DNS's 253 characters, which leaves room for ids of about 140
 /// bytes under the default zone.

@@ -247,6 +247,12 @@ fn other_client_ids_are_base32_encoded_after_x_dashes() {
         format!("x--{}", base32_encode(b"kitchen/sensor 1"))
     );
     assert_eq!(client_id_to_label("a.b"), "x--mexge");
+    // The examples of the module docs and docs/status.md.
+    assert_eq!(
+        client_id_to_label("kitchen/sensor 1"),
+        "x--nnuxiy3imvxc643fnzzw64rage"
+    );
+    assert_eq!(client_id_to_label("x--abc"), "x--paws2ylcmm");
     assert_eq!(client_id_to_label(""), "x--");
     for id in [
         "-a",
