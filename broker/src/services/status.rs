@@ -34,7 +34,8 @@ pub struct StatusDoc {
     /// The broker node that saw it.
     pub node: String,
     /// Why the state changed: `connected`, `disconnected`, `keepalive timeout`,
-    /// `connection lost`, `protocol error`, `taken over`, `shutdown`, `session expired`.
+    /// `connection lost`, `protocol error`, `disconnected by the broker`, `shutdown`,
+    /// `broker restart`.
     pub reason: String,
 }
 
