@@ -77,7 +77,7 @@ impl SubSample {
 
 impl Transform for SubSample {
     fn apply(&mut self, message: Message, _now: Instant) -> Vec<Message> {
-        let keep = self.seen % self.every == 0;
+        let keep = self.seen.is_multiple_of(self.every);
         self.seen = self.seen.wrapping_add(1);
         if keep { vec![message] } else { Vec::new() }
     }
