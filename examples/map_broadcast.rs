@@ -127,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        if rng % 3 == 0 {
+        if rng.is_multiple_of(3) {
             dropped += 1; // lost on purpose
             continue;
         }

@@ -23,4 +23,7 @@ pub enum BrokerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An embedded `[[bridge]]` could not start.
+    #[error("bridge: {0}")]
+    Bridge(#[from] canopy_metabroker::BridgeError),
 }

@@ -54,6 +54,8 @@ pub struct BrokerHandle {
     metrics: Arc<Metrics>,
     /// The bound UDP address of the DNS status listener, when `[dns] listen` is set.
     dns_addr: Option<SocketAddr>,
+    /// Embedded metabrokers (`[[bridge]]`), stopped before the broker.
+    bridges: Vec<canopy_metabroker::BridgeHandle>,
 }
 
 impl BrokerHandle {
@@ -83,6 +85,9 @@ impl BrokerHandle {
     /// Stops the broker: no new connections, DISCONNECT 0x8B to 5.0 clients, store
     /// flushed, connection tasks given a short grace period to write.
     pub async fn shutdown(self) {
+        for b in self.bridges {
+            b.shutdown().await;
+        }
         let _ = self.stop.send(true);
         for t in &self.accept_tasks {
             t.abort();
@@ -169,8 +174,11 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             status.clone(),
         )));
     }
-    tracing::info!(node_id = %config.node_id, durability = ?config.durability, "broker started");
+    // Bridges connect to this broker like any client, so they start once it listens.
+    let bridges = canopy_metabroker::spawn(config.bridge.clone())?;
+    tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
     Ok(BrokerHandle {
+        bridges,
         addrs,
         router: tx,
         stop,

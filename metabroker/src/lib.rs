@@ -151,6 +151,7 @@ impl Bridge {
 }
 
 /// A running bridge.
+#[derive(Debug)]
 pub struct BridgeHandle {
     name: String,
     stats: Arc<BridgeStats>,

@@ -22,7 +22,9 @@ const TABLES: [(&str, &str); 7] = [
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 6] = ["listener", "auth", "limits", "dns", "config", "carousel"];
+const TABLE_KEYS: [&str; 7] = [
+    "listener", "auth", "limits", "dns", "config", "carousel", "bridge",
+];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.
 const DOC: &str = include_str!("../../../docs/configuration.md");

@@ -160,6 +160,9 @@ pub struct Config {
     pub config_docs: ConfigDocs,
     /// Map carousels (`[[carousel]]`); default none.
     pub carousel: Vec<CarouselConfig>,
+    /// Metabrokers run inside the broker (`[[bridge]]`, the same schema as a
+    /// `canopy-metabroker` file; see docs/metabroker.md); default none.
+    pub bridge: Vec<canopy_metabroker::BridgeConfig>,
 }
 
 impl Default for Config {
@@ -179,6 +182,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             config_docs: ConfigDocs::default(),
             carousel: Vec::new(),
+            bridge: Vec::new(),
         }
     }
 }
@@ -274,6 +278,12 @@ impl Config {
                     ),
                 });
             }
+        }
+        for (i, b) in self.bridge.iter().enumerate() {
+            b.validate().map_err(|(key, message)| Violation {
+                key: format!("bridge[{i}].{key}"),
+                message,
+            })?;
         }
         Ok(())
     }

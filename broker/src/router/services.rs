@@ -51,6 +51,9 @@ pub struct Services {
     /// Sessions subscribed to exactly their own `$config/<client-id>`, by client id.
     config_watchers: HashMap<Arc<str>, usize>,
     carousels: Vec<CarouselState>,
+    /// Embedded bridges' local client ids and the state prefix each may write
+    /// (`<state_prefix>/<name>/`), even under `$SYS`.
+    bridge_writers: Vec<(String, String)>,
 }
 
 impl Services {
@@ -61,6 +64,18 @@ impl Services {
             status,
             admins: config.config_docs.admins.clone(),
             config_watchers: HashMap::new(),
+            bridge_writers: config
+                .bridge
+                .iter()
+                .map(|b| {
+                    let id = b
+                        .local
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    (id, format!("{}/{}/", b.state_prefix, b.name))
+                })
+                .collect(),
             carousels: config
                 .carousel
                 .iter()
@@ -84,6 +99,13 @@ impl Services {
     /// Why `client_id` may not publish to `topic`, if it may not: `$SYS` and `$status`
     /// belong to the broker; `$config` to admins.
     pub fn publish_denied(&self, client_id: &str, topic: &str) -> Option<&'static str> {
+        if self
+            .bridge_writers
+            .iter()
+            .any(|(id, prefix)| id == client_id && topic.starts_with(prefix.as_str()))
+        {
+            return None; // an embedded bridge's own state and counters
+        }
         if topic.starts_with("$SYS") {
             return Some("$SYS topics are written by the broker only");
         }

@@ -293,6 +293,12 @@ impl BridgeConfig {
         routes
     }
 
+    /// Checks what parsing alone cannot; the error is (dotted key, message). Used by
+    /// the broker for its embedded `[[bridge]]` sections.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.check()
+    }
+
     fn check(&self) -> Result<(), (String, String)> {
         if self.name.is_empty() || self.name.contains(['/', '+', '#', ',']) {
             return Err(("name".into(), "must be non-empty without / + # ,".into()));

@@ -31,6 +31,7 @@ macro_rules! both_versions {
 }
 
 mod activation;
+mod bridge;
 mod connect;
 mod malformed;
 mod properties;

@@ -1,0 +1,89 @@
+//! `[[bridge]]` in the broker's configuration runs the metabroker library inside the
+//! broker (SPEC §4): messages flow out to the remote broker with the prefix remap, and the
+//! bridge's state is retained under `$SYS/metabroker/<name>/state`, which only the
+//! bridge's own client may write. Canopy feature: skipped in external mode.
+
+use std::time::Duration;
+
+use canopy_tests::wire::V311;
+use canopy_tests::{RawClient, TestBroker, is_external, unique};
+
+#[cfg(feature = "in-process")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bridge_forwards_out_with_prefix_and_publishes_its_state() {
+    if is_external() {
+        return;
+    }
+    let root = TestBroker::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        r#"
+durability = "memory"
+[[listener]]
+bind = "127.0.0.1:{port}"
+[[bridge]]
+name = "site7"
+[bridge.local]
+url = "mqtt://127.0.0.1:{port}"
+[bridge.remote]
+url = "mqtt://{root}"
+[[bridge.route]]
+direction = "out"
+local = "site7/#"
+remote_prefix = "sites/"
+qos = 1
+"#,
+        root = root.addr()
+    );
+    let mut cfg = canopy_broker::config::Config::from_toml(&text, "site.toml").unwrap();
+    cfg.data_dir = std::env::temp_dir().join(unique("bridge-site"));
+    let site = canopy_broker::start(cfg).await.unwrap();
+    let site_addr = site.mqtt_addr();
+
+    let mut watch = RawClient::connect(site_addr, V311, &unique("w")).await;
+    watch.subscribe("$SYS/metabroker/site7/state", 0).await;
+    let mut state = String::new();
+    for _ in 0..10 {
+        let m = watch.recv_publish().await;
+        state = String::from_utf8_lossy(&m.payload).into_owned();
+        if state.contains("connected") && !state.contains("disconnected") {
+            break;
+        }
+    }
+    assert!(
+        state.contains("connected") && !state.contains("disconnected"),
+        "state: {state}"
+    );
+
+    let mut r = RawClient::connect(root.addr(), V311, &unique("root-sub")).await;
+    r.subscribe("sites/#", 1).await;
+    let mut p = RawClient::connect(site_addr, V311, &unique("p")).await;
+    for i in 0..5 {
+        p.publish("site7/temp", format!("{i}").as_bytes(), 1, false)
+            .await;
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), r.receive_and_ack(5))
+        .await
+        .unwrap();
+    assert!(got.iter().all(|m| m.topic == "sites/site7/temp"));
+    let payloads: Vec<_> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["0", "1", "2", "3", "4"]);
+
+    // Anyone else writing the bridge's state is refused (3.1.1: acknowledged, dropped).
+    let mut forger = RawClient::connect(site_addr, V311, &unique("forger")).await;
+    forger
+        .publish("$SYS/metabroker/site7/state", b"disconnected", 1, true)
+        .await;
+    let mut late = RawClient::connect(site_addr, V311, &unique("late")).await;
+    late.subscribe("$SYS/metabroker/site7/state", 0).await;
+    let m = late.recv_publish().await;
+    assert_ne!(m.payload, b"disconnected");
+    site.shutdown().await;
+}
