@@ -90,11 +90,15 @@ else
     PIN_BROKER=(); PIN_GEN=(); mode="unpinned: both on $(nproc) CPUs"
 fi
 
+# A port below the ephemeral range (10,000 client connections leave many ephemeral ports in
+# TIME_WAIT) that no socket uses, in any state.
 free_port() {
-    local p
+    local p low span
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    span=$((low > 12000 ? low - 12000 : 1000))
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [ -z "$(ss -Htln "sport = :$p")" ]; then echo "$p"; return 0; fi
+        p=$((10000 + RANDOM % span))
+        if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
     done
     return 1
 }
