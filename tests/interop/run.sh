@@ -6,6 +6,7 @@
 # Usage: tests/interop/run.sh [--broker canopy|mosquitto] [--bin PATH] [-- PYTEST-ARGS...]
 #   --broker  which broker to start (default: canopy)
 #   --bin     canopy-broker binary (default: target/release/canopy-broker, built by the caller)
+#   --cli     the `canopy` client binary for the Canopy-only checks (default: next to --bin)
 #   after --  extra pytest arguments, e.g. -- -k retained
 #
 # Installs nothing: the caller (.ci/run) provides mosquitto, mosquitto-clients, python3
@@ -16,6 +17,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BROKER=canopy
 BIN=""
+CLI=""
 PYTEST_EXTRA=()
 
 die() { echo "interop: $*" >&2; exit 2; }
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --broker=*) BROKER="${1#*=}"; shift ;;
     --bin) [ $# -ge 2 ] || die "--bin needs a value"; BIN="$2"; shift 2 ;;
     --bin=*) BIN="${1#*=}"; shift ;;
+    --cli) [ $# -ge 2 ] || die "--cli needs a value"; CLI="$2"; shift 2 ;;
     --) shift; PYTEST_EXTRA=("$@"); break ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -84,6 +87,7 @@ trap 'exit 130' INT TERM
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 HOST=127.0.0.1
+DNS_PORT="$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 
 if [ "$BROKER" = canopy ]; then
   CONF="$WORK/canopy.toml"
@@ -93,6 +97,9 @@ durability = "memory"
 
 [[listener]]
 bind = "$HOST:$PORT"
+
+[dns]
+listen = "127.0.0.1:$DNS_PORT"
 EOF
   "$BIN" --config "$CONF" >"$WORK/broker.log" 2>&1 &
 else
@@ -161,6 +168,18 @@ if [ ${#PYTEST_EXTRA[@]} -eq 0 ]; then
     SH_FAILED="$(echo "$line" | sed -E 's/.* ([0-9]+) failed/\1/')"
   fi
   if [ "$SH_RC" -ne 0 ] && [ "$SH_FAILED" -eq 0 ]; then SH_FAILED=1; fi
+  if [ "$BROKER" = canopy ]; then
+    CANOPY_CLI="${CLI:-$(dirname "$BIN")/canopy}" DNS_PORT="$DNS_PORT" \
+      timeout 120 bash "$HERE/canopy_extras.sh" | tee "$WORK/extras.out"
+    EX_RC=${PIPESTATUS[0]}
+    line="$(grep -E '^canopy_extras: [0-9]+ passed, [0-9]+ failed$' "$WORK/extras.out" | tail -n 1)"
+    if [ -n "$line" ]; then
+      SH_PASSED=$((SH_PASSED + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
+      SH_FAILED=$((SH_FAILED + $(echo "$line" | sed -E 's/.* ([0-9]+) failed/\1/')))
+    elif [ "$EX_RC" -ne 0 ]; then
+      SH_FAILED=$((SH_FAILED + 1))
+    fi
+  fi
 fi
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
