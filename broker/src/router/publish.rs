@@ -52,9 +52,23 @@ impl Router {
             self.ack(key, conn, p.qos, pkid, v5, ReasonCode::SUCCESS);
             return;
         }
-        if let Some(why) = self.services.publish_denied(&s.client_id, &topic) {
+        let bridged = p
+            .properties
+            .user_properties
+            .iter()
+            .any(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY);
+        let client_id = s.client_id.clone();
+        let denied = if bridged {
+            let (by_id, sessions) = (&self.by_id, &self.sessions);
+            self.services.bridged_publish_denied(&topic, |id| {
+                by_id.get(id).and_then(|&k| sessions.get(k)).is_some_and(|s| s.online())
+            })
+        } else {
+            self.services.publish_denied(&client_id, &topic)
+        };
+        if let Some(why) = denied {
             Metrics::add(&self.metrics.publish_denied, 1);
-            tracing::debug!(client_id = %s.client_id, %topic, why, "publish denied");
+            tracing::debug!(%client_id, %topic, why, "publish denied");
             self.ack(key, conn, p.qos, pkid, v5, ReasonCode::NOT_AUTHORIZED);
             return;
         }

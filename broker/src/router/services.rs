@@ -106,6 +106,14 @@ impl Services {
         {
             return None; // an embedded bridge's own state and counters
         }
+        // A metabroker with its default local client id `<name>-local` writes its state
+        // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
+        if let (Some(rest), Some(name)) =
+            (topic.strip_prefix("$SYS/metabroker/"), client_id.strip_suffix("-local"))
+            && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
+        {
+            return None;
+        }
         if topic.starts_with("$SYS") {
             return Some("$SYS topics are written by the broker only");
         }
@@ -114,6 +122,27 @@ impl Services {
         }
         if (topic.starts_with(CONFIG_PREFIX) || topic == "$config") && !self.is_admin(client_id) {
             return Some("only admins write configuration documents");
+        }
+        None
+    }
+
+    /// Why a PUBLISH forwarded by a metabroker (it carries the hop marker) may not be
+    /// written, if it may not. The hierarchy topics (SPEC §4) cross brokers this way:
+    /// `$status`, `$presence` and `$cluster` documents of other nodes come up, `$config`
+    /// documents come down. A status document of a client connected *here* is never
+    /// overwritten from elsewhere (`online_here`). `$SYS` stays the broker's own.
+    pub fn bridged_publish_denied(
+        &self,
+        topic: &str,
+        online_here: impl Fn(&str) -> bool,
+    ) -> Option<&'static str> {
+        if topic.starts_with("$SYS") {
+            return Some("$SYS topics are written by the broker only");
+        }
+        if let Some(id) = topic.strip_prefix(STATUS_PREFIX)
+            && online_here(id)
+        {
+            return Some("the client is connected to this broker; its status is kept here");
         }
         None
     }
@@ -420,6 +449,18 @@ mod tests {
         assert!(s.publish_denied("dev", "$config/dev").is_some());
         assert!(s.publish_denied("admin", "$config/dev").is_none());
         assert!(s.publish_denied("dev", "a/b").is_none());
+        assert!(s.publish_denied("site-local", "$SYS/metabroker/site/state").is_none());
+        assert!(s.publish_denied("site-local", "$SYS/metabroker/other/state").is_some());
+        assert!(s.publish_denied("site", "$SYS/metabroker/site/state").is_some());
+    }
+
+    #[test]
+    fn bridged_hierarchy_topics_are_accepted_except_local_truth_and_sys() {
+        let s = services(&[]);
+        assert!(s.bridged_publish_denied("$status/far", |_| false).is_none());
+        assert!(s.bridged_publish_denied("$status/near", |id| id == "near").is_some());
+        assert!(s.bridged_publish_denied("$config/dev", |_| false).is_none());
+        assert!(s.bridged_publish_denied("$SYS/broker/uptime", |_| false).is_some());
     }
 
     #[test]
