@@ -27,6 +27,7 @@ durability = "memory"
 bind = "127.0.0.1:{port}"
 [[bridge]]
 name = "site7"
+hierarchy = true
 [bridge.local]
 url = "mqtt://127.0.0.1:{port}"
 [bridge.remote]
@@ -75,6 +76,18 @@ qos = 1
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect();
     assert_eq!(payloads, ["0", "1", "2", "3", "4"]);
+
+    // Hierarchy (SPEC §4): a device's status at the site reaches the root, although
+    // clients may not write `$status` themselves.
+    let dev = unique("dev");
+    let mut st = RawClient::connect(root.addr(), V311, &unique("st")).await;
+    st.subscribe(&format!("$status/{dev}"), 0).await;
+    let _d = RawClient::connect(site_addr, V311, &dev).await;
+    let m = tokio::time::timeout(Duration::from_secs(10), st.recv_publish())
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(doc["state"], "online", "{doc}");
 
     // Anyone else writing the bridge's state is refused (3.1.1: acknowledged, dropped).
     let mut forger = RawClient::connect(site_addr, V311, &unique("forger")).await;
