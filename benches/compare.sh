@@ -290,7 +290,7 @@ for label, key, path, scale, higher, fmt in rows:
         )
         if c is None or v is None or key.startswith("durable") or "lost" in label:
             cells.append("–")
-        elif partial and "ms" in label:
+        elif partial and path.endswith("_ms"):
             cells.append("– (incomplete)")
         elif higher:
             cells.append(f"{c / v:.2f}×" if v else "∞")
