@@ -15,6 +15,7 @@ pub mod queue;
 pub mod remap;
 pub mod stats;
 pub mod transform;
+pub mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +37,8 @@ pub enum BridgeError {
     /// A route's remap rule is unusable.
     #[error("route: {0}")]
     Route(remap::RemapError),
-    /// A broker URL is unusable.
-    #[error("{side} url: {message}")]
+    /// A broker endpoint is unusable (URL or TLS material).
+    #[error("{side}: {message}")]
     Url {
         /// `local` or `remote`.
         side: &'static str,

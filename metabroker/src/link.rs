@@ -20,14 +20,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PubRecReason, Publish};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
 use crate::config::{BackoffConfig, Endpoint};
+use crate::transport::{Scheme, parse_url, tls_config};
 
 /// Which side of the bridge a link serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,33 +80,6 @@ pub enum LinkEvent {
     },
 }
 
-/// Parses a broker URL into (host, port). Only `mqtt://` is served by this build.
-pub fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL (mqtt://host:port)"))?;
-    let default_port = match scheme {
-        "mqtt" | "tcp" => 1883,
-        "mqtts" | "ws" | "wss" => {
-            return Err(format!(
-                "{scheme}:// is not supported by this build yet; use mqtt://"
-            ));
-        }
-        other => return Err(format!("unknown scheme {other:?} (mqtt://host:port)")),
-    };
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') {
-        return Err(format!("{url:?}: expected mqtt://host:port"));
-    }
-    match rest.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() => port
-            .parse()
-            .map(|p| (host.trim_matches(['[', ']']).to_owned(), p))
-            .map_err(|_| format!("{url:?}: bad port {port:?}")),
-        _ => Ok((rest.to_owned(), default_port)),
-    }
-}
-
 /// Packet id bookkeeping shared between the pump (which pushes) and the polling task.
 #[derive(Default)]
 struct Correlation {
@@ -150,8 +124,19 @@ impl Link {
         will: Option<rumqttc::v5::mqttbytes::v5::LastWill>,
         events: mpsc::UnboundedSender<LinkEvent>,
     ) -> Result<Link, String> {
-        let (host, port) = parse_url(&endpoint.url)?;
-        let mut opts = MqttOptions::new(client_id, host, port);
+        let target = parse_url(&endpoint.url)?;
+        let mut opts = match target.scheme {
+            Scheme::Ws => MqttOptions::new(client_id, target.ws_url(), target.port),
+            _ => MqttOptions::new(client_id, target.host.clone(), target.port),
+        };
+        match target.scheme {
+            Scheme::Tcp => {}
+            Scheme::Tls => {
+                let config = tls_config(endpoint)?;
+                opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+            }
+            Scheme::Ws => return Err("ws:// is not supported by this build yet".into()),
+        }
         opts.set_manual_acks(true)
             .set_clean_start(false)
             .set_session_expiry_interval(Some(u32::MAX))
@@ -385,30 +370,5 @@ impl Poller {
             Some(e) => self.events.send(e).map_err(|_| ()),
             None => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_parse_to_host_and_port_and_unsupported_schemes_are_named() {
-        assert_eq!(
-            parse_url("mqtt://127.0.0.1:1884"),
-            Ok(("127.0.0.1".into(), 1884))
-        );
-        assert_eq!(
-            parse_url("mqtt://hub.example"),
-            Ok(("hub.example".into(), 1883))
-        );
-        assert!(
-            parse_url("mqtts://hub:8883")
-                .unwrap_err()
-                .contains("mqtts://")
-        );
-        assert!(parse_url("http://hub").is_err());
-        assert!(parse_url("hub:1883").is_err());
-        assert!(parse_url("mqtt://hub:x").is_err());
     }
 }

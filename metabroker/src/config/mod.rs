@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::remap::{Remap, RemapError};
+use crate::transport::Scheme;
 
 /// Why a configuration could not be loaded; `Display` starts with `file:line:` when known.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
-    /// `mqtt://host:port` (`mqtts://` and `ws://` are recognised; see docs for support).
+    /// `mqtt://host:port`, `mqtts://host:port` (TLS) or `ws://host:port/path` (WebSocket).
     pub url: String,
     /// Client id; defaults to `<name>-local` / `<name>-remote`.
     #[serde(default)]
@@ -79,6 +80,15 @@ pub struct Endpoint {
     /// Keep-alive interval.
     #[serde(default = "default_keep_alive", with = "humantime_serde_compat")]
     pub keep_alive: Duration,
+    /// `mqtts://` only: PEM file of the CA certificate(s) to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://` only: PEM client certificate chain (with `key_file`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// `mqtts://` only: PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Which way a route forwards.
@@ -268,6 +278,9 @@ impl BridgeConfig {
             password: None,
             protocol: Protocol::V5,
             keep_alive: default_keep_alive(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         };
         BridgeConfig {
             name: name.to_owned(),
@@ -304,7 +317,30 @@ impl BridgeConfig {
             return Err(("name".into(), "must be non-empty without / + # ,".into()));
         }
         for (side, ep) in [("local", &self.local), ("remote", &self.remote)] {
-            crate::link::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
+            let target =
+                crate::transport::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
+            if target.scheme == Scheme::Ws {
+                return Err((
+                    format!("{side}.url"),
+                    "ws:// is not supported by this build yet".into(),
+                ));
+            }
+            let tls_keys = [
+                ("ca_file", ep.ca_file.is_some()),
+                ("cert_file", ep.cert_file.is_some()),
+                ("key_file", ep.key_file.is_some()),
+            ];
+            if target.scheme != Scheme::Tls
+                && let Some((k, _)) = tls_keys.iter().find(|(_, set)| *set)
+            {
+                return Err((format!("{side}.{k}"), "only for mqtts:// URLs".into()));
+            }
+            if ep.cert_file.is_some() != ep.key_file.is_some() {
+                return Err((
+                    format!("{side}.cert_file"),
+                    "cert_file and key_file go together".into(),
+                ));
+            }
             if ep.protocol == Protocol::V311 {
                 return Err((
                     format!("{side}.protocol"),

@@ -91,3 +91,27 @@ fn bad_url_and_backoff_are_refused() {
     let text = format!("{SAMPLE}\n[backoff]\nbase = \"2s\"\ncap = \"1s\"\n");
     assert!(BridgeConfig::from_toml(&text, "m.toml").is_err());
 }
+
+#[test]
+fn tls_files_are_only_for_mqtts_and_cert_needs_key() {
+    let tls = SAMPLE.replace("mqtt://hub.example:1883", "mqtts://hub.example:8883");
+    let text = tls.replace(
+        "client_id = \"site-7\"",
+        "client_id = \"site-7\"\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\nkey_file = \"c.key\"",
+    );
+    let c = BridgeConfig::from_toml(&text, "m.toml").unwrap();
+    assert_eq!(c.remote.ca_file.as_deref(), Some(Path::new("ca.pem")));
+    let text = tls.replace("client_id = \"site-7\"", "cert_file = \"c.pem\"");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("remote.cert_file: cert_file and key_file go together"),
+        "{e}"
+    );
+    let text = SAMPLE.replace("client_id = \"site-7\"", "ca_file = \"ca.pem\"");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("remote.ca_file: only for mqtts:// URLs"), "{e}");
+}

@@ -1,6 +1,8 @@
 //! Test support: in-process Canopy brokers, bridge configs, v5 subscribers and bounded waits.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mosq;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,0 +1,117 @@
+//! Test support: a throwaway Debian `mosquitto` with any listeners, and a throwaway CA.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// The `mosquitto` binary, if installed.
+pub fn mosquitto_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+}
+
+/// A running mosquitto; killed on drop.
+pub struct Mosquitto {
+    pub child: Child,
+    pub ports: Vec<u16>,
+    pub dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts mosquitto with `n` listeners; `conf(ports, dir)` writes the whole configuration.
+/// Ready once every port accepts TCP connections. Retries with new ports a few times.
+pub async fn start(bin: &Path, n: usize, conf: impl Fn(&[u16], &Path) -> String) -> Mosquitto {
+    let dir = super::temp_dir("mosq");
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..5 {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let file = dir.join("mosquitto.conf");
+        std::fs::write(&file, conf(&ports, &dir)).unwrap();
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut ready = false;
+        while tokio::time::Instant::now() < deadline && !ready {
+            ready = true;
+            for p in &ports {
+                if tokio::net::TcpStream::connect(("127.0.0.1", *p))
+                    .await
+                    .is_err()
+                {
+                    ready = false;
+                }
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if !ready {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if ready {
+            return Mosquitto { child, ports, dir };
+        }
+        let _ = child.kill().await;
+    }
+    panic!("mosquitto did not start");
+}
+
+/// A throwaway CA, a server certificate for `localhost`/127.0.0.1 and a client certificate,
+/// all written as PEM files into `dir`.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn pki(dir: &Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "canopy test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "localhost");
+    let (client_cert, client_key) = leaf(Vec::new(), "metabroker");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Pki {
+        ca: write("ca.pem", &ca.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client.key", &client_key),
+    }
+}
