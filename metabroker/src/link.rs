@@ -135,7 +135,9 @@ impl Link {
                 let config = tls_config(endpoint)?;
                 opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
             }
-            Scheme::Ws => return Err("ws:// is not supported by this build yet".into()),
+            Scheme::Ws => {
+                opts.set_transport(Transport::Ws);
+            }
         }
         opts.set_manual_acks(true)
             .set_clean_start(false)

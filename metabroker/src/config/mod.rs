@@ -319,12 +319,6 @@ impl BridgeConfig {
         for (side, ep) in [("local", &self.local), ("remote", &self.remote)] {
             let target =
                 crate::transport::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
-            if target.scheme == Scheme::Ws {
-                return Err((
-                    format!("{side}.url"),
-                    "ws:// is not supported by this build yet".into(),
-                ));
-            }
             let tls_keys = [
                 ("ca_file", ep.ca_file.is_some()),
                 ("cert_file", ep.cert_file.is_some()),

@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use canopy_metabroker::Direction;
+use rumqttc::v5::mqttbytes::QoS;
 use tokio::process::{Child, Command};
+
+use super::{publisher, route, subscriber};
+use std::net::SocketAddr;
 
 /// The `mosquitto` binary, if installed.
 pub fn mosquitto_path() -> Option<PathBuf> {
@@ -114,4 +119,63 @@ pub fn pki(dir: &Path) -> Pki {
         client_cert: write("client.pem", &client_cert),
         client_key: write("client.key", &client_key),
     }
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Publishes `up/t` on the Canopy side and `down/t` on mosquitto's plain listener until each
+/// crossed once; both routes of [`routes`] must work.
+pub async fn assert_both_ways(canopy: SocketAddr, plain: SocketAddr, tag: &str) {
+    let (_s, mut at_mosq) =
+        subscriber(plain, &format!("{tag}-ms"), &["up/#"], QoS::AtLeastOnce).await;
+    let (_c, mut at_canopy) =
+        subscriber(canopy, &format!("{tag}-cs"), &["down/#"], QoS::AtLeastOnce).await;
+    let up = publisher(canopy, &format!("{tag}-cp")).await;
+    let down = publisher(plain, &format!("{tag}-mp")).await;
+    let mut crossed = (None, None);
+    for i in 0..50 {
+        if crossed.0.is_none() {
+            up.publish("up/t", QoS::AtLeastOnce, false, format!("u{i}"))
+                .await
+                .unwrap();
+        }
+        if crossed.1.is_none() {
+            down.publish("down/t", QoS::AtLeastOnce, false, format!("d{i}"))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(g) = at_mosq.try_recv() {
+            crossed.0 = Some(g);
+        }
+        if let Ok(g) = at_canopy.try_recv() {
+            crossed.1 = Some(g);
+        }
+        if crossed.0.is_some() && crossed.1.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        crossed
+            .0
+            .expect("nothing crossed canopy -> mosquitto")
+            .topic,
+        "up/t"
+    );
+    assert_eq!(
+        crossed
+            .1
+            .expect("nothing crossed mosquitto -> canopy")
+            .topic,
+        "down/t"
+    );
+}
+
+pub fn routes() -> Vec<canopy_metabroker::RouteConfig> {
+    vec![
+        route(Direction::Out, "up/#", None, 1),
+        route(Direction::In, "down/#", None, 1),
+    ]
 }
