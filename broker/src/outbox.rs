@@ -11,6 +11,7 @@
 //! It must never hold the lock across an await or do any encoding under the lock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use canopy_proto::{Packet, QoS, ReasonCode};
@@ -57,6 +58,9 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
     qos0_capacity: usize,
+    /// Set by the router when it holds more for this connection (a retained replay);
+    /// the connection then reports each drained batch so the router can send more.
+    drain_notice: AtomicBool,
 }
 
 impl Outbox {
@@ -66,6 +70,7 @@ impl Outbox {
             inner: Mutex::default(),
             notify: Notify::new(),
             qos0_capacity,
+            drain_notice: AtomicBool::new(false),
         })
     }
 
@@ -100,6 +105,22 @@ impl Outbox {
         }
         self.notify.notify_one();
         true
+    }
+
+    /// Whether one more QoS 0 publish would be accepted now.
+    pub fn qos0_has_room(&self) -> bool {
+        let inner = self.lock();
+        !inner.closed && inner.qos0 < self.qos0_capacity
+    }
+
+    /// Asks the connection to report when it has written what is queued.
+    pub fn request_drain_notice(&self) {
+        self.drain_notice.store(true, Ordering::Release);
+    }
+
+    /// Whether a drain report was asked for (and clears the request).
+    pub fn take_drain_notice(&self) -> bool {
+        self.drain_notice.swap(false, Ordering::AcqRel)
     }
 
     /// Whether a disconnect has been queued.

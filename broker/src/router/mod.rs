@@ -106,6 +106,14 @@ pub enum Command {
         /// `keepalive timeout`, `protocol error`.
         reason: &'static str,
     },
+    /// The connection wrote everything queued and was asked to say so (see
+    /// [`Outbox::request_drain_notice`]).
+    Drained {
+        /// Session key.
+        session: usize,
+        /// Connection generation.
+        conn: u64,
+    },
     /// Stop: disconnect everyone, flush the store, then answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -464,6 +472,11 @@ impl Router {
             } => {
                 if self.is_current(session, conn) {
                     self.on_disconnected(now, session, publish_will, session_expiry, reason);
+                }
+            }
+            Command::Drained { session, conn } => {
+                if self.is_current(session, conn) {
+                    self.on_drained(now, session);
                 }
             }
             Command::Shutdown(done) => {

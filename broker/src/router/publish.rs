@@ -61,7 +61,10 @@ impl Router {
         let denied = if bridged {
             let (by_id, sessions) = (&self.by_id, &self.sessions);
             self.services.bridged_publish_denied(&topic, |id| {
-                by_id.get(id).and_then(|&k| sessions.get(k)).is_some_and(|s| s.online())
+                by_id
+                    .get(id)
+                    .and_then(|&k| sessions.get(k))
+                    .is_some_and(|s| s.online())
             })
         } else {
             self.services.publish_denied(&client_id, &topic)
@@ -300,7 +303,19 @@ impl Router {
             self.journal
                 .record(|| Mutation::DeleteDelivery(s.client_id.clone(), seq));
         }
-        let dropped = s.pump(now, &mut self.journal);
+        let mut dropped = s.pump(now, &mut self.journal);
+        if !s.replay.is_empty() {
+            dropped += s.pump_replay(&self.limits, now, &mut self.journal);
+        }
+        Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+    }
+
+    /// The connection wrote what was queued: send more of the retained replay.
+    pub(super) fn on_drained(&mut self, now: Instant, key: usize) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let dropped = s.pump_replay(&self.limits, now, &mut self.journal);
         Metrics::add(&self.metrics.messages_dropped, dropped as u64);
     }
 

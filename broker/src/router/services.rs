@@ -108,9 +108,10 @@ impl Services {
         }
         // A metabroker with its default local client id `<name>-local` writes its state
         // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
-        if let (Some(rest), Some(name)) =
-            (topic.strip_prefix("$SYS/metabroker/"), client_id.strip_suffix("-local"))
-            && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
+        if let (Some(rest), Some(name)) = (
+            topic.strip_prefix("$SYS/metabroker/"),
+            client_id.strip_suffix("-local"),
+        ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
         {
             return None;
         }
@@ -449,18 +450,33 @@ mod tests {
         assert!(s.publish_denied("dev", "$config/dev").is_some());
         assert!(s.publish_denied("admin", "$config/dev").is_none());
         assert!(s.publish_denied("dev", "a/b").is_none());
-        assert!(s.publish_denied("site-local", "$SYS/metabroker/site/state").is_none());
-        assert!(s.publish_denied("site-local", "$SYS/metabroker/other/state").is_some());
-        assert!(s.publish_denied("site", "$SYS/metabroker/site/state").is_some());
+        assert!(
+            s.publish_denied("site-local", "$SYS/metabroker/site/state")
+                .is_none()
+        );
+        assert!(
+            s.publish_denied("site-local", "$SYS/metabroker/other/state")
+                .is_some()
+        );
+        assert!(
+            s.publish_denied("site", "$SYS/metabroker/site/state")
+                .is_some()
+        );
     }
 
     #[test]
     fn bridged_hierarchy_topics_are_accepted_except_local_truth_and_sys() {
         let s = services(&[]);
         assert!(s.bridged_publish_denied("$status/far", |_| false).is_none());
-        assert!(s.bridged_publish_denied("$status/near", |id| id == "near").is_some());
+        assert!(
+            s.bridged_publish_denied("$status/near", |id| id == "near")
+                .is_some()
+        );
         assert!(s.bridged_publish_denied("$config/dev", |_| false).is_none());
-        assert!(s.bridged_publish_denied("$SYS/broker/uptime", |_| false).is_some());
+        assert!(
+            s.bridged_publish_denied("$SYS/broker/uptime", |_| false)
+                .is_some()
+        );
     }
 
     #[test]

@@ -33,6 +33,10 @@ impl Delivery {
     }
 }
 
+/// QoS 1/2 retained replay moves into the queue only while the queue is shorter than
+/// this; the in-flight window then paces it.
+const REPLAY_QUEUE_LOW_WATER: usize = 64;
+
 /// A message waiting for, or in, the in-flight window.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -128,6 +132,10 @@ pub struct Session {
     pub subscriptions: HashMap<Arc<str>, SubEntry>,
     /// Messages not yet in flight, oldest first.
     pub queue: VecDeque<Delivery>,
+    /// Retained messages still to send for a new (or newly activated) subscription. Fed
+    /// to the connection as it drains, so a subscription matching 100,000 retained
+    /// messages gets all of them without flooding the outbox or the queue.
+    pub replay: VecDeque<Delivery>,
     /// Approximate bytes in `queue`.
     pub queued_bytes: usize,
     /// Outgoing QoS 1/2 deliveries awaiting acknowledgement.
@@ -159,6 +167,7 @@ impl Session {
             expiry_interval,
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
+            replay: VecDeque::new(),
             queued_bytes: 0,
             window: Window::new(window),
             incoming: IncomingQos2::default(),
@@ -317,6 +326,47 @@ impl Session {
                     self.queue.push_front(d);
                     break;
                 }
+            }
+        }
+        dropped
+    }
+
+    /// Sends as much of the retained replay as the connection can take now: QoS 0 while
+    /// the outbox has room, QoS 1/2 while the queue is short (then the window paces it).
+    /// When something is left, asks the connection for a drain report. Without a
+    /// connection, QoS 1/2 replay goes to the queue (limits apply) and QoS 0 is dropped.
+    /// Returns how many were dropped.
+    pub fn pump_replay(
+        &mut self,
+        limits: &QueueLimits,
+        now: Instant,
+        journal: &mut Journal,
+    ) -> usize {
+        let mut dropped = 0;
+        // Ask before pushing: the connection may drain what we push before we return,
+        // and a request made afterwards would then never be answered.
+        if !self.replay.is_empty()
+            && let Some(c) = &self.conn
+        {
+            c.outbox.request_drain_notice();
+        }
+        while let Some(d) = self.replay.front() {
+            let online = self.conn.as_ref().is_some_and(|c| !c.outbox.is_closed());
+            if d.qos == QoS::AtMostOnce {
+                if online && !self.conn.as_ref().is_some_and(|c| c.outbox.qos0_has_room()) {
+                    break;
+                }
+            } else if online && self.queue.len() >= REPLAY_QUEUE_LOW_WATER {
+                break;
+            }
+            let Some(d) = self.replay.pop_front() else {
+                break;
+            };
+            if d.msg.expired(now) {
+                continue;
+            }
+            if let Offer::Dropped(n) = self.offer(d, limits, now, journal) {
+                dropped += n;
             }
         }
         dropped

@@ -11,7 +11,7 @@ use canopy_proto::{
 };
 
 use super::activation;
-use super::session::{Activation, Delivery, Offer, SubEntry};
+use super::session::{Activation, Delivery, SubEntry};
 use super::{Router, SharedGroup, Subscriber};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
@@ -139,19 +139,16 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let mut dropped = 0;
         for msg in found {
-            let d = Delivery {
+            s.replay.push_back(Delivery {
                 seq: 0,
                 qos: qos.min(msg.qos),
                 retain: true,
                 sub_ids: id.into_iter().collect(),
                 msg,
-            };
-            if let Offer::Dropped(k) = s.offer(d, &self.limits, now, &mut self.journal) {
-                dropped += k;
-            }
+            });
         }
+        let dropped = s.pump_replay(&self.limits, now, &mut self.journal);
         Metrics::add(&self.metrics.messages_dropped, dropped as u64);
     }
 

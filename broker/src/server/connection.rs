@@ -201,6 +201,15 @@ impl Connection<'_> {
                     if let Some(end) = self.flush_outbox(stream).await {
                         return end;
                     }
+                    if outbox.take_drain_notice() {
+                        let drained = Command::Drained {
+                            session: self.est.reply.session,
+                            conn: self.est.reply.conn,
+                        };
+                        if self.ctx.router.send(drained).await.is_err() {
+                            return End::Kicked;
+                        }
+                    }
                     if paused && !self.paused() {
                         self.keep_alive.heard(Instant::now());
                     }

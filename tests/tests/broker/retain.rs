@@ -9,6 +9,7 @@ both_versions!(
     live_message_is_forwarded_with_retain_cleared,
     empty_retained_payload_clears_retained_message,
     new_retained_message_replaces_old_one,
+    thousands_of_retained_messages_all_reach_a_new_subscriber,
 );
 
 async fn retained_message_is_sent_on_subscribe_with_retain_flag(v: u8) {
@@ -152,4 +153,36 @@ async fn retain_handling_0_resends_on_repeated_subscribe_v5() {
     });
     assert_eq!(sa.codes, vec![0]);
     assert!(s.recv_publish().await.retain);
+}
+
+async fn thousands_of_retained_messages_all_reach_a_new_subscriber(v: u8) {
+    // [MQTT-3.3.1-6]: every retained message matching a new subscription is sent, however
+    // many there are: the broker feeds them as the subscriber drains, never dropping them
+    // for want of buffer space. QoS 0 and QoS 1 subscriptions.
+    let b = TestBroker::start().await;
+    let t = unique("many");
+    let n = 5000usize;
+    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    let mut burst = Vec::new();
+    for i in 0..n {
+        burst.extend(
+            wire::Publish::new(v, &format!("{t}/{i}"), b"r")
+                .retain()
+                .encode(),
+        );
+    }
+    p.send(&burst).await;
+    p.publish(&format!("{t}/sentinel"), b"s", 1, true).await;
+    for qos in [0u8, 1] {
+        let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+        s.subscribe(&format!("{t}/#"), qos).await;
+        let got = s.receive_and_ack(n + 1).await;
+        let distinct: std::collections::HashSet<_> = got.iter().map(|m| m.topic.clone()).collect();
+        assert_eq!(
+            distinct.len(),
+            n + 1,
+            "QoS {qos}: every retained message exactly once"
+        );
+        assert!(got.iter().all(|m| m.retain));
+    }
 }
