@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Publish};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Publish};
 use tokio::sync::{mpsc, watch};
 
 use crate::BridgeError;
@@ -187,7 +187,7 @@ impl Pump {
         }
     }
 
-    fn filters(&self, side: Side) -> Vec<Filter> {
+    fn filters(&self, side: Side) -> Vec<(String, QoS)> {
         self.routes
             .iter()
             .filter_map(|r| {
@@ -196,10 +196,7 @@ impl Pump {
                     (Side::Remote, Direction::In | Direction::Both) => r.in_map.as_ref()?.filter(),
                     _ => return None,
                 };
-                let mut f = Filter::new(path, qos(r.qos));
-                f.nolocal = true;
-                f.preserve_retain = true;
-                Some(f)
+                Some((path, qos(r.qos)))
             })
             .collect()
     }
@@ -220,8 +217,8 @@ impl Pump {
                 _ = tick.tick() => self.publish_stats(&mut last_stats),
                 _ = stop.changed() => {
                     self.publish_state("disconnected").await;
-                    let _ = self.local.client().disconnect().await;
-                    let _ = self.remote.client().disconnect().await;
+                    self.local.disconnect().await;
+                    self.remote.disconnect().await;
                     return;
                 }
             }
@@ -247,8 +244,8 @@ impl Pump {
                 self.ever_up[idx] = true;
                 // One SUBSCRIBE per filter: a broker that refuses one (say `$config/#` for a
                 // non-admin) must not take the others down with it.
-                for filter in self.filters(side) {
-                    let _ = self.link(side).client().subscribe_many([filter]).await;
+                for (path, qos) in self.filters(side) {
+                    self.link(side).subscribe(path, qos).await;
                 }
                 for seq in lost {
                     if let Some(p) = self.lanes[lane].unacked.get(&seq) {
@@ -318,10 +315,8 @@ impl Pump {
                 continue;
             }
             let topic = format!("{}/{}/{key}", self.config.state_prefix, self.config.name);
-            let _ =
-                self.local
-                    .client()
-                    .try_publish(topic, QoS::AtMostOnce, true, value.to_string());
+            self.local
+                .try_publish(topic, QoS::AtMostOnce, true, value.to_string().into(), None);
         }
         *last = now;
     }
@@ -384,15 +379,14 @@ impl Pump {
         let stats = &self.stats.routes[route];
         if m.qos == 0 {
             if self.lanes[lane].connected {
-                let props = publish.properties.clone().unwrap_or_default();
-                let sent = self.link(dest).client().try_publish_with_properties(
+                let sent = self.link(dest).try_publish(
                     String::from_utf8_lossy(&publish.topic).into_owned(),
                     publish.qos,
                     publish.retain,
                     publish.payload,
-                    props,
+                    publish.properties,
                 );
-                bump(if sent.is_ok() {
+                bump(if sent {
                     &stats.forwarded
                 } else {
                     &stats.dropped
@@ -443,14 +437,15 @@ impl Pump {
         if self.lanes[IN].connected {
             let payload =
                 serde_json::json!({"route": route, "topic": topic, "reason": why, "total": total});
-            let _ = self.local.client().try_publish(
+            self.local.try_publish(
                 format!(
                     "{}/{}/dropped/last",
                     self.config.state_prefix, self.config.name
                 ),
                 QoS::AtMostOnce,
                 false,
-                payload.to_string(),
+                payload.to_string().into(),
+                None,
             );
         }
     }

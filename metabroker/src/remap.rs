@@ -167,6 +167,83 @@ impl Remap {
     }
 }
 
+impl Remap {
+    /// A filter every topic this mapping can produce matches (wildcards where placeholders
+    /// are; a `#` capture anywhere turns the rest into `#`), and whether its first level
+    /// came from a capture (so it may start with `$`, which a wildcard would not match).
+    fn image(&self) -> (Vec<String>, bool) {
+        let kinds: Vec<&str> = self
+            .filter
+            .iter()
+            .filter(|l| *l == "+" || *l == "#")
+            .map(String::as_str)
+            .collect();
+        let mut out = Vec::new();
+        let mut first_captured = false;
+        for (i, level) in self.template.split('/').enumerate() {
+            let used = placeholders(level);
+            if used.is_empty() {
+                out.push(level.to_owned());
+                continue;
+            }
+            if i == 0 {
+                first_captured = true;
+            }
+            let multi = used
+                .iter()
+                .any(|n| n.checked_sub(1).and_then(|k| kinds.get(k)) != Some(&"+"));
+            if multi {
+                out.push("#".to_owned());
+                break;
+            }
+            out.push("+".to_owned());
+        }
+        (out, first_captured)
+    }
+
+    /// Whether a topic produced by this mapping can match `filter`: used to refuse route
+    /// sets that would send a message back where it came from (3.1.1 peers have no no-local).
+    pub fn image_overlaps(&self, filter: &str) -> bool {
+        let (image, first_captured) = self.image();
+        let other: Vec<&str> = filter.split('/').collect();
+        let image: Vec<&str> = image.iter().map(String::as_str).collect();
+        overlap(&image, &other, !first_captured)
+    }
+}
+
+/// Whether some topic matches both filters [MQTT-4.7.1-2] (`#` also matches its parent
+/// level; a wildcard first level never matches a `$` topic [MQTT-4.7.2-1]).
+pub fn filters_overlap(a: &str, b: &str) -> bool {
+    let a: Vec<&str> = a.split('/').collect();
+    let b: Vec<&str> = b.split('/').collect();
+    overlap(&a, &b, true)
+}
+
+fn overlap(a: &[&str], b: &[&str], dollar_rule: bool) -> bool {
+    let wild = |l: &str| l == "+" || l == "#";
+    if dollar_rule
+        && let (Some(x), Some(y)) = (a.first(), b.first())
+        && ((wild(x) && y.starts_with('$')) || (wild(y) && x.starts_with('$')))
+    {
+        return false;
+    }
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (Some(&"#"), _) | (_, Some(&"#")) => return true,
+            (None, None) => return true,
+            (None, Some(_)) => return b.get(i..) == Some(&["#"][..]),
+            (Some(_), None) => return a.get(i..) == Some(&["#"][..]),
+            (Some(x), Some(y)) => {
+                if !(wild(x) || wild(y) || x == y) {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
 /// What each wildcard of `filter` matched in `topic` (`#` captures the rest, maybe empty).
 pub fn capture(filter: &[String], topic: &str) -> Option<Vec<String>> {
     let levels: Vec<&str> = topic.split('/').collect();
@@ -298,5 +375,48 @@ mod tests {
             Remap::new("a/+", "{0}"),
             Err(RemapError::Placeholder { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn filter_overlap_follows_the_matching_rules() {
+        let cases = [
+            ("a/#", "a", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a", false),
+            ("a/b", "a/c", false),
+            ("+/b", "a/+", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$s/x", false),
+            ("$s/#", "$s/x", true),
+            ("a/b/c", "a/#", true),
+            ("a/b", "a/b/c", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(filters_overlap(a, b), want, "{a} vs {b}");
+            assert_eq!(filters_overlap(b, a), want, "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn image_of_a_mapping_covers_every_topic_it_renders() {
+        let cases = [
+            ("site7/#", "sites/site7/{1}", "sites/site7", true),
+            ("site7/#", "sites/site7/{1}", "sites/other", false),
+            ("a/+/b/#", "x/{2}/{1}", "x/p/q/r/k", true),
+            ("a/+", "y-{1}/z", "y-k/z", true),
+            ("a/+", "y-{1}/z", "y-k/w", false),
+            ("a/#", "{1}", "$x/y", true),
+            ("#", "{1}", "b/c", true),
+            ("fixed", "other/t", "other/+", true),
+            ("fixed", "other/t", "other", false),
+        ];
+        for (filter, template, other, want) in cases {
+            let m = Remap::new(filter, template).unwrap();
+            assert_eq!(
+                m.image_overlaps(other),
+                want,
+                "{filter} -> {template} vs {other}"
+            );
+        }
     }
 }

@@ -50,7 +50,7 @@ pub enum ConfigError {
 /// MQTT protocol version spoken to a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum Protocol {
-    /// MQTT 3.1.1 (no properties: loops are prevented by prefix rules, see docs).
+    /// MQTT 3.1.1 (no properties, no no-local: route sets that could echo are refused).
     #[serde(rename = "3.1.1")]
     V311,
     /// MQTT 5.0 (no-local and the hop marker).
@@ -335,12 +335,6 @@ impl BridgeConfig {
                     "cert_file and key_file go together".into(),
                 ));
             }
-            if ep.protocol == Protocol::V311 {
-                return Err((
-                    format!("{side}.protocol"),
-                    "MQTT 3.1.1 peers are not supported yet; use \"5\"".into(),
-                ));
-            }
         }
         if self.state_prefix.is_empty() || self.state_prefix.contains(['+', '#']) {
             return Err((
@@ -378,7 +372,7 @@ impl BridgeConfig {
                 return Err((key("max_rate"), "must be > 0".into()));
             }
         }
-        Ok(())
+        loops::check_311(self)
     }
 }
 
@@ -451,6 +445,8 @@ mod humantime_serde_compat {
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
+
+mod loops;
 
 #[cfg(test)]
 mod tests;

@@ -115,3 +115,75 @@ fn tls_files_are_only_for_mqtts_and_cert_needs_key() {
         .to_string();
     assert!(e.contains("remote.ca_file: only for mqtts:// URLs"), "{e}");
 }
+
+const V311: &str = r#"
+name = "b"
+[local]
+url = "mqtt://127.0.0.1:1883"
+[remote]
+url = "mqtt://127.0.0.1:1884"
+protocol = "3.1.1"
+"#;
+
+#[test]
+fn v311_remote_accepts_disjoint_directions() {
+    let text = format!(
+        "{V311}[[route]]\ndirection = \"out\"\nlocal = \"up/#\"\nremote_prefix = \"site/\"\n\
+         [[route]]\ndirection = \"in\"\nlocal = \"down/#\"\n\
+         [[route]]\ndirection = \"in\"\nlocal = \"cmd/#\"\nremote_prefix = \"site-cmd/\"\n"
+    );
+    let c = BridgeConfig::from_toml(&text, "m.toml").unwrap();
+    assert_eq!(c.remote.protocol, Protocol::V311);
+}
+
+#[test]
+fn v311_remote_refuses_a_both_route_naming_it() {
+    let text = format!("{V311}[[route]]\ndirection = \"both\"\nlocal = \"t/#\"\n");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:8: route[0]: route[0] (both \"t/#\") forwards both ways on the MQTT 3.1.1 remote"), "{e}");
+}
+
+#[test]
+fn v311_remote_refuses_in_and_out_overlapping_after_remapping() {
+    // out: up/x -> site/up/x on the remote; in subscribes site/# there: echo.
+    let text = format!(
+        "{V311}[[route]]\ndirection = \"out\"\nlocal = \"up/#\"\nremote_prefix = \"site/\"\n\
+         [[route]]\ndirection = \"in\"\nlocal = \"x/#\"\nremote = \"site/{{1}}\"\n"
+    );
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("route[1]: route[0] (out \"up/#\") and route[1] (in \"x/#\") overlap on the MQTT 3.1.1 remote"), "{e}");
+}
+
+#[test]
+fn v311_local_refuses_overlap_and_own_state_topics() {
+    let local = V311.replace("protocol = \"3.1.1\"\n", "").replace(
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"mqtt://127.0.0.1:1883\"\nprotocol = \"3.1.1\"",
+    );
+    let text = format!(
+        "{local}[[route]]\ndirection = \"in\"\nlocal = \"a/+/c\"\nremote_prefix = \"r/\"\n\
+         [[route]]\ndirection = \"out\"\nlocal = \"a/b/#\"\nremote_prefix = \"s/\"\n"
+    );
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "route[1] (out \"a/b/#\") and route[0] (in \"a/+/c\") overlap on the MQTT 3.1.1 local"
+        ),
+        "{e}"
+    );
+    let text =
+        format!("state_prefix = \"m\"\n{local}[[route]]\ndirection = \"out\"\nlocal = \"#\"\n");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("covers the bridge's own state topics \"m/b/#\""),
+        "{e}"
+    );
+}

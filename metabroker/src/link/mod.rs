@@ -1,0 +1,435 @@
+//! One metabroker connection to a broker (MQTT 5.0 or 3.1.1 over rumqttc with manual acks):
+//! the task that polls the rumqttc event loop, reconnect backoff, and the bookkeeping that
+//! turns rumqttc's packet ids back into the pump's sequence numbers. The pump always speaks
+//! in 5.0 terms; [`v4`] translates for 3.1.1 brokers (properties are dropped there).
+//!
+//! Owns: the `EventLoop`, the packet id -> sequence map, QoS 2 duplicate suppression for
+//! incoming messages, and the repair of rumqttc state across reconnects (see below).
+//! Must never publish, subscribe or ack from the polling task (rumqttc deadlocks when the
+//! request channel fills while nobody polls): everything is sent by the pump through the
+//! [`AsyncClient`]; the polling task only reports [`LinkEvent`]s.
+//!
+//! rumqttc repairs done here, at each disconnect:
+//! - it clears its memory of incoming QoS 2 packet ids, so the broker's PUBREL after a resumed
+//!   session would be "unsolicited" and kill the connection forever: we re-register them;
+//! - it resends in-flight publishes in packet-id order, which breaks publish order when ids
+//!   wrapped: we sort them back into the order they were first sent;
+//! - on a session that was not resumed it silently drops them: we hand them back (`lost`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Publish, PublishProperties};
+use rumqttc::{TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::config::{BackoffConfig, Endpoint, Protocol};
+use crate::transport::{Scheme, Target, parse_url, tls_config};
+
+mod v4;
+mod v5;
+
+/// Which side of the bridge a link serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The broker the metabroker represents the remote one to.
+    Local,
+    /// The broker represented.
+    Remote,
+}
+
+/// What a link tells the pump.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// CONNACK received. `lost`: sequence numbers of publishes the broker will never see
+    /// (session not resumed), oldest first; the pump must send them again.
+    Up {
+        /// The link.
+        side: Side,
+        /// The broker resumed the session.
+        session_present: bool,
+        /// Sequences to send again.
+        lost: Vec<u64>,
+    },
+    /// The connection is gone; the link is reconnecting with backoff.
+    Down {
+        /// The link.
+        side: Side,
+        /// Why.
+        reason: String,
+    },
+    /// An application message arrived (ack it with [`Link::ack`] once it is safe elsewhere).
+    Message {
+        /// The link.
+        side: Side,
+        /// The PUBLISH as received.
+        publish: Box<Publish>,
+        /// Session epoch the publish belongs to.
+        epoch: u64,
+    },
+    /// The broker acknowledged the publish sent with sequence `seq` (PUBACK, or PUBREC for
+    /// QoS 2: from then on the broker owns it). `accepted` is false on an error reason.
+    Acked {
+        /// The link.
+        side: Side,
+        /// The pump's sequence number.
+        seq: u64,
+        /// Reason code below 0x80.
+        accepted: bool,
+    },
+}
+
+/// Packet id bookkeeping shared between the pump (which pushes) and the polling task.
+#[derive(Default)]
+struct Correlation {
+    /// Sequences of QoS 1/2 publishes handed to the client, not yet given a packet id.
+    fifo: VecDeque<u64>,
+}
+
+/// The rumqttc client of either protocol version.
+#[derive(Clone)]
+enum Client {
+    V5(rumqttc::v5::AsyncClient),
+    V4(rumqttc::AsyncClient),
+}
+
+/// The pump's handle on a link.
+#[derive(Clone)]
+pub struct Link {
+    client: Client,
+    side: Side,
+    shared: Arc<Mutex<Correlation>>,
+    epoch: Arc<AtomicU64>,
+}
+
+/// What a polling task reports to the shared bookkeeping, whatever the protocol version.
+enum Ev {
+    ConnAck {
+        session_present: bool,
+    },
+    Publish(Box<Publish>),
+    OutgoingPubRec(u16),
+    IncomingPubRel(u16),
+    OutgoingPublish(u16),
+    /// PUBACK or PUBREC for one of our publishes.
+    Acked {
+        pkid: u16,
+        accepted: bool,
+    },
+}
+
+/// What the polling task keeps to itself.
+struct Poller {
+    side: Side,
+    shared: Arc<Mutex<Correlation>>,
+    epoch: Arc<AtomicU64>,
+    /// Packet id -> sequence, for our QoS 1/2 publishes awaiting their ack.
+    inflight: HashMap<u16, u64>,
+    /// Sequences whose requests rumqttc moved to `pending` at the last disconnect.
+    drained: VecDeque<u64>,
+    /// Incoming QoS 2 ids handed to the pump and not yet PUBREC'd (duplicates are dropped).
+    incoming_qos2: HashSet<u16>,
+    /// Incoming QoS 2 ids PUBREC'd, waiting for PUBREL.
+    awaiting_rel: HashSet<u16>,
+    connected_once: bool,
+    /// A `Down` was reported and no CONNACK came since.
+    down: bool,
+    backoff: Backoff,
+    events: mpsc::UnboundedSender<LinkEvent>,
+}
+
+/// Request channel capacity: room for the window, its acks and the pump's bursts.
+fn channel_capacity(max_inflight: u16) -> usize {
+    usize::from(max_inflight) * 2 + 2048
+}
+
+fn v4_qos(q: QoS) -> rumqttc::QoS {
+    match q {
+        QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+impl Link {
+    /// Starts the polling task for `endpoint` (its `protocol` chooses 5.0 or 3.1.1) and
+    /// returns the pump's handle.
+    pub fn start(
+        side: Side,
+        endpoint: &Endpoint,
+        client_id: &str,
+        backoff: BackoffConfig,
+        max_inflight: u16,
+        will: Option<LastWill>,
+        events: mpsc::UnboundedSender<LinkEvent>,
+    ) -> Result<Link, String> {
+        let target = parse_url(&endpoint.url)?;
+        let transport = match target.scheme {
+            Scheme::Tcp => Transport::Tcp,
+            Scheme::Tls => Transport::Tls(TlsConfiguration::Rustls(tls_config(endpoint)?)),
+            Scheme::Ws => Transport::Ws,
+        };
+        let shared = Arc::new(Mutex::new(Correlation::default()));
+        let epoch = Arc::new(AtomicU64::new(0));
+        let poller = Poller {
+            side,
+            shared: shared.clone(),
+            epoch: epoch.clone(),
+            inflight: HashMap::new(),
+            drained: VecDeque::new(),
+            incoming_qos2: HashSet::new(),
+            awaiting_rel: HashSet::new(),
+            connected_once: false,
+            down: false,
+            backoff: Backoff::new(backoff),
+            events,
+        };
+        let setup = Setup {
+            endpoint,
+            target: &target,
+            transport,
+            client_id,
+            max_inflight,
+        };
+        let client = match endpoint.protocol {
+            Protocol::V5 => Client::V5(v5::start(setup, will, poller)),
+            Protocol::V311 => Client::V4(v4::start(setup, will, poller)),
+        };
+        Ok(Link {
+            client,
+            side,
+            shared,
+            epoch,
+        })
+    }
+
+    /// The side served.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Subscribes one filter (5.0: no-local and retain-as-published; 3.1.1 has neither).
+    pub async fn subscribe(&self, path: String, qos: QoS) {
+        let _ = match &self.client {
+            Client::V5(c) => {
+                let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(path, qos);
+                f.nolocal = true;
+                f.preserve_retain = true;
+                c.subscribe_many([f]).await.map_err(drop)
+            }
+            Client::V4(c) => c.subscribe(path, v4_qos(qos)).await.map_err(drop),
+        };
+    }
+
+    /// Publishes without waiting for room in the request channel (QoS 0, state notes);
+    /// false when the channel is full. `properties` are dropped on 3.1.1 links.
+    pub fn try_publish(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Bytes,
+        properties: Option<PublishProperties>,
+    ) -> bool {
+        match &self.client {
+            Client::V5(c) => c
+                .try_publish_with_properties(
+                    topic,
+                    qos,
+                    retain,
+                    payload,
+                    properties.unwrap_or_default(),
+                )
+                .is_ok(),
+            Client::V4(c) => c.try_publish(topic, v4_qos(qos), retain, payload).is_ok(),
+        }
+    }
+
+    /// Publishes at QoS 1/2 tracked by `seq` (reported back as [`LinkEvent::Acked`]).
+    pub async fn publish_tracked(&self, seq: u64, publish: Publish) -> bool {
+        if let Ok(mut c) = self.shared.lock() {
+            c.fifo.push_back(seq);
+        }
+        let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+        match &self.client {
+            Client::V5(c) => c
+                .publish_with_properties(
+                    topic,
+                    publish.qos,
+                    publish.retain,
+                    publish.payload,
+                    publish.properties.unwrap_or_default(),
+                )
+                .await
+                .is_ok(),
+            Client::V4(c) => c
+                .publish_bytes(topic, v4_qos(publish.qos), publish.retain, publish.payload)
+                .await
+                .is_ok(),
+        }
+    }
+
+    /// Acknowledges an incoming publish, unless its session is gone (then the broker no longer
+    /// expects the ack and would resend nothing).
+    pub async fn ack(&self, publish: &Publish, epoch: u64) {
+        if epoch != self.epoch.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = match &self.client {
+            Client::V5(c) => c.ack(publish).await.map_err(drop),
+            Client::V4(c) => {
+                let mut p = rumqttc::Publish::new("", v4_qos(publish.qos), Vec::new());
+                p.pkid = publish.pkid;
+                c.ack(&p).await.map_err(drop)
+            }
+        };
+    }
+
+    /// Sends DISCONNECT (the will is not published).
+    pub async fn disconnect(&self) {
+        let _ = match &self.client {
+            Client::V5(c) => c.disconnect().await.map_err(drop),
+            Client::V4(c) => c.disconnect().await.map_err(drop),
+        };
+    }
+}
+
+/// What both protocol versions need to build their rumqttc options.
+struct Setup<'a> {
+    endpoint: &'a Endpoint,
+    target: &'a Target,
+    transport: Transport,
+    client_id: &'a str,
+    max_inflight: u16,
+}
+
+impl Setup<'_> {
+    /// Broker address as rumqttc wants it: the whole URL for WebSockets, else the host.
+    fn broker_addr(&self) -> String {
+        match self.target.scheme {
+            Scheme::Ws => self.target.ws_url(),
+            _ => self.target.host.clone(),
+        }
+    }
+}
+
+impl Poller {
+    /// The connection failed or broke: report `Down` once, then wait out the backoff.
+    /// Err when the pump is gone.
+    async fn went_down(&mut self, reason: String) -> Result<(), ()> {
+        if !self.down {
+            self.down = true;
+            let event = LinkEvent::Down {
+                side: self.side,
+                reason: reason.clone(),
+            };
+            self.events.send(event).map_err(|_| ())?;
+        }
+        tracing::debug!(side = ?self.side, error = %reason, "link down");
+        tokio::time::sleep(self.backoff.next_delay()).await;
+        if self.events.is_closed() {
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// At a disconnect, after rumqttc moved `unnumbered` never-sent QoS 1/2 publishes to its
+    /// pending list: note which sequences they carry.
+    fn note_drained(&mut self, unnumbered: usize) {
+        let fresh = unnumbered.saturating_sub(self.drained.len());
+        if let Ok(mut c) = self.shared.lock() {
+            for _ in 0..fresh {
+                if let Some(seq) = c.fifo.pop_front() {
+                    self.drained.push_back(seq);
+                }
+            }
+        }
+    }
+
+    /// Order key of a pending publish: when it was first sent (unnumbered ones last).
+    fn first_sent(&self, pkid: u16) -> u64 {
+        if pkid == 0 {
+            u64::MAX
+        } else {
+            self.inflight.get(&pkid).copied().unwrap_or(0)
+        }
+    }
+
+    fn on_ev(&mut self, ev: Ev) -> Result<(), ()> {
+        let side = self.side;
+        let out = match ev {
+            Ev::ConnAck { session_present } => {
+                self.backoff.reset();
+                self.down = false;
+                let mut lost = Vec::new();
+                if !session_present {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    lost.extend(self.inflight.drain().map(|(_, s)| s));
+                    lost.extend(self.drained.drain(..));
+                    lost.sort_unstable();
+                    self.incoming_qos2.clear();
+                    self.awaiting_rel.clear();
+                }
+                let session_present = session_present && self.connected_once;
+                self.connected_once = true;
+                Some(LinkEvent::Up {
+                    side,
+                    session_present,
+                    lost,
+                })
+            }
+            Ev::Publish(p) => {
+                if p.qos == QoS::ExactlyOnce
+                    && (self.incoming_qos2.contains(&p.pkid) || self.awaiting_rel.contains(&p.pkid))
+                {
+                    None
+                } else {
+                    if p.qos == QoS::ExactlyOnce {
+                        self.incoming_qos2.insert(p.pkid);
+                    }
+                    Some(LinkEvent::Message {
+                        side,
+                        publish: p,
+                        epoch: self.epoch.load(Ordering::Acquire),
+                    })
+                }
+            }
+            Ev::OutgoingPubRec(pkid) => {
+                self.incoming_qos2.remove(&pkid);
+                self.awaiting_rel.insert(pkid);
+                None
+            }
+            Ev::IncomingPubRel(pkid) => {
+                self.awaiting_rel.remove(&pkid);
+                None
+            }
+            Ev::OutgoingPublish(pkid) => {
+                if pkid != 0 && !self.inflight.contains_key(&pkid) {
+                    let seq = match self.drained.pop_front() {
+                        Some(s) => Some(s),
+                        None => self.shared.lock().ok().and_then(|mut c| c.fifo.pop_front()),
+                    };
+                    if let Some(seq) = seq {
+                        self.inflight.insert(pkid, seq);
+                    }
+                }
+                None
+            }
+            Ev::Acked { pkid, accepted } => {
+                self.inflight.remove(&pkid).map(|seq| LinkEvent::Acked {
+                    side,
+                    seq,
+                    accepted,
+                })
+            }
+        };
+        match out {
+            Some(e) => self.events.send(e).map_err(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
