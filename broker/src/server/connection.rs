@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 use crate::router::Command;
 
+/// Bytes reserved for reading when a readable socket finds the buffer short.
+const READ_CHUNK: usize = 8192;
+
 /// Serves one accepted TCP connection to its end.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) {
     let _ = stream.set_nodelay(true);
@@ -54,11 +57,11 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
     let mut rbuf = BytesMut::with_capacity(4096);
-    let connect = match read_connect(&mut stream, &mut rbuf, &limits, ctx).await {
+    let connect = match Box::pin(read_connect(&mut stream, &mut rbuf, &limits, ctx)).await {
         Some(c) => c,
         None => return,
     };
-    let Some(est) = handshake::establish(&mut stream, connect, ctx).await else {
+    let Some(est) = Box::pin(handshake::establish(&mut stream, connect, ctx)).await else {
         return;
     };
     let mut conn = Connection {
@@ -69,10 +72,11 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
         aliases_in: HashMap::new(),
         aliases_out: HashMap::new(),
         unacked_in: HashSet::new(),
-        wbuf: BytesMut::with_capacity(4096),
-        pending: VecDeque::new(),
+        wbuf: BytesMut::new(),
         est,
     };
+    // The handshake's futures above were boxed so that the long-lived state of an
+    // established connection (this task) stays small.
     let end = conn.run(&mut stream, rbuf).await;
     ctx.metrics.client_disconnected();
     let (publish_will, expiry, reason) = match end {
@@ -152,8 +156,6 @@ struct Connection<'a> {
     /// Outbound aliases: topic -> alias, at most `alias_max_out` entries.
     aliases_out: HashMap<Arc<str>, u16>,
     wbuf: BytesMut,
-    /// Drained outbox items, reused between batches.
-    pending: VecDeque<Outgoing>,
     /// Packet ids of incoming QoS 1/2 messages whose PUBACK / PUBREC we have not written
     /// yet (they wait for the router and, under `sync`, the disk); bounds what a
     /// publisher can have in flight to us.
@@ -185,8 +187,10 @@ impl Connection<'_> {
                     }
                 }
             }
-            if rbuf.capacity() - rbuf.len() < 1024 {
-                rbuf.reserve(8192);
+            // An idle connection holds no read buffer: it is allocated when bytes
+            // arrive and let go once everything read has been decoded.
+            if rbuf.is_empty() && rbuf.capacity() > 0 {
+                rbuf = BytesMut::new();
             }
             let paused = self.paused();
             // While paused we read nothing, so silence is ours, not the client's.
@@ -214,10 +218,20 @@ impl Connection<'_> {
                         self.keep_alive.heard(Instant::now());
                     }
                 }
-                r = stream.read_buf(&mut rbuf), if !paused => match r {
-                    Ok(0) | Err(_) => return End::Lost,
-                    Ok(n) => Metrics::add(&self.ctx.metrics.bytes_received, n as u64),
-                },
+                r = stream.readable(), if !paused => {
+                    if r.is_err() {
+                        return End::Lost;
+                    }
+                    if rbuf.capacity() - rbuf.len() < 1024 {
+                        rbuf.reserve(READ_CHUNK);
+                    }
+                    match stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => return End::Lost,
+                        Ok(n) => Metrics::add(&self.ctx.metrics.bytes_received, n as u64),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return End::Lost,
+                    }
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     tracing::info!("keep-alive timeout; closing");
                     Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
@@ -420,7 +434,9 @@ impl Connection<'_> {
 
     /// Writes everything the router queued, in one batch.
     async fn flush_outbox(&mut self, stream: &mut TcpStream) -> Option<End> {
-        let mut items = std::mem::take(&mut self.pending);
+        // Swap a fresh queue in and drop the drained one after use: an idle connection
+        // keeps no queue capacity on either side.
+        let mut items = VecDeque::new();
         self.est.outbox.drain_into(&mut items);
         let mut end = None;
         let now = Instant::now();
@@ -496,8 +512,7 @@ impl Connection<'_> {
                 }
             }
         }
-        items.clear();
-        self.pending = items;
+        drop(items);
         if let Err(e) = self.write(stream).await {
             return Some(e);
         }
@@ -520,8 +535,9 @@ impl Connection<'_> {
             Ok(Ok(())) => {
                 Metrics::add(&self.ctx.metrics.bytes_sent, n as u64);
                 self.wbuf.clear();
-                if self.wbuf.capacity() > 1 << 20 {
-                    self.wbuf = BytesMut::with_capacity(4096);
+                // Nothing is kept between batches: idle connections hold no buffer.
+                if self.wbuf.capacity() > 0 {
+                    self.wbuf = BytesMut::new();
                 }
                 Ok(())
             }
