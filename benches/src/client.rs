@@ -47,6 +47,16 @@ impl Conn {
     /// Opens a TCP connection to `addr`, sends a clean-session 3.1.1 CONNECT with
     /// `client_id` and waits for a successful CONNACK.
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Result<Conn, BenchError> {
+        Conn::connect_session(addr, client_id, true).await
+    }
+
+    /// Like [`Conn::connect`], with `clean = false` for a persistent session (whose
+    /// QoS 1/2 messages a durable broker must keep on disk).
+    pub async fn connect_session(
+        addr: SocketAddr,
+        client_id: &str,
+        clean: bool,
+    ) -> Result<Conn, BenchError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut conn = Conn {
@@ -56,7 +66,7 @@ impl Conn {
         };
         let connect = Connect {
             protocol: Some(Protocol::V311),
-            clean_start: true,
+            clean_start: clean,
             keep_alive: KEEP_ALIVE_SECS,
             client_id: client_id.to_owned(),
             ..Connect::default()

@@ -69,8 +69,12 @@ pub enum Scenario {
     Wildcard,
     /// N retained messages (100,000), then a new `r/#` subscriber: time to receive all.
     Retained,
-    /// QoS 1 fan-in, labelled with the broker's durability mode (`--label`).
+    /// QoS 1 fan-in to a persistent session (so a durable broker writes every message),
+    /// labelled with the broker's durability mode (`--label`).
     Durable,
+    /// Fan-in with N inactive event-activated subscriptions (100,000; `--filters`)
+    /// registered on the very topics being published; compare with `--filters 0`.
+    Inactive,
 }
 
 /// Everything a run is parameterised by. `None` takes the scenario's default.

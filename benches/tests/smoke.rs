@@ -73,6 +73,15 @@ async fn every_scenario_delivers_every_message() {
     assert_eq!(r.params.qos, QoS::AtLeastOnce);
     assert_eq!(r.label.as_deref(), Some("memory"));
 
+    let mut o = opts(Scenario::Inactive, &broker);
+    o.filters = Some(1000);
+    let r = run(o).await;
+    assert_eq!(r.extra["inactive_subscriptions"], 1000);
+    assert_eq!(
+        r.lost, 0,
+        "inactive subscriptions must not receive or disturb anything"
+    );
+
     broker.shutdown().await;
 }
 

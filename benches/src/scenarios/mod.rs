@@ -5,6 +5,7 @@
 //! closed when the run returns.
 
 mod idle;
+mod inactive;
 mod retained;
 
 use std::net::SocketAddr;
@@ -26,11 +27,19 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Runs `opts.scenario`.
 pub(crate) async fn run(opts: &Options, progress: Progress) -> Result<Report, BenchError> {
     match opts.scenario {
-        Scenario::Fanin | Scenario::Durable => {
+        Scenario::Fanin => {
             let n = opts.publishers.unwrap_or(8);
             let topics: Vec<Vec<String>> = (0..n).map(|p| vec![format!("bench/{p}")]).collect();
             pubsub(opts, progress, topics, 1, "bench/#", Map::new()).await
         }
+        Scenario::Durable => {
+            let n = opts.publishers.unwrap_or(8);
+            let topics: Vec<Vec<String>> = (0..n).map(|p| vec![format!("bench/{p}")]).collect();
+            let mut extra = Map::new();
+            extra.insert("persistent_subscriber".into(), json!(true));
+            pubsub_with(opts, progress, topics, 1, "bench/#", extra, false).await
+        }
+        Scenario::Inactive => inactive::run(opts, progress).await,
         Scenario::Fanout => {
             let n = opts.publishers.unwrap_or(1);
             let topics = (0..n).map(|_| vec!["bench/fanout".to_owned()]).collect();
@@ -126,8 +135,17 @@ async fn subscribers(
     prefix: &str,
     n: usize,
     filters: &[String],
+    clean: bool,
 ) -> Result<Vec<Conn>, BenchError> {
-    let conns = connect_many(opts.target, |i| format!("{prefix}-s{i}"), n, 16).await?;
+    let conns = if clean {
+        connect_many(opts.target, |i| format!("{prefix}-s{i}"), n, 16).await?
+    } else {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(Conn::connect_session(opts.target, &format!("{prefix}-s{i}"), false).await?);
+        }
+        out
+    };
     let mut set = JoinSet::new();
     for (i, mut conn) in conns.into_iter().enumerate() {
         let filters = filters.to_vec();
@@ -151,9 +169,22 @@ async fn pubsub(
     filter: &str,
     extra: Map<String, Value>,
 ) -> Result<Report, BenchError> {
+    pubsub_with(opts, progress, topics, n_subs, filter, extra, true).await
+}
+
+/// [`pubsub`] with the subscribers' Clean Session flag chosen.
+pub(crate) async fn pubsub_with(
+    opts: &Options,
+    progress: Progress,
+    topics: Vec<Vec<String>>,
+    n_subs: usize,
+    filter: &str,
+    extra: Map<String, Value>,
+    clean: bool,
+) -> Result<Report, BenchError> {
     let rss = RssSampler::start(opts.broker_pid);
     let prefix = client_prefix();
-    let subs = subscribers(opts, &prefix, n_subs, &[filter.to_owned()]).await?;
+    let subs = subscribers(opts, &prefix, n_subs, &[filter.to_owned()], clean).await?;
     let pubs = publishers(opts, &prefix, topics).await?;
     let bar = progress.bar(&format!("{:?}", opts.scenario).to_lowercase(), None);
     let (_, _, outcome) = flow::run(pubs, subs, &phase(opts), &bar).await?;
@@ -174,7 +205,7 @@ async fn wildcard(opts: &Options, progress: Progress) -> Result<Report, BenchErr
     let prefix = client_prefix();
     let filters: Vec<String> = (0..n).map(|i| format!("site/{i}/+/temp")).collect();
     let topics: Vec<String> = (0..n).map(|i| format!("site/{i}/s/temp")).collect();
-    let subs = subscribers(opts, &prefix, 1, &filters).await?;
+    let subs = subscribers(opts, &prefix, 1, &filters, true).await?;
     let mut pubs = publishers(opts, &prefix, vec![topics; n_pubs]).await?;
     // Cold: the first publish to each topic, by one publisher, in order.
     let cold = Phase {
