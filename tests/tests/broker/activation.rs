@@ -44,6 +44,15 @@ async fn broker(test: &str) -> Option<TestBroker> {
     TestBroker::start_with(Settings::default(), test).await
 }
 
+/// Payloads (as text) received within [`QUIET`], acknowledging QoS 1.
+async fn texts(c: &mut RawClient) -> Vec<String> {
+    payloads(c, QUIET)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
 /// Payloads received within `within`, acknowledging QoS 1.
 async fn payloads(c: &mut RawClient, within: Duration) -> Vec<(String, bool)> {
     c.collect_publishes(within)
@@ -144,19 +153,11 @@ async fn deactivation_stops_delivery_and_the_deactivating_message_still_arrives(
     p.publish(&format!("{t}/x"), b"1", 1, false).await;
     p.publish(&format!("{t}/ctl/off"), b"off", 1, false).await;
     p.publish(&format!("{t}/x"), b"2", 1, false).await;
-    let got: Vec<String> = payloads(&mut s, QUIET)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: Vec<String> = texts(&mut s).await;
     assert_eq!(got, vec!["1", "off"]);
     p.publish(&format!("{t}/ctl/on"), b"on", 1, false).await;
     p.publish(&format!("{t}/x"), b"3", 1, false).await;
-    let got: Vec<String> = payloads(&mut s, QUIET)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: Vec<String> = texts(&mut s).await;
     assert_eq!(
         got,
         vec!["3"],
@@ -180,11 +181,7 @@ async fn activating_message_is_not_delivered_live(v: u8) {
     let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
     p.publish(&format!("{t}/go"), b"go", 1, false).await;
     p.publish(&format!("{t}/next"), b"next", 1, false).await;
-    let got: Vec<String> = payloads(&mut s, QUIET)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: Vec<String> = texts(&mut s).await;
     assert_eq!(got, vec!["next"]);
 }
 
@@ -253,11 +250,7 @@ async fn activation_state_survives_reconnect(v: u8) {
     p.publish(&format!("{t}/data"), b"while-away", 1, false)
         .await;
     let (mut s, _) = RawClient::connect_with(b.addr(), &connect()).await;
-    let got: Vec<String> = payloads(&mut s, QUIET)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: Vec<String> = texts(&mut s).await;
     assert_eq!(
         got,
         vec!["while-away"],
@@ -344,23 +337,21 @@ async fn sys_counts_active_and_inactive_subscriptions() {
     .await;
     let mut w = RawClient::connect(b.addr(), V311, &unique("w")).await;
     w.subscribe("$SYS/broker/subscriptions/inactive", 0).await;
+    wait_for_count(&mut w, "2").await;
+    let mut p = RawClient::connect(b.addr(), V311, &unique("p")).await;
+    p.publish(&format!("{t}/on"), b"", 1, false).await;
+    wait_for_count(&mut w, "1").await;
+}
+
+/// Reads `$SYS` publications until one carries `want` (at most 20 of them).
+async fn wait_for_count(w: &mut RawClient, want: &str) {
     let mut last = String::new();
     for _ in 0..20 {
         let m = w.recv_publish().await;
         last = String::from_utf8_lossy(&m.payload).into_owned();
-        if last == "2" {
-            break;
+        if last == want {
+            return;
         }
     }
-    assert_eq!(last, "2");
-    let mut p = RawClient::connect(b.addr(), V311, &unique("p")).await;
-    p.publish(&format!("{t}/on"), b"", 1, false).await;
-    for _ in 0..20 {
-        let m = w.recv_publish().await;
-        last = String::from_utf8_lossy(&m.payload).into_owned();
-        if last == "1" {
-            break;
-        }
-    }
-    assert_eq!(last, "1");
+    assert_eq!(last, want);
 }
