@@ -49,11 +49,10 @@ impl Router {
         let key = match self.by_id.get(&req.client_id) {
             Some(&key) => key,
             None => {
-                let key = self.sessions.insert(Session::new(
-                    req.client_id.clone(),
-                    req.session_expiry,
-                    self.max_inflight,
-                ));
+                let mut session =
+                    Session::new(req.client_id.clone(), req.session_expiry, self.max_inflight);
+                session.own_limits = self.bridge_limits.get(&*req.client_id).copied();
+                let key = self.sessions.insert(session);
                 self.by_id.insert(req.client_id.clone(), key);
                 key
             }
@@ -290,11 +289,13 @@ impl Router {
     /// will (if it had one) is published after its delay, as after any lost connection.
     pub(super) fn restore_session(&mut self, now: Instant, stored: StoredSession) {
         let rec = stored.record;
-        let key = self.sessions.insert(Session::new(
+        let mut session = Session::new(
             rec.client_id.clone(),
             rec.expiry_interval,
             self.max_inflight,
-        ));
+        );
+        session.own_limits = self.bridge_limits.get(&*rec.client_id).copied();
+        let key = self.sessions.insert(session);
         self.by_id.insert(rec.client_id.clone(), key);
         for sub in rec.subscriptions {
             let Ok(filter) = TopicFilter::new(&sub.filter) else {

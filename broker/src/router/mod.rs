@@ -249,6 +249,8 @@ pub struct Router {
     waiting_acks: Vec<(usize, u64, Packet)>,
     metrics: Arc<Metrics>,
     limits: QueueLimits,
+    /// Queue limits of embedded bridges' local sessions, by client id.
+    bridge_limits: HashMap<String, QueueLimits>,
     max_inflight: u16,
     receive_maximum: u16,
     maximum_qos: QoS,
@@ -304,6 +306,23 @@ impl Router {
                 max_bytes: usize::try_from(limits.max_queued_bytes).unwrap_or(usize::MAX),
                 policy: limits.queue_full,
             },
+            bridge_limits: config
+                .bridge
+                .iter()
+                .map(|b| {
+                    let id = b
+                        .local
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let lim = QueueLimits {
+                        max_messages: usize::try_from(b.queue.max_messages).unwrap_or(usize::MAX),
+                        max_bytes: usize::try_from(b.queue.max_bytes).unwrap_or(usize::MAX),
+                        policy: limits.queue_full,
+                    };
+                    (id, lim)
+                })
+                .collect(),
             max_inflight: limits.max_inflight,
             receive_maximum: limits.receive_maximum,
             maximum_qos: QoS::from_u8(limits.maximum_qos).unwrap_or(QoS::ExactlyOnce),

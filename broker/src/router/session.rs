@@ -156,6 +156,10 @@ pub struct Session {
     pub last_conn: u64,
     /// Next delivery sequence number.
     pub next_seq: u64,
+    /// Queue limits of this session when they differ from the broker's: an embedded
+    /// bridge's local session takes its bridge's `[queue]` limits, so that messages on
+    /// their way out are not dropped here while the bridge waits for a far side.
+    pub own_limits: Option<QueueLimits>,
 }
 
 impl Session {
@@ -178,6 +182,7 @@ impl Session {
             match_slot: 0,
             last_conn: 0,
             next_seq: 1,
+            own_limits: None,
         }
     }
 
@@ -222,6 +227,7 @@ impl Session {
             };
         }
         let mut dropped = 0;
+        let limits = self.own_limits.as_ref().unwrap_or(limits);
         let weight = d.msg.weight();
         while self.queue.len() >= limits.max_messages.max(1)
             || (self.queued_bytes + weight > limits.max_bytes && !self.queue.is_empty())
