@@ -232,3 +232,67 @@ async fn delayed_will_pending_at_shutdown_is_published_after_restart() {
     b.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn activation_state_survives_restart() {
+    // SPEC §3: the activation state is part of the session and survives restarts.
+    let dir = temp_dir("restart-activation");
+    let b = start(&dir).await;
+    let mut s = Client::connect(b.mqtt_addr(), "act", true, 3600)
+        .await
+        .unwrap();
+    let register = |n: u16, filter: &str, on: &str| Subscribe {
+        pkid: n,
+        filters: vec![(
+            TopicFilter::new(filter).unwrap(),
+            SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                ..Default::default()
+            },
+        )],
+        properties: SubscribeProperties {
+            user_properties: vec![("activate-on".into(), on.into())],
+            ..Default::default()
+        },
+    };
+    s.subscribe_with(register(1, "act/on-one/#", "ev/one"))
+        .await
+        .unwrap();
+    s.subscribe_with(register(2, "act/off-one/#", "ev/two"))
+        .await
+        .unwrap();
+    let mut p = Client::connect(b.mqtt_addr(), "act-pub", true, 0)
+        .await
+        .unwrap();
+    p.publish("ev/one", b"", QoS::AtLeastOnce, 1).await.unwrap();
+    assert!(matches!(p.recv().await.unwrap(), Some(Packet::PubAck(_))));
+    s.disconnect().await;
+    b.shutdown().await;
+
+    let b = start(&dir).await;
+    let mut s = Client::connect_with(b.mqtt_addr(), connect("act", false, 3600))
+        .await
+        .unwrap();
+    assert!(s.session_present);
+    let mut p = Client::connect(b.mqtt_addr(), "act-pub", true, 0)
+        .await
+        .unwrap();
+    for (i, t) in ["act/off-one/x", "act/on-one/x"].iter().enumerate() {
+        p.publish(t, t.as_bytes(), QoS::AtLeastOnce, i as u16 + 1)
+            .await
+            .unwrap();
+        assert!(matches!(p.recv().await.unwrap(), Some(Packet::PubAck(_))));
+    }
+    let got = next_publish(&mut s, Duration::from_secs(5))
+        .await
+        .expect("the active one delivers");
+    assert_eq!(&got.payload[..], b"act/on-one/x");
+    assert!(
+        next_publish(&mut s, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the inactive one stays off"
+    );
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,3 +245,45 @@ async fn carousel_resends_retained_segments_spread_over_the_period() {
         "segments came in a burst: {seen:?}"
     );
 }
+
+#[cfg(feature = "in-process")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carousel_byte_cap_stretches_the_round_instead_of_bursting() {
+    // `max_bytes_per_sec` counts payload bytes times deliveries: 10 segments of 100 bytes
+    // to one subscriber at 400 B/s take about 2.5 s per round, although the period is
+    // 200 ms; nothing is skipped.
+    if is_external() {
+        return;
+    }
+    let b = TestBroker::start_config(|cfg| {
+        cfg.carousel = vec![canopy_broker::config::CarouselConfig {
+            filter: canopy_proto::TopicFilter::new("capped/#").unwrap(),
+            period: Duration::from_millis(200),
+            max_bytes_per_sec: 400,
+        }];
+    })
+    .await;
+    let mut p = RawClient::connect(b.addr(), V311, &unique("mapper")).await;
+    for i in 0..10 {
+        p.publish(&format!("capped/{i}"), &[b'x'; 100], 1, true)
+            .await;
+    }
+    let mut r = RawClient::connect(b.addr(), V5, &unique("late")).await;
+    r.subscribe_opts(
+        1,
+        &[("capped/#", wire::sub_opts(0, false, false, 2))],
+        wire::Props::new(),
+    )
+    .await;
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 10 && start.elapsed() < Duration::from_secs(10) {
+        seen.insert(r.recv_publish().await.topic);
+    }
+    assert_eq!(seen.len(), 10, "every segment arrives: {seen:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1200),
+        "1,000 bytes at 400 B/s came in {:?}",
+        start.elapsed()
+    );
+}
