@@ -38,6 +38,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) {
     run(stream, ctx).instrument(span).await;
 }
 
+/// What to do with one incoming packet.
+enum Step {
+    /// Hand this to the router.
+    Forward(Command),
+    /// Answer PINGREQ.
+    Pong,
+    /// The connection is over.
+    End(End),
+    /// A protocol violation: answer with this reason and close.
+    Violation(ReasonCode, &'static str),
+}
+
 /// How a connection ended, for the router and the log.
 enum End {
     /// The client sent DISCONNECT; `will` says whether to publish the will anyway.
@@ -86,16 +98,14 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
         End::Kicked => (true, None, "disconnected by the broker"),
         End::KeepAlive => (true, None, "keepalive timeout"),
     };
-    let _ = ctx
-        .router
-        .send(Command::Disconnected {
-            session: conn.est.reply.session,
-            conn: conn.est.reply.conn,
-            publish_will,
-            session_expiry: expiry,
-            reason,
-        })
-        .await;
+    let gone = Command::Disconnected {
+        session: conn.est.reply.session,
+        conn: conn.est.reply.conn,
+        publish_will,
+        session_expiry: expiry,
+        reason,
+    };
+    let _ = Box::pin(ctx.router.send(gone)).await;
     let _ = stream.shutdown().await;
 }
 
@@ -174,16 +184,33 @@ impl Connection<'_> {
                     Ok(Some(packet)) => {
                         Metrics::add(&self.ctx.metrics.packets_received, 1);
                         self.keep_alive.heard(Instant::now());
-                        if let Some(end) = self.on_packet(packet, stream).await {
-                            return end;
+                        match self.on_packet(packet) {
+                            Step::Forward(cmd) => {
+                                if self.ctx.router.send(cmd).await.is_err() {
+                                    return End::Kicked;
+                                }
+                            }
+                            Step::Pong => {
+                                self.encode(&Packet::PingResp);
+                                if let Err(end) = Box::pin(self.write(stream)).await {
+                                    return end;
+                                }
+                            }
+                            Step::End(end) => return end,
+                            Step::Violation(reason, why) => {
+                                return Box::pin(self.protocol_error(stream, reason, why)).await;
+                            }
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(error = %e, "malformed packet; closing");
-                        return self
-                            .protocol_error(stream, e.reason_code(), &e.to_string())
-                            .await;
+                        return Box::pin(self.protocol_error(
+                            stream,
+                            e.reason_code(),
+                            &e.to_string(),
+                        ))
+                        .await;
                     }
                 }
             }
@@ -202,7 +229,7 @@ impl Connection<'_> {
             tokio::select! {
                 biased;
                 _ = outbox.notified() => {
-                    if let Some(end) = self.flush_outbox(stream).await {
+                    if let Some(end) = Box::pin(self.flush_outbox(stream)).await {
                         return end;
                     }
                     if outbox.take_drain_notice() {
@@ -210,7 +237,7 @@ impl Connection<'_> {
                             session: self.est.reply.session,
                             conn: self.est.reply.conn,
                         };
-                        if self.ctx.router.send(drained).await.is_err() {
+                        if Box::pin(self.ctx.router.send(drained)).await.is_err() {
                             return End::Kicked;
                         }
                     }
@@ -235,7 +262,7 @@ impl Connection<'_> {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     tracing::info!("keep-alive timeout; closing");
                     Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
-                    self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None).await;
+                    Box::pin(self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None)).await;
                     return End::KeepAlive;
                 }
             }
@@ -251,9 +278,13 @@ impl Connection<'_> {
     }
 
     /// Handles one packet; `Some(end)` closes the connection.
-    async fn on_packet(&mut self, packet: Packet, stream: &mut TcpStream) -> Option<End> {
+    /// Turns one packet into what to do with it. Synchronous on purpose: the task's
+    /// future then holds no packet-sized state across its idle await points, which keeps
+    /// an idle connection small.
+    fn on_packet(&mut self, packet: Packet) -> Step {
         let session = self.est.reply.session;
         let conn = self.est.reply.conn;
+        let violation = |why| Step::Violation(ReasonCode::PROTOCOL_ERROR, why);
         let cmd = match packet {
             Packet::Publish(p) => match self.inbound_publish(p) {
                 Ok(publish) => {
@@ -267,7 +298,7 @@ impl Connection<'_> {
                         publish,
                     }
                 }
-                Err((reason, why)) => return Some(self.protocol_error(stream, reason, why).await),
+                Err((reason, why)) => return Step::Violation(reason, why),
             },
             Packet::PubAck(a) => Command::PubAck {
                 session,
@@ -300,60 +331,27 @@ impl Connection<'_> {
                 conn,
                 unsubscribe,
             },
-            Packet::PingReq => {
-                self.encode(&Packet::PingResp);
-                return self.write(stream).await.err();
-            }
+            Packet::PingReq => return Step::Pong,
             Packet::Disconnect(d) => {
                 let expiry = d.properties.session_expiry_interval;
                 if self.est.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
-                    return Some(
-                        self.protocol_error(
-                            stream,
-                            ReasonCode::PROTOCOL_ERROR,
-                            "session expiry set on DISCONNECT after 0 on CONNECT",
-                        )
-                        .await,
-                    );
+                    // [MQTT-3.14.2-2]
+                    return violation("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
                 let expiry = expiry.map(|e| e.min(self.ctx.config.limits.max_session_expiry));
                 tracing::debug!(reason = %d.reason, "client disconnected");
-                return Some(End::Disconnect {
+                return Step::End(End::Disconnect {
                     will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
                     expiry,
                 });
             }
-            Packet::Connect(_) => {
-                return Some(
-                    self.protocol_error(stream, ReasonCode::PROTOCOL_ERROR, "second CONNECT")
-                        .await,
-                );
-            }
-            Packet::Auth(_) => {
-                return Some(
-                    self.protocol_error(
-                        stream,
-                        ReasonCode::PROTOCOL_ERROR,
-                        "AUTH without an authentication method",
-                    )
-                    .await,
-                );
-            }
+            Packet::Connect(_) => return violation("second CONNECT"),
+            Packet::Auth(_) => return violation("AUTH without an authentication method"),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                return Some(
-                    self.protocol_error(
-                        stream,
-                        ReasonCode::PROTOCOL_ERROR,
-                        "server-only packet from a client",
-                    )
-                    .await,
-                );
+                return violation("server-only packet from a client");
             }
         };
-        if self.ctx.router.send(cmd).await.is_err() {
-            return Some(End::Kicked);
-        }
-        None
+        Step::Forward(cmd)
     }
 
     /// Resolves topic aliases and checks the limits of an incoming PUBLISH.
