@@ -90,6 +90,10 @@ impl Router {
         if msg.retain {
             self.set_retained(&msg, true);
         }
+        if bridged {
+            // A status forwarded from a broker below: the DNS listener answers from it too.
+            self.services.learn_status(&msg.topic, &msg.payload);
+        }
         let delivered = self.route(now, Some(key), &msg);
         if msg.topic.as_str() == super::services::CONFIG_DEFAULT {
             self.config_default_changed(now, &msg);

@@ -148,6 +148,21 @@ impl Services {
         None
     }
 
+    /// Records a status document that arrived from another broker (forwarded by a
+    /// metabroker) so that the DNS listener knows it; anything else is ignored.
+    pub fn learn_status(&self, topic: &str, payload: &[u8]) {
+        let Some(id) = topic.strip_prefix(STATUS_PREFIX) else {
+            return;
+        };
+        if let Some(doc) = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .as_ref()
+            .and_then(parse_doc)
+        {
+            self.status.set(id, doc);
+        }
+    }
+
     /// Why `client_id` may not subscribe to `filter`, if it may not: configuration
     /// documents are read by their own client and by admins only.
     pub fn subscribe_denied(&self, client_id: &str, filter: &str) -> Option<&'static str> {
@@ -462,6 +477,20 @@ mod tests {
             s.publish_denied("site", "$SYS/metabroker/site/state")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn forwarded_status_documents_reach_the_status_book() {
+        let book = Arc::new(StatusBook::new());
+        let s = Services::new(&Config::ephemeral(), book.clone(), Instant::now());
+        s.learn_status(
+            "$status/far",
+            br#"{"state":"online","since":5,"node":"site","reason":"connected"}"#,
+        );
+        s.learn_status("$status/junk", b"not json");
+        s.learn_status("other/far", br#"{"state":"online","since":5,"node":"x"}"#);
+        assert_eq!(book.get("far").map(|d| d.node), Some("site".to_string()));
+        assert!(book.get("junk").is_none());
     }
 
     #[test]
