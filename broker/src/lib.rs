@@ -9,6 +9,7 @@
 
 pub mod config;
 mod error;
+mod levels;
 mod message;
 pub mod metrics;
 mod outbox;

@@ -27,10 +27,7 @@ use std::collections::HashMap;
 use canopy_proto::{TopicFilter, TopicName};
 use slab::Slab;
 
-/// Slab index of the root for topics not starting with `$`.
-const ROOT: usize = 0;
-/// Slab index of the root for topics starting with `$` [MQTT-4.7.2-1].
-const SYS_ROOT: usize = 1;
+use crate::levels::{Levels, ROOT, SYS_ROOT, root_for};
 
 /// One topic level.
 #[derive(Debug)]
@@ -60,50 +57,6 @@ impl<V> Node<V> {
             entry: None,
         }
     }
-}
-
-/// A cursor over the `/`-separated levels of a filter or topic that can move both ways
-/// without allocating.
-struct Levels<'a> {
-    s: &'a str,
-    /// Byte offset where the current level starts; `s.len() + 1` once every level is consumed.
-    start: usize,
-}
-
-impl<'a> Levels<'a> {
-    fn new(s: &'a str) -> Self {
-        Levels { s, start: 0 }
-    }
-
-    /// The current level, or `None` when every level has been consumed.
-    fn current(&self) -> Option<&'a str> {
-        let rest = self.s.get(self.start..)?;
-        rest.split('/').next()
-    }
-
-    /// Moves to the next level.
-    fn advance(&mut self) {
-        match self.s.get(self.start..).and_then(|rest| rest.find('/')) {
-            Some(i) => self.start += i + 1,
-            None => self.start = self.s.len() + 1,
-        }
-    }
-
-    /// Moves back to the previous level; at the first level it stays there.
-    fn retreat(&mut self) {
-        let end = self.start.saturating_sub(1);
-        self.start = self
-            .s
-            .get(..end)
-            .and_then(|head| head.rfind('/'))
-            .map_or(0, |i| i + 1);
-    }
-}
-
-/// Which root a topic or filter starts from: `$` topics are kept apart, and only a filter
-/// whose first level is a literal starting with `$` reaches them [MQTT-4.7.2-1].
-fn root_for(s: &str) -> usize {
-    if s.starts_with('$') { SYS_ROOT } else { ROOT }
 }
 
 /// Retained values keyed by topic name, matched by topic filter.
