@@ -269,16 +269,16 @@ impl Router {
         if n == 0 {
             return None;
         }
-        let mut chosen = None;
-        for step in 0..n {
-            let i = (g.next + step) % n;
-            let (session, _, _) = g.members[i % n];
-            if self.sessions.get(session).is_some_and(|s| s.online()) {
-                chosen = Some(i);
-                break;
-            }
-        }
-        let i = chosen.unwrap_or(g.next % n);
+        let sessions = &self.sessions;
+        let start = g.next % n;
+        let i = (0..n)
+            .map(|step| (start + step) % n)
+            .find(|&i| {
+                g.members
+                    .get(i)
+                    .is_some_and(|m| sessions.get(m.0).is_some_and(|s| s.online()))
+            })
+            .unwrap_or(start);
         g.next = (i + 1) % n;
         let (session, options, id) = *g.members.get(i)?;
         Some(Match {
