@@ -1,9 +1,123 @@
 //! Services modelled as topics (SPEC §5): device status, configuration documents, the
-//! map carousel and the DNS listener.
+//! map carousel, `$SYS`, and the DNS listener; later presence, cluster and resources.
 //!
-//! Each service owns its own small state and talks to the rest of the broker only
-//! through the router (which publishes on its behalf) or through read-only tables such
-//! as [`status::StatusBook`]. None of them touches sockets of MQTT clients.
+//! Every service the router drives implements [`Service`]: it receives events (a
+//! PUBLISH to a topic it owns, a subscription, a connection or session ending, its own
+//! timeouts) together with a [`Host`], the narrow view of the router a service may use.
+//! A service owns its own state, publishes only through [`Host::publish`] (the same
+//! path as a client's PUBLISH: retained store, routing, activation triggers, other
+//! services), and never touches sockets, the store or another service's state.
+//!
+//! Adding a service is a new file here plus one line in the router's registration
+//! list (`router::services::registered`).
 
 pub mod dns;
 pub mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_proto::{Protocol, QoS, TopicFilter, TopicName};
+
+use crate::message::Message;
+
+/// Who a client is, as a service sees it. Privilege never comes from these fields'
+/// spelling: access decisions are the access seam's (`crate::access`).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client identifier.
+    pub client_id: Arc<str>,
+    /// The authenticated user name, if the client logged in with one.
+    pub user: Option<Arc<str>>,
+    /// Whether the session outlives its connection (clean session 0 / expiry > 0).
+    pub persistent: bool,
+    /// Whether a connection is open now.
+    pub online: bool,
+    /// Protocol level of the current (or last) connection.
+    pub protocol: Protocol,
+}
+
+/// What the router does with a PUBLISH after a service has seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Route it to subscribers as usual (and keep it if retained).
+    Route,
+    /// The service consumed it (a request to the service): not routed, not retained.
+    Consume,
+}
+
+/// The router as a service sees it. Calls made from inside a hook take effect in
+/// order after the hook returns, so a service never re-enters itself.
+pub trait Host {
+    /// The time of the event being handled (the router's clock, never the wall clock).
+    fn now(&self) -> Instant;
+    /// Publishes `msg` as the broker: retained when `msg.retain`, routed to every
+    /// matching subscription, seen by activation triggers and by other services.
+    fn publish(&mut self, msg: Message);
+    /// The retained message at `topic`, if any (expired ones are not returned).
+    fn retained(&self, topic: &TopicName) -> Option<Arc<Message>>;
+    /// Calls `f` for every retained message matching `filter`.
+    fn for_each_retained(&self, filter: &TopicFilter, f: &mut dyn FnMut(&TopicName, &Arc<Message>));
+    /// The client with this identifier, if a session exists for it.
+    fn client(&self, client_id: &str) -> Option<ClientInfo>;
+    /// Offers `msg` to one session only (not through subscriptions), at `qos`, with
+    /// the RETAIN flag `retain`. Returns false if no such session exists.
+    fn deliver(&mut self, client_id: &str, msg: Arc<Message>, qos: QoS, retain: bool) -> bool;
+    /// Routes `msg` to the current subscribers only (no retained store, no triggers,
+    /// no services); returns the number of deliveries.
+    fn route(&mut self, msg: &Arc<Message>) -> usize;
+}
+
+/// One service module. Every hook has a default that does nothing, so a service
+/// implements only what it reacts to.
+pub trait Service: Send {
+    /// A short name for logs and `$SYS`.
+    fn name(&self) -> &'static str;
+
+    /// Topic prefixes whose PUBLISHes this service wants to see in
+    /// [`Service::on_publish`] (e.g. `"$resource/"`). Only these are passed to it.
+    fn topics(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// The router restored its state from the store (retained messages included): a
+    /// service that keeps its state as retained documents reads it back here.
+    fn on_start(&mut self, _host: &mut dyn Host) {}
+
+    /// A PUBLISH to one of [`Service::topics`] that the access seam allowed, from
+    /// `from` (`None` when the broker or another service published it).
+    fn on_publish(
+        &mut self,
+        _host: &mut dyn Host,
+        _from: Option<&ClientInfo>,
+        _msg: &Arc<Message>,
+    ) -> Disposition {
+        Disposition::Route
+    }
+
+    /// A session's subscription to `filter` was granted (active or not).
+    fn on_subscribe(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _filter: &str) {}
+
+    /// A session's subscription to `filter` was removed.
+    fn on_unsubscribe(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _filter: &str) {}
+
+    /// A connection was accepted (`session_present`: an existing session resumed).
+    fn on_connect(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _session_present: bool) {}
+
+    /// A connection ended; `reason` is the status reason (`disconnected`,
+    /// `connection lost`, `keepalive timeout`, `protocol error`, `shutdown`, …).
+    /// The session may live on if it is persistent.
+    fn on_disconnect(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _reason: &str) {}
+
+    /// A session ended for good (clean session closed, expiry, take-over with clean
+    /// start).
+    fn on_session_end(&mut self, _host: &mut dyn Host, _client_id: &str) {}
+
+    /// The earliest instant at which [`Service::handle_timeout`] must run, if any.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called at or after [`Service::poll_timeout`]'s instant.
+    fn handle_timeout(&mut self, _host: &mut dyn Host) {}
+}
