@@ -1,0 +1,8 @@
+//! canopy-model: the documents and names that several Canopy crates read and write
+//! (status documents, configuration documents, the hop marker, bridge identities,
+//! configuration-file error reporting).
+//!
+//! Owns only shapes and pure functions over them. It must never do IO, hold state or
+//! depend on another Canopy crate: the broker, the metabroker and the client all
+//! depend on it, never the other way round.
+#![warn(missing_docs)]
