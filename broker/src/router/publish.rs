@@ -203,13 +203,21 @@ impl Router {
         }
         let n = matches.len();
         let mut dropped = 0usize;
+        // A message kept for offline sessions is copied out of the read buffer once per
+        // publish, however many offline subscribers share it.
+        let mut kept: Option<Arc<Message>> = None;
         for m in matches.drain(..) {
             let Some(s) = self.sessions.get_mut(m.session) else {
                 continue;
             };
+            let one = if s.conn.is_none() && m.qos != QoS::AtMostOnce {
+                kept.get_or_insert_with(|| msg.detached()).clone()
+            } else {
+                msg.clone()
+            };
             let d = Delivery {
                 seq: 0,
-                msg: msg.clone(),
+                msg: one,
                 qos: m.qos,
                 retain: m.retain_as_published && msg.retain,
                 sub_ids: m.sub_ids,

@@ -200,6 +200,8 @@ impl Session {
 
     /// Offers a delivery to the session at `now`: QoS 0 goes straight to the
     /// connection (or is dropped when there is none), QoS 1/2 is queued then pumped.
+    /// For an offline session the caller passes a message that no longer shares a read
+    /// buffer ([`Message::detached`], done once per publish by the router).
     pub fn offer(
         &mut self,
         mut d: Delivery,
@@ -250,9 +252,6 @@ impl Session {
                 }
                 QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
             }
-        }
-        if self.conn.is_none() {
-            d.msg = d.msg.detached();
         }
         d.seq = self.next_seq;
         self.next_seq += 1;
