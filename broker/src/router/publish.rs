@@ -48,7 +48,7 @@ impl Router {
             }
         }
         let client_id = s.client_id.clone();
-        let user = s.conn.as_ref().and_then(|c| c.user.clone());
+        let user = s.user.clone();
         // A hop marker says a metabroker forwarded this message (loop guard, and the
         // hierarchy's documents, SPEC §4).
         let forwarded = p
@@ -200,6 +200,11 @@ impl Router {
             if let Some(m) = self.pick_member(gk, msg) {
                 matches.push(m);
             }
+        }
+        if self.access.checks_deliveries() {
+            // A subscription to `#` never delivers what the ACL does not let its
+            // user read, retained messages included.
+            matches.retain(|m| self.may_deliver(m.session, &msg.topic));
         }
         let n = matches.len();
         let mut dropped = 0usize;

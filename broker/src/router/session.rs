@@ -96,8 +96,6 @@ pub struct Conn {
     pub protocol: Protocol,
     /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24].
     pub max_packet_size: Option<u32>,
-    /// The user the connection authenticated as, if any.
-    pub user: Option<Arc<str>>,
 }
 
 /// Limits that apply to every session's queue.
@@ -126,6 +124,9 @@ pub enum Offer {
 pub struct Session {
     /// Client identifier.
     pub client_id: Arc<str>,
+    /// The user the last connection authenticated as, if any: what the access seam
+    /// checks deliveries against, also while the session is offline.
+    pub user: Option<Arc<str>>,
     /// The live connection, if any.
     pub conn: Option<Conn>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
@@ -169,6 +170,7 @@ impl Session {
     pub fn new(client_id: Arc<str>, expiry_interval: u32, window: u16) -> Session {
         Session {
             client_id,
+            user: None,
             conn: None,
             expiry_interval,
             subscriptions: HashMap::new(),
