@@ -12,7 +12,10 @@
 //! list (`router::services::registered`).
 
 pub mod dns;
+pub mod resources;
 pub mod status;
+#[cfg(test)]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Instant;
