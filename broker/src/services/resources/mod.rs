@@ -443,12 +443,14 @@ impl Service for ResourceService {
 
     fn handle_timeout(&mut self, host: &mut dyn Host) {
         self.each(host, |e, now, host, out| {
-            let ended: Vec<String> = e
+            let mut ended: Vec<String> = e
                 .pending
                 .iter()
                 .filter(|&(_, &t)| t <= now)
                 .map(|(c, _)| c.clone())
                 .collect();
+            // In client order, so that every run frees them the same way.
+            ended.sort();
             for client in ended {
                 e.pending.remove(&client);
                 e.resource.drop_client(&client, now, out);

@@ -40,8 +40,20 @@ fn below_the_maximum_a_grant_comes_at_once_then_requesters_queue_with_positions(
     assert_eq!(
         said(&mut out),
         [
-            a("a", Answer::Granted { grant: 1, expires: 1000 }),
-            a("b", Answer::Granted { grant: 2, expires: 1000 }),
+            a(
+                "a",
+                Answer::Granted {
+                    grant: 1,
+                    expires: 1000
+                }
+            ),
+            a(
+                "b",
+                Answer::Granted {
+                    grant: 2,
+                    expires: 1000
+                }
+            ),
             a("c", Answer::Queued { position: 1 }),
             a("d", Answer::Queued { position: 2 }),
         ]
@@ -59,7 +71,13 @@ fn release_grants_the_head_at_once_and_every_waiter_hears_its_new_position() {
     assert_eq!(
         said(&mut out),
         [
-            a("b", Answer::Granted { grant: 2, expires: 1010 }),
+            a(
+                "b",
+                Answer::Granted {
+                    grant: 2,
+                    expires: 1010
+                }
+            ),
             a("c", Answer::Queued { position: 1 }),
             a("a", Answer::Released { grant: Some(1) }),
         ]
@@ -87,8 +105,20 @@ fn renewal_keeps_the_grant_number_and_moves_the_lease_end() {
     assert_eq!(
         said(&mut out),
         [
-            a("a", Answer::Granted { grant: 1, expires: 300 }),
-            a("a", Answer::Granted { grant: 1, expires: 1200 }),
+            a(
+                "a",
+                Answer::Granted {
+                    grant: 1,
+                    expires: 300
+                }
+            ),
+            a(
+                "a",
+                Answer::Granted {
+                    grant: 1,
+                    expires: 1200
+                }
+            ),
         ]
     );
     r.acquire("b", Some(5000), Reply::default(), 0, &mut out);
@@ -114,7 +144,13 @@ fn a_lease_that_ends_frees_the_unit_for_the_next_in_line() {
         said(&mut out),
         [
             a("a", Answer::Expired { grant: Some(1) }),
-            a("b", Answer::Granted { grant: 2, expires: 2000 }),
+            a(
+                "b",
+                Answer::Granted {
+                    grant: 2,
+                    expires: 2000
+                }
+            ),
         ]
     );
 }
@@ -127,14 +163,24 @@ fn a_full_queue_refuses_and_a_zero_queue_never_waits() {
     }
     assert_eq!(
         said(&mut out).pop(),
-        Some(a("c", Answer::Refused { reason: "queue full" }))
+        Some(a(
+            "c",
+            Answer::Refused {
+                reason: "queue full"
+            }
+        ))
     );
     let mut r = queue(1, 0);
     r.acquire("a", None, Reply::default(), 0, &mut out);
     r.acquire("b", None, Reply::default(), 0, &mut out);
     assert_eq!(
         said(&mut out).pop(),
-        Some(a("b", Answer::Refused { reason: "queue full" }))
+        Some(a(
+            "b",
+            Answer::Refused {
+                reason: "queue full"
+            }
+        ))
     );
     assert_eq!(r.counters().refused, 1);
 }
@@ -160,10 +206,34 @@ fn slots_are_scheduled_back_to_back_after_current_leases() {
     assert_eq!(
         said(&mut out),
         [
-            a("a", Answer::Scheduled { start: 10, end: 110 }),
-            a("a", Answer::Granted { grant: 1, expires: 110 }),
-            a("b", Answer::Scheduled { start: 110, end: 210 }),
-            a("c", Answer::Scheduled { start: 210, end: 310 }),
+            a(
+                "a",
+                Answer::Scheduled {
+                    start: 10,
+                    end: 110
+                }
+            ),
+            a(
+                "a",
+                Answer::Granted {
+                    grant: 1,
+                    expires: 110
+                }
+            ),
+            a(
+                "b",
+                Answer::Scheduled {
+                    start: 110,
+                    end: 210
+                }
+            ),
+            a(
+                "c",
+                Answer::Scheduled {
+                    start: 210,
+                    end: 310
+                }
+            ),
         ]
     );
     assert_eq!(r.next_slot(10), Some(310));
@@ -172,7 +242,13 @@ fn slots_are_scheduled_back_to_back_after_current_leases() {
         said(&mut out),
         [
             a("a", Answer::Expired { grant: Some(1) }),
-            a("b", Answer::Granted { grant: 2, expires: 210 }),
+            a(
+                "b",
+                Answer::Granted {
+                    grant: 2,
+                    expires: 210
+                }
+            ),
         ]
     );
 }
@@ -203,7 +279,13 @@ fn an_early_release_does_not_move_a_slot_forward_and_a_gap_is_filled() {
     r.reserve("c", Reply::default(), 20, &mut out);
     assert_eq!(
         said(&mut out).first(),
-        Some(&a("c", Answer::Scheduled { start: 200, end: 300 })),
+        Some(&a(
+            "c",
+            Answer::Scheduled {
+                start: 200,
+                end: 300
+            }
+        )),
         "a slot of 100 does not fit in the 80 left before b's"
     );
     let (mut r, mut out) = (slots(1, 100), Vec::new());
@@ -211,7 +293,11 @@ fn an_early_release_does_not_move_a_slot_forward_and_a_gap_is_filled() {
     r.reserve("b", Reply::default(), 0, &mut out);
     r.release("a", Reply::default(), 0, &mut out);
     r.reserve("c", Reply::default(), 0, &mut out);
-    assert_eq!(r.slots().first().map(|s| s.start), Some(100), "b keeps its slot");
+    assert_eq!(
+        r.slots().first().map(|s| s.start),
+        Some(100),
+        "b keeps its slot"
+    );
     assert_eq!(
         r.holders().first().map(|h| (h.client.as_str(), h.expires)),
         Some(("c", 100)),
@@ -237,7 +323,13 @@ fn a_slot_whose_client_is_not_connected_when_it_begins_expires_unused() {
     r.tick(200, &|_| true, &mut out);
     assert_eq!(
         said(&mut out),
-        [a("c", Answer::Granted { grant: 2, expires: 300 })]
+        [a(
+            "c",
+            Answer::Granted {
+                grant: 2,
+                expires: 300
+            }
+        )]
     );
 }
 
@@ -247,7 +339,12 @@ fn reserve_is_refused_in_queue_mode() {
     r.reserve("a", Reply::default(), 0, &mut out);
     assert_eq!(
         said(&mut out),
-        [a("a", Answer::Refused { reason: "not a slots resource" })]
+        [a(
+            "a",
+            Answer::Refused {
+                reason: "not a slots resource"
+            }
+        )]
     );
 }
 
@@ -271,7 +368,13 @@ fn restore_keeps_holders_and_queue_and_grant_numbers_keep_growing() {
     back.release("a", Reply::default(), 20, &mut out);
     assert_eq!(
         said(&mut out).first(),
-        Some(&a("b", Answer::Granted { grant: 2, expires: 1020 }))
+        Some(&a(
+            "b",
+            Answer::Granted {
+                grant: 2,
+                expires: 1020
+            }
+        ))
     );
 }
 
