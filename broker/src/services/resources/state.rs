@@ -197,7 +197,7 @@ impl Resource {
     /// Holders beyond a lowered maximum (the newest grants) are expired; queue entries are
     /// dropped in slots mode and reservations in queue mode, each told so; expired leases
     /// and due slots are left to the caller's next [`Resource::tick`]; free units go to
-    /// the head of the queue at once and every waiter is told its position.
+    /// the head of the queue at once (and the waiters behind are told their positions).
     pub fn restore(policy: Policy, snap: Snapshot, now: Ms, out: &mut Vec<Notice>) -> Resource {
         let mut r = Resource::new(policy);
         r.next_grant = snap.next_grant.max(1);
@@ -242,7 +242,7 @@ impl Resource {
             }
         }
         r.slots.sort_by_key(|s| s.start);
-        r.promote(now, 0, out);
+        r.promote(now, r.queue.len(), out);
         r
     }
 

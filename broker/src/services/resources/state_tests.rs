@@ -357,14 +357,7 @@ fn restore_keeps_holders_and_queue_and_grant_numbers_keep_growing() {
     let snap = r.snapshot();
     out.clear();
     let mut back = Resource::restore(r.policy().clone(), snap, 10, &mut out);
-    assert_eq!(
-        said(&mut out),
-        [
-            a("b", Answer::Queued { position: 1 }),
-            a("c", Answer::Queued { position: 2 }),
-        ],
-        "waiters are told where they stand after a restart"
-    );
+    assert!(out.is_empty(), "nobody moved: nothing to say");
     back.release("a", Reply::default(), 20, &mut out);
     assert_eq!(
         said(&mut out).first(),
