@@ -96,6 +96,8 @@ pub struct Conn {
     pub protocol: Protocol,
     /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24].
     pub max_packet_size: Option<u32>,
+    /// The user the connection authenticated as, if any.
+    pub user: Option<Arc<str>>,
 }
 
 /// Limits that apply to every session's queue.

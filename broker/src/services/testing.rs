@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use canopy_proto::{Protocol, PublishProperties, QoS, TopicFilter, TopicName};
 
+use super::sys::RouterStats;
 use super::{ClientInfo, Disposition, Host, Service};
 use crate::message::Message;
 
@@ -26,8 +27,15 @@ pub struct FakeHost {
     pub delivered: Vec<(String, Arc<Message>, QoS, bool)>,
     /// Everything passed to [`Host::route`].
     pub routed: Vec<Arc<Message>>,
+    /// Topics of retained messages published with [`Host::publish_transient`] (kept, but
+    /// not stored).
+    pub transient: Vec<String>,
+    /// What [`Host::stats`] returns.
+    pub stats: RouterStats,
     retained: BTreeMap<String, Arc<Message>>,
     clients: HashMap<String, ClientInfo>,
+    /// Subscriptions by client id: filter and granted QoS.
+    subscriptions: HashMap<String, Vec<(String, QoS)>>,
 }
 
 impl Default for FakeHost {
@@ -44,8 +52,11 @@ impl FakeHost {
             published: Vec::new(),
             delivered: Vec::new(),
             routed: Vec::new(),
+            transient: Vec::new(),
+            stats: RouterStats::default(),
             retained: BTreeMap::new(),
             clients: HashMap::new(),
+            subscriptions: HashMap::new(),
         }
     }
 
@@ -99,6 +110,14 @@ impl FakeHost {
     /// The client's session ends for good.
     pub fn end_session(&mut self, client_id: &str) {
         self.clients.remove(client_id);
+        self.subscriptions.remove(client_id);
+    }
+
+    /// Records that `client_id` holds a subscription to `filter` at `qos`.
+    pub fn subscribe(&mut self, client_id: &str, filter: &str, qos: QoS) {
+        let subs = self.subscriptions.entry(client_id.to_owned()).or_default();
+        subs.retain(|(f, _)| f != filter);
+        subs.push((filter.to_owned(), qos));
     }
 
     /// The retained messages, to start another host from after a simulated restart.
@@ -194,6 +213,13 @@ impl Host for FakeHost {
         self.published.push(msg);
     }
 
+    fn publish_transient(&mut self, msg: Message) {
+        if msg.retain {
+            self.transient.push(msg.topic.as_str().to_owned());
+        }
+        self.publish(msg);
+    }
+
     fn retained(&self, topic: &TopicName) -> Option<Arc<Message>> {
         self.retained
             .get(topic.as_str())
@@ -230,6 +256,18 @@ impl Host for FakeHost {
         self.routed.push(Arc::clone(msg));
         0
     }
+
+    fn subscription_qos(&self, client_id: &str, filter: &str) -> Option<QoS> {
+        self.subscriptions
+            .get(client_id)?
+            .iter()
+            .find(|(f, _)| f == filter)
+            .map(|(_, q)| *q)
+    }
+
+    fn stats(&self) -> RouterStats {
+        self.stats
+    }
 }
 
 #[cfg(test)]
@@ -264,5 +302,17 @@ mod tests {
         assert!(host.client("kept").is_some_and(|c| !c.online));
         host.end_session("kept");
         assert!(host.client("kept").is_none());
+    }
+
+    #[test]
+    fn subscriptions_report_their_granted_qos_until_the_session_ends() {
+        let mut host = FakeHost::new();
+        host.connect("a", true, Protocol::V5);
+        host.subscribe("a", "x/#", QoS::AtMostOnce);
+        host.subscribe("a", "x/#", QoS::AtLeastOnce);
+        assert_eq!(host.subscription_qos("a", "x/#"), Some(QoS::AtLeastOnce));
+        assert_eq!(host.subscription_qos("a", "y"), None);
+        host.end_session("a");
+        assert_eq!(host.subscription_qos("a", "x/#"), None);
     }
 }

@@ -194,13 +194,13 @@ impl ResourceService {
                 ("expired", c.expired),
                 ("released", c.released),
             ] {
-                publish(
-                    host,
-                    &wire::sys_topic(&e.name, what),
-                    value.to_string().into_bytes(),
-                    QoS::AtMostOnce,
-                    true,
-                );
+                // Recomputed from scratch at every start: kept in memory, never stored.
+                let payload = value.to_string().into_bytes();
+                let topic = wire::sys_topic(&e.name, what);
+                if let Some(m) = message(&topic, payload, QoS::AtMostOnce, true, Default::default())
+                {
+                    host.publish_transient(m);
+                }
             }
             e.sys = Some(figures);
         }
@@ -253,8 +253,22 @@ fn publish_with(
     retain: bool,
     properties: PublishProperties,
 ) {
+    if let Some(msg) = message(topic, payload, qos, retain, properties) {
+        host.publish(msg);
+    }
+}
+
+/// A message of the broker's own; `None` (with a log line) when `topic` is not a valid
+/// topic name (a client id with `+` or `#` in it).
+fn message(
+    topic: &str,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+    properties: PublishProperties,
+) -> Option<Message> {
     match TopicName::new(topic) {
-        Ok(topic) => host.publish(Message {
+        Ok(topic) => Some(Message {
             topic,
             qos,
             retain,
@@ -262,7 +276,10 @@ fn publish_with(
             payload: Bytes::from(payload),
             expires_at: None,
         }),
-        Err(e) => tracing::debug!(topic, error = %e, "resource answer has no valid topic; dropped"),
+        Err(e) => {
+            tracing::debug!(topic, error = %e, "resource message has no valid topic; dropped");
+            None
+        }
     }
 }
 
@@ -453,7 +470,10 @@ impl Service for ResourceService {
             ended.sort();
             for client in ended {
                 e.pending.remove(&client);
-                e.resource.drop_client(&client, now, out);
+                // Reconnected meanwhile (a take-over may report the connect first).
+                if !online(host, &client) {
+                    e.resource.drop_client(&client, now, out);
+                }
             }
             e.resource.tick(now, &|c| online(host, c), out);
         });
