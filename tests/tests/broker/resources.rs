@@ -11,26 +11,7 @@ use canopy_tests::wire::{self, V5, prop};
 use canopy_tests::{QUIET, RawClient, TestBroker, is_external, unique};
 use serde_json::{Value, json};
 
-/// Like `both_versions!`, for cases that need the resources service registered in the
-/// router. Once it is, replace `resource_cases!` by `both_versions!`.
-macro_rules! resource_cases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs ResourceService registered in the router"]
-            async fn v311() {
-                super::$name(canopy_tests::wire::V311).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs ResourceService registered in the router"]
-            async fn v5() {
-                super::$name(canopy_tests::wire::V5).await
-            }
-        }
-    )*};
-}
-
-resource_cases!(
+both_versions!(
     grants_come_in_fifo_order_and_waiters_hear_every_position,
     the_retained_summary_follows_every_change,
     a_lease_that_is_not_renewed_expires_and_the_next_is_granted,
@@ -43,7 +24,6 @@ resource_cases!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ResourceService registered in the router"]
 async fn a_5_0_request_is_answered_on_its_response_topic_with_its_correlation_data() {
     let name = unique("lic");
     let Some(b) = broker_with("response_topic", |c| {
