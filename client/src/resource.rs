@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::cli::{ConnectArgs, ProtocolVersion, Qos};
+use crate::cli::{ConnectArgs, Qos};
 use crate::error::CliError;
 use crate::link::{
     FilterRequest, Link, LinkEvent, OutgoingMessage, PublishOptions, SubscribeRequest,
@@ -22,6 +22,8 @@ use crate::options::ConnectSettings;
 
 /// Prefix of every resource topic.
 pub const PREFIX: &str = "$resource/";
+/// Prefix of the resources' `$SYS` figures.
+const SYS_PREFIX: &str = "$SYS/broker/resources/";
 /// How long to wait for the broker's answer to a release before disconnecting anyway.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// How long `status` waits for the retained summaries.
@@ -152,25 +154,30 @@ fn outgoing(topic: String) -> OutgoingMessage {
     }
 }
 
-/// Connects and subscribes to `filter`, waiting for the SUBACK.
-async fn open(connect: &ConnectSettings, filter: &str) -> Result<Link, CliError> {
+/// Connects and subscribes to `filters`, waiting for the SUBACK; fails if every filter
+/// was refused.
+async fn open(connect: &ConnectSettings, filters: &[String]) -> Result<Link, CliError> {
     let mut link = Link::start(connect);
     link.connected().await?;
+    let filters = filters
+        .iter()
+        .map(|f| FilterRequest {
+            filter: f.clone(),
+            qos: Qos::AtLeastOnce,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+        })
+        .collect();
     link.sender()
         .subscribe(SubscribeRequest {
-            filters: vec![FilterRequest {
-                filter: filter.to_owned(),
-                qos: Qos::AtLeastOnce,
-                no_local: false,
-                retain_as_published: false,
-                retain_handling: 0,
-            }],
+            filters,
             ..SubscribeRequest::default()
         })
         .await?;
     loop {
         match link.next_event().await {
-            Some(LinkEvent::SubAck(codes)) if codes.iter().all(|c| *c < 0x80) => return Ok(link),
+            Some(LinkEvent::SubAck(codes)) if codes.iter().any(|c| *c < 0x80) => return Ok(link),
             Some(LinkEvent::SubAck(_)) => return Err(CliError::AllSubscriptionsDenied),
             Some(LinkEvent::Failed(f)) => return Err(f.into_error(link.addr().to_owned())),
             None => return Err(CliError::ConnectionLost("event loop stopped".into())),
@@ -195,7 +202,7 @@ async fn hold(args: AcquireArgs, verb: &str) -> Result<(), CliError> {
     let answers = format!("{PREFIX}{}/client/{}", args.name, connect.client_id);
     let request = format!("{PREFIX}{}/{verb}", args.name);
     let release = format!("{PREFIX}{}/release", args.name);
-    let mut link = open(&connect, &answers).await?;
+    let mut link = open(&connect, std::slice::from_ref(&answers)).await?;
     let sender = link.sender();
     sender.publish(outgoing(request.clone())).await?;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -281,44 +288,65 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
     }
     let mut connect = settings(&args.connect)?;
     connect.clean = true;
-    if connect.version == ProtocolVersion::V5 {
-        connect.session_expiry = None;
-    }
+    connect.session_expiry = None;
     let filter = format!("{PREFIX}{}", args.name.as_deref().unwrap_or("+"));
-    let mut link = open(&connect, &filter).await?;
-    let mut found = 0;
-    let limit = Instant::now() + STATUS_LIMIT;
-    loop {
-        let quiet = (Instant::now() + STATUS_QUIET).min(limit);
-        let event = match tokio::time::timeout_at(quiet, link.next_event()).await {
-            Ok(event) => event,
-            Err(_) => break,
-        };
-        match event {
-            Some(LinkEvent::Message(m)) => {
-                let Ok(s) = serde_json::from_slice::<Value>(&m.payload) else {
-                    continue;
-                };
-                let name = m.topic.strip_prefix(PREFIX).unwrap_or(&m.topic);
-                println!("{}", summary_line(name, &s));
-                found += 1;
-                if args.name.is_some() {
-                    break;
-                }
+    let summaries = match retained(&connect, &[filter]).await {
+        // The broker may refuse the wildcard: learn the names from `$SYS` instead.
+        Err(CliError::AllSubscriptionsDenied) if args.name.is_none() => {
+            let figures = retained(&connect, &[format!("{SYS_PREFIX}+/in_use")]).await?;
+            let summaries: Vec<String> = figures
+                .iter()
+                .filter_map(|(t, _)| t.strip_prefix(SYS_PREFIX)?.strip_suffix("/in_use"))
+                .map(|name| format!("{PREFIX}{name}"))
+                .collect();
+            if summaries.is_empty() {
+                Vec::new()
+            } else {
+                retained(&connect, &summaries).await?
             }
-            Some(LinkEvent::Failed(f)) => return Err(f.into_error(link.addr().to_owned())),
-            None => break,
-            Some(_) => {}
         }
-    }
-    link.disconnect().await?;
-    if found == 0 {
+        other => other?,
+    };
+    let mut lines: Vec<String> = summaries
+        .iter()
+        .filter_map(|(topic, payload)| {
+            let s = serde_json::from_slice::<Value>(payload).ok()?;
+            Some(summary_line(topic.strip_prefix(PREFIX)?, &s))
+        })
+        .collect();
+    lines.sort();
+    if lines.is_empty() {
         return Err(CliError::ResourceRefused(match args.name {
             Some(name) => format!("no summary for `{name}` (not configured?)"),
             None => "the broker has no resources".to_owned(),
         }));
     }
+    for line in lines {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The retained messages under `filters`: what arrives until nothing has for
+/// [`STATUS_QUIET`] (at most [`STATUS_LIMIT`]).
+async fn retained(
+    connect: &ConnectSettings,
+    filters: &[String],
+) -> Result<Vec<(String, Bytes)>, CliError> {
+    let mut link = open(connect, filters).await?;
+    let mut found = Vec::new();
+    let limit = Instant::now() + STATUS_LIMIT;
+    loop {
+        let quiet = (Instant::now() + STATUS_QUIET).min(limit);
+        match tokio::time::timeout_at(quiet, link.next_event()).await {
+            Ok(Some(LinkEvent::Message(m))) if m.retain => found.push((m.topic, m.payload)),
+            Ok(Some(LinkEvent::Failed(f))) => return Err(f.into_error(link.addr().to_owned())),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    link.disconnect().await?;
+    Ok(found)
 }
 
 /// One line of `status`.
