@@ -2,7 +2,7 @@
 //! started in-process on a free port with one resource configured.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::process::Stdio;
