@@ -381,3 +381,74 @@ fn random_sequences_never_exceed_the_maximum_and_keep_fifo_order_and_positions()
         );
     }
 }
+
+/// The most units taken at any instant from `now` on by holders and reservations.
+fn peak(r: &Resource, now: Ms) -> usize {
+    let mut intervals: Vec<(Ms, Ms)> = r.holders().iter().map(|h| (now, h.expires)).collect();
+    intervals.extend(r.slots().iter().map(|s| (s.start.max(now), s.end)));
+    intervals
+        .iter()
+        .map(|&(at, _)| {
+            intervals
+                .iter()
+                .filter(|&&(s, e)| s <= at && at < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn random_slot_schedules_never_overbook_and_grant_in_slot_order() {
+    let mut steps = 0;
+    for seed in 100..120u64 {
+        let mut rng = Rng(seed);
+        let max = 1 + rng.below(3) as usize;
+        let mut r = Resource::new(Policy {
+            max,
+            lease: 1000,
+            queue_limit: 1 + rng.below(6) as usize,
+            mode: Mode::Slots,
+            slot: 100 + rng.below(400),
+        });
+        let (mut now, mut out) = (WALL, Vec::new());
+        let (mut last_start, mut last_grant) = (0, 0);
+        for i in 0..250 {
+            let c = CLIENTS[rng.below(CLIENTS.len() as u64) as usize];
+            let online = rng.below(4) != 0;
+            match rng.below(10) {
+                0..5 => r.reserve(c, Reply::default(), now, &mut out),
+                5..6 => r.release(c, Reply::default(), now, &mut out),
+                6..7 => r.drop_client(c, now, &mut out),
+                _ => {
+                    let target = now + rng.below(300);
+                    while let Some(t) = r.next_deadline().filter(|t| *t <= target) {
+                        now = t.max(now);
+                        r.tick(now, &|_| online, &mut out);
+                    }
+                    now = target;
+                }
+            }
+            for n in out.drain(..) {
+                // A holder asking again hears its grant again: only new grants count.
+                if let Answer::Granted { grant, expires } = n.answer
+                    && grant > last_grant
+                {
+                    let start = expires - r.policy().slot;
+                    assert!(
+                        start >= last_start && start <= now,
+                        "seed {seed} step {i}: slot of {n:?} granted out of order at {now}"
+                    );
+                    (last_start, last_grant) = (start, grant);
+                }
+            }
+            assert!(
+                r.holders().len() <= max,
+                "seed {seed} step {i}: over the maximum"
+            );
+            assert!(peak(&r, now) <= max, "seed {seed} step {i}: overbooked");
+            steps += 1;
+        }
+    }
+    assert_eq!(steps, 5000);
+}
