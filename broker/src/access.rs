@@ -105,6 +105,12 @@ impl Access {
         self.acl = acl;
     }
 
+    /// Whether deliveries need a check at all: only an ACL file restricts reading
+    /// topics a subscription matched (the broker's own read rules apply at SUBSCRIBE).
+    pub fn checks_deliveries(&self) -> bool {
+        self.acl.is_some()
+    }
+
     /// Whether `client_id` is an admin.
     pub fn is_admin(&self, client_id: &str) -> bool {
         self.admins.iter().any(|a| a == client_id)

@@ -45,7 +45,7 @@ pub fn client_info(s: &Session, conn: Option<&Conn>) -> ClientInfo {
     let conn = conn.or(s.conn.as_ref());
     ClientInfo {
         client_id: s.client_id.clone(),
-        user: conn.and_then(|c| c.user.clone()),
+        user: s.user.clone(),
         persistent: s.persistent(),
         online: s.online(),
         protocol: conn.map_or(Protocol::V311, |c| c.protocol),

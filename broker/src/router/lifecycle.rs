@@ -67,8 +67,8 @@ impl Router {
             outbox: req.outbox,
             protocol: req.protocol,
             max_packet_size: req.max_packet_size,
-            user: req.user,
         });
+        s.user = req.user;
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
         s.will = req.will;

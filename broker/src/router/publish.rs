@@ -48,7 +48,7 @@ impl Router {
             }
         }
         let client_id = s.client_id.clone();
-        let user = s.conn.as_ref().and_then(|c| c.user.clone());
+        let user = s.user.clone();
         // A hop marker says a metabroker forwarded this message (loop guard, and the
         // hierarchy's documents, SPEC §4).
         let forwarded = p
@@ -201,15 +201,28 @@ impl Router {
                 matches.push(m);
             }
         }
+        if self.access.checks_deliveries() {
+            // A subscription to `#` never delivers what the ACL does not let its
+            // user read, retained messages included.
+            matches.retain(|m| self.may_deliver(m.session, &msg.topic));
+        }
         let n = matches.len();
         let mut dropped = 0usize;
+        // A message kept for offline sessions is copied out of the read buffer once per
+        // publish, however many offline subscribers share it.
+        let mut kept: Option<Arc<Message>> = None;
         for m in matches.drain(..) {
             let Some(s) = self.sessions.get_mut(m.session) else {
                 continue;
             };
+            let one = if s.conn.is_none() && m.qos != QoS::AtMostOnce {
+                kept.get_or_insert_with(|| msg.detached()).clone()
+            } else {
+                msg.clone()
+            };
             let d = Delivery {
                 seq: 0,
-                msg: msg.clone(),
+                msg: one,
                 qos: m.qos,
                 retain: m.retain_as_published && msg.retain,
                 sub_ids: m.sub_ids,

@@ -131,6 +131,9 @@ impl Router {
                 found.push(r.msg.clone());
             }
         });
+        if self.access.checks_deliveries() {
+            found.retain(|m| self.may_deliver(key, &m.topic));
+        }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -296,6 +299,20 @@ impl Router {
         self.persist_session(key);
     }
 
+    /// Asks the access seam whether session `key` may receive a message on `topic`.
+    pub(super) fn may_deliver(&self, key: usize, topic: &str) -> bool {
+        let Some(s) = self.sessions.get(key) else {
+            return false;
+        };
+        let who = crate::access::Who {
+            client_id: &s.client_id,
+            user: s.user.as_deref(),
+        };
+        self.access
+            .check(&who, &crate::access::Request::Deliver { topic }, &|_| false)
+            .is_ok()
+    }
+
     /// Asks the access seam whether session `key` may subscribe to `filter`.
     pub(super) fn subscribe_allowed(
         &self,
@@ -305,9 +322,7 @@ impl Router {
         let s = self.sessions.get(key);
         let who = crate::access::Who {
             client_id: s.map_or("", |s| &s.client_id),
-            user: s
-                .and_then(|s| s.conn.as_ref())
-                .and_then(|c| c.user.as_deref()),
+            user: s.and_then(|s| s.user.as_deref()),
         };
         self.access
             .check(&who, &crate::access::Request::Subscribe { filter }, &|_| {
