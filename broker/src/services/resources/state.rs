@@ -482,7 +482,13 @@ impl Resource {
     /// The earliest instant at which [`Resource::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Ms> {
         let lease = self.holders.iter().map(|h| h.expires).min();
-        let slot = self.slots.first().map(|s| s.start);
+        // A due slot waiting for a full house waits for a lease end (or a release), so a
+        // past start is never reported again and again.
+        let slot = self
+            .slots
+            .first()
+            .filter(|_| self.holders.len() < self.policy.max)
+            .map(|s| s.start);
         lease.into_iter().chain(slot).min()
     }
 

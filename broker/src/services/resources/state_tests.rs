@@ -390,3 +390,49 @@ fn restore_under_a_lower_maximum_expires_the_newest_grants() {
         ]
     );
 }
+
+#[test]
+fn a_due_slot_behind_a_full_house_waits_for_a_lease_end_without_a_past_deadline() {
+    let snap = Snapshot {
+        next_grant: 2,
+        holders: vec![Holder {
+            client: "a".into(),
+            grant: 1,
+            expires: 1000,
+            reply: Reply::default(),
+        }],
+        queue: Vec::new(),
+        slots: vec![
+            Reservation {
+                client: "b".into(),
+                start: 0,
+                end: 100,
+                reply: Reply::default(),
+            },
+            Reservation {
+                client: "c".into(),
+                start: 500,
+                end: 1500,
+                reply: Reply::default(),
+            },
+        ],
+    };
+    let mut out = Vec::new();
+    let mut r = Resource::restore(slots(1, 100).policy().clone(), snap, 50, &mut out);
+    assert_eq!(r.next_deadline(), Some(1000), "not 0: the house is full");
+    r.tick(1000, &|_| true, &mut out);
+    assert_eq!(
+        said(&mut out),
+        [
+            a("a", Answer::Expired { grant: Some(1) }),
+            a("b", Answer::Expired { grant: None }),
+            a(
+                "c",
+                Answer::Granted {
+                    grant: 2,
+                    expires: 1500
+                }
+            ),
+        ]
+    );
+}
