@@ -8,6 +8,7 @@
 //! - [`format`]: how received messages are printed (payload, `-v`, JSON);
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
+//! - [`resource`]: `canopy resource acquire|reserve|status`;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -21,6 +22,7 @@ pub mod link;
 pub mod options;
 pub mod publish;
 pub mod reason;
+pub mod resource;
 pub mod subscribe;
 pub mod url;
 
