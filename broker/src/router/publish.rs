@@ -56,7 +56,7 @@ impl Router {
             .properties
             .user_properties
             .iter()
-            .any(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY);
+            .any(|(k, _)| k == canopy_model::hops::HOPS_PROPERTY);
         let client_id = s.client_id.clone();
         let denied = if bridged {
             let (by_id, sessions) = (&self.by_id, &self.sessions);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use canopy_model::bridge::{local_client_id, name_of_default_local};
 use canopy_proto::{TopicFilter, TopicName};
 
 use super::session::{Delivery, Offer};
@@ -19,10 +20,7 @@ use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::services::status::{STATUS_PREFIX, State, StatusBook, StatusDoc};
 
-/// Prefix of configuration documents.
-pub const CONFIG_PREFIX: &str = "$config/";
-/// The document of clients that have none of their own.
-pub const CONFIG_DEFAULT: &str = "$config/default";
+pub use canopy_model::config_doc::{CONFIG_DEFAULT, CONFIG_PREFIX};
 /// Seconds an `offline` status document stays retained (one day).
 pub const OFFLINE_STATUS_EXPIRY: u32 = 86_400;
 
@@ -68,11 +66,7 @@ impl Services {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = b
-                        .local
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let id = local_client_id(&b.name, b.local.client_id.as_deref());
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),
@@ -110,7 +104,7 @@ impl Services {
         // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
         if let (Some(rest), Some(name)) = (
             topic.strip_prefix("$SYS/metabroker/"),
-            client_id.strip_suffix("-local"),
+            name_of_default_local(client_id),
         ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
         {
             return None;
@@ -157,7 +151,7 @@ impl Services {
         if let Some(doc) = serde_json::from_slice::<serde_json::Value>(payload)
             .ok()
             .as_ref()
-            .and_then(parse_doc)
+            .and_then(StatusDoc::from_value)
         {
             self.status.set(id, doc);
         }
@@ -237,7 +231,7 @@ impl Router {
             };
             if doc.get("state").and_then(|s| s.as_str()) == Some("online") {
                 stale.push(id.to_string());
-            } else if let Some(d) = parse_doc(&doc) {
+            } else if let Some(d) = StatusDoc::from_value(&doc) {
                 self.services.status.set(id, d);
             }
         });
@@ -426,24 +420,6 @@ impl Router {
             self.timers.insert((now + wait, Timer::Carousel { index }));
         }
     }
-}
-
-fn parse_doc(v: &serde_json::Value) -> Option<StatusDoc> {
-    let state = match v.get("state")?.as_str()? {
-        "online" => State::Online,
-        "offline" => State::Offline,
-        _ => return None,
-    };
-    Some(StatusDoc {
-        state,
-        since: v.get("since")?.as_u64()?,
-        node: v.get("node")?.as_str()?.to_string(),
-        reason: v
-            .get("reason")
-            .and_then(|r| r.as_str())
-            .unwrap_or_default()
-            .to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -1,63 +1,13 @@
 //! Device status as a topic: the document kept retained at `$status/<client-id>`.
 //!
-//! Owns the status document's shape and the [`StatusBook`], a read-mostly table of the
-//! latest document per client that the router writes and the DNS listener reads. The
+//! Owns the [`StatusBook`], a read-mostly table of the latest document per client that the
+//! router writes and the DNS listener reads; the document's shape is `canopy_model::status`. The
 //! router publishes the documents; this module never routes anything itself.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
-/// Topic prefix of status documents.
-pub const STATUS_PREFIX: &str = "$status/";
-
-/// Whether a client is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// A connection is open.
-    Online,
-    /// No connection is open.
-    Offline,
-}
-
-/// The JSON document at `$status/<client-id>`:
-/// `{"state":"online"|"offline","since":<unix ms>,"node":"<node id>","reason":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatusDoc {
-    /// Online or offline.
-    pub state: State,
-    /// When this state began, Unix milliseconds.
-    pub since: u64,
-    /// The broker node that saw it.
-    pub node: String,
-    /// Why the state changed: `connected`, `disconnected`, `keepalive timeout`,
-    /// `connection lost`, `protocol error`, `disconnected by the broker`, `shutdown`,
-    /// `broker restart`.
-    pub reason: String,
-}
-
-impl StatusDoc {
-    /// A document for `state` beginning now.
-    pub fn now(state: State, node: &str, reason: &str) -> StatusDoc {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        StatusDoc {
-            state,
-            since,
-            node: node.to_string(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// The JSON text published on the topic.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
+pub use canopy_model::status::{STATUS_PREFIX, State, StatusDoc};
 
 /// The latest status of every client seen since start (and restored retained ones).
 #[derive(Debug, Default)]
@@ -98,20 +48,6 @@ impl StatusBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn document_serialises_with_the_spec_field_names() {
-        let d = StatusDoc {
-            state: State::Online,
-            since: 5,
-            node: "n1".into(),
-            reason: "connected".into(),
-        };
-        assert_eq!(
-            d.to_json(),
-            r#"{"state":"online","since":5,"node":"n1","reason":"connected"}"#
-        );
-    }
 
     #[test]
     fn book_returns_the_latest_document() {
