@@ -6,7 +6,6 @@
 //! counters). Must never block the runtime for long or panic on network input.
 #![warn(missing_docs)]
 
-pub mod backoff;
 mod bridge;
 pub mod config;
 pub mod link;
