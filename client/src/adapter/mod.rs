@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// Queues a PUBLISH, waiting for room in the request channel. `properties` are dropped
-    /// on 3.1.1.
+    /// on 3.1.1 (on 5.0 `None` and empty properties encode alike).
     pub async fn publish(
         &self,
         topic: String,
@@ -101,13 +101,13 @@ impl Client {
                 }
                 queued(c.publish_bytes(topic, v4_qos(qos), retain, payload).await)
             }
-            Self::V5(c) => match properties {
-                Some(p) => queued(
+            Self::V5(c) => {
+                let p = properties.unwrap_or_default();
+                queued(
                     c.publish_with_properties(topic, qos, retain, payload, p)
                         .await,
-                ),
-                None => queued(c.publish(topic, qos, retain, payload).await),
-            },
+                )
+            }
         }
     }
 
@@ -123,10 +123,10 @@ impl Client {
     ) -> Result<(), NotQueued> {
         match self {
             Self::V4(c) => queued(c.try_publish(topic, v4_qos(qos), retain, payload.to_vec())),
-            Self::V5(c) => match properties {
-                Some(p) => queued(c.try_publish_with_properties(topic, qos, retain, payload, p)),
-                None => queued(c.try_publish(topic, qos, retain, payload)),
-            },
+            Self::V5(c) => {
+                let p = properties.unwrap_or_default();
+                queued(c.try_publish_with_properties(topic, qos, retain, payload, p))
+            }
         }
     }
 

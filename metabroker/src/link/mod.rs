@@ -226,7 +226,6 @@ impl Link {
         payload: Bytes,
         properties: Option<PublishProperties>,
     ) -> bool {
-        let properties = Some(properties.unwrap_or_default());
         self.client
             .try_publish(topic, qos, retain, payload, properties)
             .is_ok()
@@ -238,15 +237,9 @@ impl Link {
             c.fifo.push_back(seq);
         }
         let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-        let properties = Some(publish.properties.unwrap_or_default());
+        let (qos, retain, properties) = (publish.qos, publish.retain, publish.properties);
         self.client
-            .publish(
-                topic,
-                publish.qos,
-                publish.retain,
-                publish.payload,
-                properties,
-            )
+            .publish(topic, qos, retain, publish.payload, properties)
             .await
             .is_ok()
     }
