@@ -369,13 +369,7 @@ impl Pump {
 
     async fn dispatch(&mut self, dest: Side, route: usize, m: Message, group: u64) {
         let lane = lane_to(dest);
-        let mut publish = Publish::new(
-            m.topic.clone(),
-            qos(m.qos),
-            m.payload.clone(),
-            Some(m.v5_properties()),
-        );
-        publish.retain = m.retain;
+        let publish = m.to_publish();
         let stats = &self.stats.routes[route];
         if m.qos == 0 {
             if self.lanes[lane].connected {
@@ -483,13 +477,7 @@ impl Pump {
                 return;
             }
             for (key, route, m) in batch {
-                let mut publish = Publish::new(
-                    m.topic.clone(),
-                    qos(m.qos),
-                    m.payload.clone(),
-                    Some(m.v5_properties()),
-                );
-                publish.retain = m.retain;
+                let publish = m.to_publish();
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let l = &mut self.lanes[lane];

@@ -80,6 +80,18 @@ impl Message {
         m
     }
 
+    /// The 5.0 PUBLISH that carries this message (no packet id yet).
+    pub(crate) fn to_publish(&self) -> rumqttc::v5::mqttbytes::v5::Publish {
+        let mut p = rumqttc::v5::mqttbytes::v5::Publish::new(
+            self.topic.clone(),
+            crate::bridge::qos(self.qos),
+            self.payload.clone(),
+            Some(self.v5_properties()),
+        );
+        p.retain = self.retain;
+        p
+    }
+
     pub(crate) fn v5_properties(&self) -> rumqttc::v5::mqttbytes::v5::PublishProperties {
         rumqttc::v5::mqttbytes::v5::PublishProperties {
             payload_format_indicator: self.payload_format_indicator,

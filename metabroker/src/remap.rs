@@ -95,19 +95,7 @@ impl Remap {
     /// The prefix rule: `local` filter, topics get `prefix` in front on the other side.
     pub fn prefix(filter: &str, prefix: &str) -> Result<Remap, RemapError> {
         let levels = split_filter(filter)?;
-        let mut n = 0;
-        let body: Vec<String> = levels
-            .iter()
-            .map(|l| {
-                if l == "+" || l == "#" {
-                    n += 1;
-                    format!("{{{n}}}")
-                } else {
-                    l.clone()
-                }
-            })
-            .collect();
-        Remap::new(filter, &format!("{prefix}{}", body.join("/")))
+        Remap::new(filter, &format!("{prefix}{}", numbered(&levels)))
     }
 
     /// The filter topics are matched against.
@@ -143,20 +131,7 @@ impl Remap {
         if next != kinds.len() + 1 {
             return Err(not());
         }
-        let mut n = 0;
-        let template: Vec<String> = self
-            .filter
-            .iter()
-            .map(|l| {
-                if l == "+" || l == "#" {
-                    n += 1;
-                    format!("{{{n}}}")
-                } else {
-                    l.clone()
-                }
-            })
-            .collect();
-        Remap::new(&rev_filter.join("/"), &template.join("/"))
+        Remap::new(&rev_filter.join("/"), &numbered(&self.filter))
     }
 
     /// Maps `topic`, or `None` when it does not match the filter. `$`-topics match a
@@ -165,6 +140,24 @@ impl Remap {
         let captures = capture(&self.filter, topic)?;
         Some(render(&self.template, &captures))
     }
+}
+
+/// The template that copies `levels` and fills each wildcard with what it captured:
+/// `a/+/b/#` gives `a/{1}/b/{2}`.
+fn numbered(levels: &[String]) -> String {
+    let mut n = 0;
+    let body: Vec<String> = levels
+        .iter()
+        .map(|l| {
+            if l == "+" || l == "#" {
+                n += 1;
+                format!("{{{n}}}")
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    body.join("/")
 }
 
 impl Remap {

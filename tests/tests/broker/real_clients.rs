@@ -4,6 +4,21 @@
 use canopy_tests::real::{Event, QoS, Version, connect, v4_connect, v5_connect};
 use canopy_tests::{TestBroker, unique};
 
+/// One test per protocol version running the same `async fn(Version)` body.
+macro_rules! on_both_versions {
+    ($body:ident, $v4:ident, $v5:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v4() {
+            $body(Version::V311).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v5() {
+            $body(Version::V5).await;
+        }
+    };
+}
+
 /// Session expiry sent by 5.0 clients that keep their session (3.1.1 sends none).
 fn expiry(version: Version, keep: bool) -> Option<u32> {
     match (version, keep) {
@@ -47,15 +62,11 @@ async fn publishes_and_subscribes_all_qos(version: Version) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v4_publishes_and_subscribes_all_qos() {
-    publishes_and_subscribes_all_qos(Version::V311).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v5_publishes_and_subscribes_all_qos() {
-    publishes_and_subscribes_all_qos(Version::V5).await;
-}
+on_both_versions!(
+    publishes_and_subscribes_all_qos,
+    rumqttc_v4_publishes_and_subscribes_all_qos,
+    rumqttc_v5_publishes_and_subscribes_all_qos
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttc_v4_and_v5_receive_retained_messages() {
@@ -110,12 +121,8 @@ async fn resumes_persistent_session(version: Version) {
     assert_eq!(s.next_publish().await.payload.as_ref(), b"while away");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v4_resumes_persistent_session() {
-    resumes_persistent_session(Version::V311).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v5_resumes_persistent_session() {
-    resumes_persistent_session(Version::V5).await;
-}
+on_both_versions!(
+    resumes_persistent_session,
+    rumqttc_v4_resumes_persistent_session,
+    rumqttc_v5_resumes_persistent_session
+);
