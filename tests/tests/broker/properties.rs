@@ -82,12 +82,7 @@ async fn expired_queued_message_is_dropped_and_remaining_interval_sent() {
     let b = TestBroker::start().await;
     let id = unique("exp");
     let t = unique("mx");
-    let c = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60));
-    let (mut s, _) = RawClient::connect_with(b.addr(), &c).await;
-    s.subscribe(&t, 1).await;
-    s.disconnect().await;
+    let c = RawClient::park_v5_session(b.addr(), &id, &t, 60).await;
     let mut p = RawClient::connect(b.addr(), V5, &unique("p")).await;
     let short = Props::new().u32(prop::MESSAGE_EXPIRY, 1);
     let long = Props::new().u32(prop::MESSAGE_EXPIRY, 10);

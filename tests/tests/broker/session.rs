@@ -189,12 +189,7 @@ async fn session_expiry_interval_keeps_session_v5() {
     let b = TestBroker::start().await;
     let id = unique("exp60");
     let t = unique("e60");
-    let c = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60));
-    let (mut s, _) = RawClient::connect_with(b.addr(), &c).await;
-    s.subscribe(&t, 1).await;
-    s.disconnect().await;
+    let c = RawClient::park_v5_session(b.addr(), &id, &t, 60).await;
     let mut p = RawClient::connect(b.addr(), V5, &unique("p")).await;
     p.publish(&t, b"kept", 1, false).await;
     let (mut s, ack) = RawClient::connect_with(b.addr(), &c).await;
@@ -207,12 +202,7 @@ async fn session_is_discarded_after_expiry_interval_v5() {
     // [MQTT-4.1.0-2]: the server discards the session when the expiry interval has passed.
     let b = TestBroker::start().await;
     let id = unique("exp1");
-    let c = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 1));
-    let (mut s, _) = RawClient::connect_with(b.addr(), &c).await;
-    s.subscribe(&unique("e1"), 1).await;
-    s.disconnect().await;
+    let c = RawClient::park_v5_session(b.addr(), &id, &unique("e1"), 1).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let (_s, ack) = RawClient::connect_with(b.addr(), &c).await;
     assert!(!ack.session_present, "session outlived its 1 s expiry");
