@@ -195,15 +195,6 @@ impl ConnectSettings {
     }
 }
 
-/// rumqttc v4 QoS for a [`Qos`].
-pub fn v4_qos(qos: Qos) -> rumqttc::QoS {
-    match qos {
-        Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
-        Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-        Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
-    }
-}
-
 /// rumqttc v5 QoS for a [`Qos`].
 pub fn v5_qos(qos: Qos) -> rumqttc::v5::mqttbytes::QoS {
     match qos {

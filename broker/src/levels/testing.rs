@@ -9,13 +9,11 @@ use canopy_proto::{TopicFilter, TopicName};
 use proptest::prelude::*;
 
 /// A filter from a test literal.
-#[allow(clippy::unwrap_used)]
 pub(crate) fn f(s: &str) -> TopicFilter {
     TopicFilter::new(s).unwrap()
 }
 
 /// A topic name from a test literal.
-#[allow(clippy::unwrap_used)]
 pub(crate) fn t(s: &str) -> TopicName {
     TopicName::new(s).unwrap()
 }
