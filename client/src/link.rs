@@ -217,14 +217,14 @@ impl Sender {
             message_expiry_interval: p.message_expiry,
             ..Default::default()
         };
-        let qos = v5_qos(message.qos);
-        let sent = self.0.publish(
+        let publish = adapter::new_publish(
             message.topic,
-            qos,
+            v5_qos(message.qos),
             message.retain,
             message.payload,
             Some(properties),
         );
+        let sent = self.0.publish(publish);
         sent.await.map_err(|_| closed())
     }
 

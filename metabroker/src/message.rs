@@ -82,14 +82,13 @@ impl Message {
 
     /// The 5.0 PUBLISH that carries this message (no packet id yet).
     pub(crate) fn to_publish(&self) -> rumqttc::v5::mqttbytes::v5::Publish {
-        let mut p = rumqttc::v5::mqttbytes::v5::Publish::new(
+        canopy_client::adapter::new_publish(
             self.topic.clone(),
             crate::bridge::qos(self.qos),
+            self.retain,
             self.payload.clone(),
             Some(self.v5_properties()),
-        );
-        p.retain = self.retain;
-        p
+        )
     }
 
     pub(crate) fn v5_properties(&self) -> rumqttc::v5::mqttbytes::v5::PublishProperties {

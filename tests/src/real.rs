@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use canopy_client::adapter::{Client, Filter, Options};
+use canopy_client::adapter::{Client, Filter, Options, new_publish};
 pub use canopy_client::adapter::{Event, Publish, QoS, Version};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -110,7 +110,7 @@ impl RealClient {
     /// Queues a PUBLISH without properties.
     pub async fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Bytes>) {
         self.client
-            .publish(topic.to_owned(), qos, retain, payload.into(), None)
+            .publish(new_publish(topic, qos, retain, payload, None))
             .await
             .unwrap_or_else(|e| panic!("publish: {e}"));
     }

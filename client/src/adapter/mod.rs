@@ -83,16 +83,10 @@ impl Client {
         }
     }
 
-    /// Queues a PUBLISH, waiting for room in the request channel. `properties` are dropped
-    /// on 3.1.1 (on 5.0 `None` and empty properties encode alike).
-    pub async fn publish(
-        &self,
-        topic: String,
-        qos: QoS,
-        retain: bool,
-        payload: Bytes,
-        properties: Option<PublishProperties>,
-    ) -> Result<(), NotQueued> {
+    /// Queues `publish` (its packet id is ignored), waiting for room in the request
+    /// channel. Properties are dropped on 3.1.1 (on 5.0 none and empty ones encode alike).
+    pub async fn publish(&self, publish: Publish) -> Result<(), NotQueued> {
+        let (topic, qos, retain, payload, properties) = parts(publish);
         match self {
             Self::V4(c) => {
                 // publish_bytes does not check the topic as `publish` does.
@@ -102,30 +96,20 @@ impl Client {
                 queued(c.publish_bytes(topic, v4_qos(qos), retain, payload).await)
             }
             Self::V5(c) => {
-                let p = properties.unwrap_or_default();
-                queued(
-                    c.publish_with_properties(topic, qos, retain, payload, p)
-                        .await,
-                )
+                let sent = c.publish_with_properties(topic, qos, retain, payload, properties);
+                queued(sent.await)
             }
         }
     }
 
-    /// Queues a PUBLISH only if the request channel has room now. `properties` are dropped
-    /// on 3.1.1.
-    pub fn try_publish(
-        &self,
-        topic: String,
-        qos: QoS,
-        retain: bool,
-        payload: Bytes,
-        properties: Option<PublishProperties>,
-    ) -> Result<(), NotQueued> {
+    /// Queues `publish` only if the request channel has room now; otherwise as
+    /// [`Client::publish`].
+    pub fn try_publish(&self, publish: Publish) -> Result<(), NotQueued> {
+        let (topic, qos, retain, payload, properties) = parts(publish);
         match self {
             Self::V4(c) => queued(c.try_publish(topic, v4_qos(qos), retain, payload.to_vec())),
             Self::V5(c) => {
-                let p = properties.unwrap_or_default();
-                queued(c.try_publish_with_properties(topic, qos, retain, payload, p))
+                queued(c.try_publish_with_properties(topic, qos, retain, payload, properties))
             }
         }
     }
@@ -173,6 +157,31 @@ impl Client {
             Self::V5(c) => queued(c.disconnect().await),
         }
     }
+}
+
+/// A PUBLISH to queue with [`Client::publish`] (5.0 form; no packet id yet).
+pub fn new_publish(
+    topic: impl Into<String>,
+    qos: QoS,
+    retain: bool,
+    payload: impl Into<Bytes>,
+    properties: Option<PublishProperties>,
+) -> Publish {
+    let mut p = Publish::new(topic.into(), qos, payload, properties);
+    p.retain = retain;
+    p
+}
+
+/// What rumqttc's request methods take apart.
+fn parts(p: Publish) -> (String, QoS, bool, Bytes, PublishProperties) {
+    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+    (
+        topic,
+        p.qos,
+        p.retain,
+        p.payload,
+        p.properties.unwrap_or_default(),
+    )
 }
 
 /// A 5.0 filter with every subscription option spelled out.

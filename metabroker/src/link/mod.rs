@@ -22,10 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use canopy_client::adapter::{self, Client, Connection, Event, Options, Version};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Publish};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
@@ -217,18 +216,9 @@ impl Link {
     }
 
     /// Publishes without waiting for room in the request channel (QoS 0, state notes);
-    /// false when the channel is full. `properties` are dropped on 3.1.1 links.
-    pub fn try_publish(
-        &self,
-        topic: String,
-        qos: QoS,
-        retain: bool,
-        payload: Bytes,
-        properties: Option<PublishProperties>,
-    ) -> bool {
-        self.client
-            .try_publish(topic, qos, retain, payload, properties)
-            .is_ok()
+    /// false when the channel is full. Properties are dropped on 3.1.1 links.
+    pub fn try_publish(&self, publish: Publish) -> bool {
+        self.client.try_publish(publish).is_ok()
     }
 
     /// Publishes at QoS 1/2 tracked by `seq` (reported back as [`LinkEvent::Acked`]).
@@ -236,12 +226,7 @@ impl Link {
         if let Ok(mut c) = self.shared.lock() {
             c.fifo.push_back(seq);
         }
-        let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-        let (qos, retain, properties) = (publish.qos, publish.retain, publish.properties);
-        self.client
-            .publish(topic, qos, retain, publish.payload, properties)
-            .await
-            .is_ok()
+        self.client.publish(publish).await.is_ok()
     }
 
     /// Acknowledges an incoming publish, unless its session is gone (then the broker no longer
