@@ -7,6 +7,7 @@
 //! test needs: `start(Config::ephemeral())` gives a broker on a free port.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod config;
 mod error;
 mod levels;
@@ -18,7 +19,6 @@ mod router;
 mod server;
 pub mod services;
 pub mod store;
-mod sys;
 pub mod topic_tree;
 
 use std::net::SocketAddr;
@@ -57,6 +57,8 @@ pub struct BrokerHandle {
     dns_addr: Option<SocketAddr>,
     /// Embedded metabrokers (`[[bridge]]`), stopped before the broker.
     bridges: Vec<canopy_metabroker::BridgeHandle>,
+    /// What connection tasks share, for [`BrokerHandle::attach`].
+    ctx: Arc<ServerCtx>,
 }
 
 impl BrokerHandle {
@@ -81,6 +83,21 @@ impl BrokerHandle {
     /// Broker-wide counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Serves one MQTT connection over any byte stream (an in-memory pipe, a stream
+    /// accepted elsewhere), exactly as a connection accepted by a listener; `peer` is
+    /// what the logs name.
+    pub fn attach<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        server::spawn_connection(
+            &self.connections,
+            self.ctx.clone(),
+            server::transport::Polled::new(stream),
+            peer,
+        );
     }
 
     /// Stops the broker: no new connections, DISCONNECT 0x8B to 5.0 clients, store
@@ -115,20 +132,28 @@ impl BrokerHandle {
 pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
-    let store = store::open(&config)?;
+    let mut store = store::open(&config)?;
+    let snapshot = store.load()?;
+    let (committer, commits) =
+        store::worker::Committer::spawn(store).map_err(|source| store::StoreError::Io {
+            path: "commit thread".into(),
+            source,
+        })?;
     let status = Arc::new(services::status::StatusBook::new());
-    let (router, commits) = Router::new(
+    let now = Instant::now();
+    let services = router::registered(&config, &metrics, &status, now);
+    let router = Router::new(
         &config,
-        store,
+        snapshot,
+        Box::new(committer),
         metrics.clone(),
-        status.clone(),
-        Instant::now(),
-    )?;
+        services,
+        now,
+    );
     let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
-    let router_task =
-        tokio::spawn(router.run(rx, commits, config.sys_interval, config.commit_interval));
+    let router_task = tokio::spawn(router.run(rx, commits));
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
         anonymous: config.auth.anonymous_allowed(&config.listener),
@@ -191,6 +216,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let bridges = canopy_metabroker::spawn(bridge_configs)?;
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
     Ok(BrokerHandle {
+        ctx,
         bridges,
         addrs,
         router: tx,
