@@ -88,10 +88,7 @@ impl Access {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = canopy_model::bridge::local_client_id(
-                        &b.name,
-                        b.local.client_id.as_deref(),
-                    );
+                    let id = b.local_client_id();
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),

@@ -101,12 +101,7 @@ impl Bridge {
         let queue = queue::Queue::open(&dir, config.queue.max_messages, config.queue.max_bytes)?;
         let stats = Arc::new(BridgeStats::new(routes.len()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let local_id =
-            canopy_model::bridge::local_client_id(&config.name, config.local.client_id.as_deref());
-        let remote_id = canopy_model::bridge::remote_client_id(
-            &config.name,
-            config.remote.client_id.as_deref(),
-        );
+        let (local_id, remote_id) = (config.local_client_id(), config.remote_client_id());
         let local = Link::start(
             Side::Local,
             &config.local,

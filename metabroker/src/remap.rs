@@ -103,14 +103,18 @@ impl Remap {
         self.filter.join("/")
     }
 
-    /// The reverse mapping (other side's topics back to this side), for `in` and `both`.
-    pub fn reverse(&self) -> Result<Remap, RemapError> {
-        let kinds: Vec<&str> = self
-            .filter
+    /// The filter's wildcards (`+` or `#`) in order: what `{1}`, `{2}`, … capture.
+    fn wildcards(&self) -> Vec<&str> {
+        self.filter
             .iter()
             .filter(|l| *l == "+" || *l == "#")
             .map(String::as_str)
-            .collect();
+            .collect()
+    }
+
+    /// The reverse mapping (other side's topics back to this side), for `in` and `both`.
+    pub fn reverse(&self) -> Result<Remap, RemapError> {
+        let kinds = self.wildcards();
         let not = || RemapError::NotReversible(self.template.clone());
         let mut next = 1;
         let mut rev_filter = Vec::new();
@@ -165,12 +169,7 @@ impl Remap {
     /// are; a `#` capture anywhere turns the rest into `#`), and whether its first level
     /// came from a capture (so it may start with `$`, which a wildcard would not match).
     fn image(&self) -> (Vec<String>, bool) {
-        let kinds: Vec<&str> = self
-            .filter
-            .iter()
-            .filter(|l| *l == "+" || *l == "#")
-            .map(String::as_str)
-            .collect();
+        let kinds = self.wildcards();
         let mut out = Vec::new();
         let mut first_captured = false;
         for (i, level) in self.template.split('/').enumerate() {

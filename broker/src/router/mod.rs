@@ -217,10 +217,7 @@ impl Router {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = canopy_model::bridge::local_client_id(
-                        &b.name,
-                        b.local.client_id.as_deref(),
-                    );
+                    let id = b.local_client_id();
                     let lim = QueueLimits {
                         max_messages: usize::try_from(b.queue.max_messages).unwrap_or(usize::MAX),
                         max_bytes: usize::try_from(b.queue.max_bytes).unwrap_or(usize::MAX),

@@ -1,7 +1,7 @@
 //! Real clients (rumqttc's 3.1.1 and 5.0 APIs, through the workspace's rumqttc adapter)
 //! through the broker: QoS 0/1/2, retained messages, persistent session resume.
 
-use canopy_tests::real::{Event, QoS, Version, connect, v4_connect, v5_connect};
+use canopy_tests::real::{Event, QoS, RealClient, Version, connect, v4_connect, v5_connect};
 use canopy_tests::{TestBroker, unique};
 
 /// One test per protocol version running the same `async fn(Version)` body.
@@ -28,26 +28,24 @@ fn expiry(version: Version, keep: bool) -> Option<u32> {
     }
 }
 
+/// A client with a clean session that expires at disconnect.
+async fn clean_client(b: &TestBroker, version: Version, tag: &str) -> RealClient {
+    connect(
+        b.addr(),
+        version,
+        &unique(tag),
+        true,
+        expiry(version, false),
+    )
+    .await
+}
+
 async fn publishes_and_subscribes_all_qos(version: Version) {
     let b = TestBroker::start().await;
     let t = unique("rc");
-    let mut s = connect(
-        b.addr(),
-        version,
-        &unique("s"),
-        true,
-        expiry(version, false),
-    )
-    .await;
+    let mut s = clean_client(&b, version, "s").await;
     s.subscribe(&format!("{t}/#"), QoS::ExactlyOnce).await;
-    let p = connect(
-        b.addr(),
-        version,
-        &unique("p"),
-        true,
-        expiry(version, false),
-    )
-    .await;
+    let p = clean_client(&b, version, "p").await;
     for (i, q) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
         .into_iter()
         .enumerate()
@@ -106,14 +104,7 @@ async fn resumes_persistent_session(version: Version) {
     let mut s = connect(b.addr(), version, &id, false, expiry(version, true)).await;
     s.subscribe(&t, QoS::AtLeastOnce).await;
     s.disconnect().await;
-    let mut p = connect(
-        b.addr(),
-        version,
-        &unique("p"),
-        true,
-        expiry(version, false),
-    )
-    .await;
+    let mut p = clean_client(&b, version, "p").await;
     p.publish(&t, QoS::AtLeastOnce, false, "while away").await;
     p.wait_event(|e| matches!(e, Event::PubAck { .. })).await;
     let mut s = connect(b.addr(), version, &id, false, expiry(version, true)).await;
