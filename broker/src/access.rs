@@ -88,11 +88,7 @@ impl Access {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = b
-                        .local
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let id = b.local_client_id();
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),
@@ -153,7 +149,7 @@ impl Access {
         // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
         if let (Some(rest), Some(name)) = (
             topic.strip_prefix("$SYS/metabroker/"),
-            client_id.strip_suffix("-local"),
+            canopy_model::bridge::name_of_default_local(client_id),
         ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
         {
             return Ok(());

@@ -6,3 +6,8 @@
 //! depend on another Canopy crate: the broker, the metabroker and the client all
 //! depend on it, never the other way round.
 #![warn(missing_docs)]
+
+pub mod bridge;
+pub mod config_doc;
+pub mod hops;
+pub mod status;

@@ -233,11 +233,7 @@ impl Router {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = b
-                        .local
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let id = b.local_client_id();
                     let lim = QueueLimits {
                         max_messages: usize::try_from(b.queue.max_messages).unwrap_or(usize::MAX),
                         max_bytes: usize::try_from(b.queue.max_bytes).unwrap_or(usize::MAX),
