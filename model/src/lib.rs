@@ -6,3 +6,6 @@
 //! depend on another Canopy crate: the broker, the metabroker and the client all
 //! depend on it, never the other way round.
 #![warn(missing_docs)]
+
+/// The password file format, argon2id hashing and verification.
+pub mod password;
