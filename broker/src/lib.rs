@@ -7,6 +7,7 @@
 //! test needs: `start(Config::ephemeral())` gives a broker on a free port.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 mod error;
 mod levels;

@@ -24,10 +24,10 @@ pub struct PasswordFileError {
 
 /// Hashes `password` with argon2id (the crate's recommended parameters: 19 MiB, 2 passes,
 /// 1 lane) and a fresh random 16-byte salt, as a PHC string.
-pub fn hash_password(password: &str) -> Result<String, PasswordFileError> {
+pub fn hash_password(password: &[u8]) -> Result<String, PasswordFileError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password, &salt)
         .map(|h| h.to_string())
         .map_err(|e| PasswordFileError {
             line: 0,
@@ -35,13 +35,15 @@ pub fn hash_password(password: &str) -> Result<String, PasswordFileError> {
         })
 }
 
-/// Whether `password` matches `phc`, an argon2id PHC string. The comparison of the derived
-/// hash is constant-time; a string that is not a valid argon2id hash never matches.
-pub fn verify_password(phc: &str, password: &str) -> bool {
+/// Whether `password` (MQTT passwords are bytes) matches `phc`, an argon2id PHC string. The
+/// comparison of the derived hash is constant-time; a string that is not a valid argon2id hash
+/// never matches. Costs one full argon2id derivation (tens of milliseconds): call it off the
+/// async runtime's worker threads.
+pub fn verify_password(phc: &str, password: &[u8]) -> bool {
     match PasswordHash::new(phc) {
-        Ok(hash) if hash.algorithm == Algorithm::Argon2id.ident() => Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
+        Ok(hash) if hash.algorithm == Algorithm::Argon2id.ident() => {
+            Argon2::default().verify_password(password, &hash).is_ok()
+        }
         _ => false,
     }
 }
@@ -193,28 +195,28 @@ mod tests {
 
     #[test]
     fn a_hash_verifies_its_password_and_no_other() {
-        let hash = hash_password("s3cret").unwrap();
+        let hash = hash_password(b"s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-        assert!(verify_password(&hash, "s3cret"));
-        assert!(!verify_password(&hash, "s3cret "));
-        assert!(!verify_password(&hash, ""));
+        assert!(verify_password(&hash, b"s3cret"));
+        assert!(!verify_password(&hash, b"s3cret "));
+        assert!(!verify_password(&hash, b""));
     }
 
     #[test]
     fn two_hashes_of_one_password_differ_by_salt() {
-        assert_ne!(hash_password("x").unwrap(), hash_password("x").unwrap());
+        assert_ne!(hash_password(b"x").unwrap(), hash_password(b"x").unwrap());
     }
 
     #[test]
     fn a_malformed_or_foreign_hash_never_verifies() {
-        assert!(!verify_password("", ""));
-        assert!(!verify_password("plain", "plain"));
-        assert!(!verify_password("$6$salt$hash", "x"));
+        assert!(!verify_password("", b""));
+        assert!(!verify_password("plain", b"plain"));
+        assert!(!verify_password("$6$salt$hash", b"x"));
     }
 
     #[test]
     fn parse_keeps_comments_and_round_trips() {
-        let h = hash_password("pw").unwrap();
+        let h = hash_password(b"pw").unwrap();
         let text = format!("# users\nalice:{h}\n\nbob:{h}\n");
         let file = PasswordFile::parse(&text).unwrap();
         assert_eq!(file.users().collect::<Vec<_>>(), ["alice", "bob"]);
@@ -225,7 +227,7 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_line() {
-        let h = hash_password("pw").unwrap();
+        let h = hash_password(b"pw").unwrap();
         let cases = [
             (format!("alice:{h}\nbob\n"), 2, "expected `user:hash`"),
             (format!("alice:{h}\nalice:{h}\n"), 2, "appears twice"),
