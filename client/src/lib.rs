@@ -8,6 +8,7 @@
 //! - [`format`]: how received messages are printed (payload, `-v`, JSON);
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
+//! - [`passwd`]: `canopy passwd`, the broker password file editor;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -19,6 +20,7 @@ pub mod error;
 pub mod format;
 pub mod link;
 pub mod options;
+pub mod passwd;
 pub mod publish;
 pub mod reason;
 pub mod subscribe;
