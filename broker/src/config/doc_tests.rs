@@ -8,7 +8,7 @@ use std::time::Duration;
 use canopy_proto::TopicFilter;
 
 use super::tests::{addr, fail, listener, parse};
-use super::{AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig};
+use super::{AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ListenerConfig, TlsConfig};
 
 /// Every reference table: its heading and the TOML that opens its table.
 const TABLES: [(&str, &str); 7] = [
@@ -82,7 +82,18 @@ fn documented_complete_example_parses_to_the_documented_values() {
         node_id: "site-7".to_owned(),
         metrics_listen: Some(addr("127.0.0.1:9100")),
         log_level: Some("info".to_owned()),
-        listener: vec![listener("0.0.0.0:1883"), listener("[::]:1883")],
+        listener: vec![
+            listener("0.0.0.0:1883"),
+            listener("[::]:1883"),
+            ListenerConfig {
+                tls: Some(TlsConfig {
+                    cert: PathBuf::from("server.pem"),
+                    key: PathBuf::from("server.key"),
+                    client_ca: Some(PathBuf::from("ca.pem")),
+                }),
+                ..listener("0.0.0.0:8883")
+            },
+        ],
         auth: AuthConfig {
             allow_anonymous: Some(false),
             password_file: Some(PathBuf::from("passwd")),
@@ -185,7 +196,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 30, "rows with a literal default");
+    assert_eq!(checked, 32, "rows with a literal default");
 }
 
 #[test]
