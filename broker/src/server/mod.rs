@@ -10,6 +10,7 @@ mod handshake;
 pub mod prometheus;
 pub mod tls;
 pub mod transport;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

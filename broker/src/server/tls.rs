@@ -71,7 +71,9 @@ impl Tls {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let config = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
-        let tls = tokio_rustls::TlsAcceptor::from(config).accept(stream).await?;
+        let tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await?;
         let cn = tls
             .get_ref()
             .1
@@ -142,4 +144,4 @@ pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
 
 #[cfg(test)]
 #[path = "tls_tests.rs"]
-mod tests;
+pub(crate) mod tests;
