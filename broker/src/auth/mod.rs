@@ -180,7 +180,8 @@ impl Auth {
     ///
     /// A client without a user name is accepted when `anonymous_allowed`; a client with one
     /// is checked against the password file whenever one is set, even where anonymous
-    /// clients are allowed.
+    /// clients are allowed. Without a password file a user name is taken on trust only where
+    /// anonymous clients are allowed (it proves nothing), and refused elsewhere.
     pub async fn login(
         &self,
         peer: IpAddr,
@@ -198,9 +199,11 @@ impl Auth {
                 authenticated: false,
             },
             (None, _) => Login::NotAuthorized,
-            (Some(_), None) => Login::Accepted {
+            // Without a password file a user name proves nothing: it is as good as anonymous.
+            (Some(_), None) if anonymous_allowed => Login::Accepted {
                 authenticated: false,
             },
+            (Some(_), None) => Login::BadCredentials,
             (Some(user), Some(_)) => {
                 let (u, pw) = (user.to_owned(), password.map(<[u8]>::to_vec));
                 let rules = Arc::clone(&rules);

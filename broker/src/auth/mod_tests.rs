@@ -82,7 +82,14 @@ async fn login_matrix() {
         ),
         (&with, None, None, true, trusted),
         (&with, None, None, false, Login::NotAuthorized),
-        (&without, Some("anyone"), None, false, trusted),
+        (&without, Some("anyone"), None, true, trusted),
+        (
+            &without,
+            Some("anyone"),
+            Some(b"x"),
+            false,
+            Login::BadCredentials,
+        ),
         (&without, None, None, true, trusted),
         (&without, None, None, false, Login::NotAuthorized),
     ];
@@ -96,7 +103,7 @@ async fn login_matrix() {
         );
     }
     assert_eq!(with.failed_logins(), 4);
-    assert_eq!(without.failed_logins(), 1);
+    assert_eq!(without.failed_logins(), 2);
 }
 
 #[test]

@@ -59,11 +59,6 @@ impl Tls {
         Ok(())
     }
 
-    /// Whether clients must present a certificate.
-    pub fn requires_client_cert(&self) -> bool {
-        self.files.client_ca.is_some()
-    }
-
     /// Runs the TLS handshake over `stream` (the caller bounds it with a timeout). Returns
     /// the TLS stream and the Common Name of the client's certificate, if it sent one.
     pub async fn accept<S>(&self, stream: S) -> std::io::Result<(TlsStream<S>, Option<String>)>
