@@ -4,7 +4,7 @@
 //! Certificates are generated at run time. A missing tool fails the test with the command
 //! that installs it; MQTT.js itself is installed by npm into the target directory on first use.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod security_support;
 
