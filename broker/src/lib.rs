@@ -7,6 +7,7 @@
 //! test needs: `start(Config::ephemeral())` gives a broker on a free port.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod config;
 mod error;
@@ -19,7 +20,6 @@ mod router;
 mod server;
 pub mod services;
 pub mod store;
-mod sys;
 pub mod topic_tree;
 
 use std::net::SocketAddr;
@@ -164,16 +164,29 @@ impl BrokerHandle {
 pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
-    let store = store::open(&config)?;
+    let mut store = store::open(&config)?;
+    let snapshot = store.load()?;
+    let (committer, commits) =
+        store::worker::Committer::spawn(store).map_err(|source| store::StoreError::Io {
+            path: "commit thread".into(),
+            source,
+        })?;
     let status = Arc::new(services::status::StatusBook::new());
-    let (router, commits) = Router::new(
+    let now = Instant::now();
+    let services = router::registered(&config, &metrics, &status, now);
+    let mut router = Router::new(
         &config,
-        store,
+        snapshot,
+        Box::new(committer),
         metrics.clone(),
-        status.clone(),
-        Instant::now(),
-    )?;
+        services,
+        now,
+    );
     let auth = Arc::new(auth::Auth::load(&config.auth)?);
+    if config.auth.acl_file.is_some() {
+        // The seam reads the current rules on every check, so a reload needs no router call.
+        router.set_acl(Some(auth.clone()));
+    }
     let mut layers = Vec::new();
     for l in &config.listener {
         let loaded =
@@ -186,8 +199,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
-    let router_task =
-        tokio::spawn(router.run(rx, commits, config.sys_interval, config.commit_interval));
+    let router_task = tokio::spawn(router.run(rx, commits));
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
         anonymous: config.auth.anonymous_allowed(&config.listener),

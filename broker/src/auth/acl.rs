@@ -78,6 +78,36 @@ struct Pattern {
 }
 
 impl Pattern {
+    /// Whether the rule, substituted for this client, matches `topic`; never for a `%u`
+    /// rule and an anonymous client. Allocates nothing (it runs for every delivery).
+    fn matches(&self, user: Option<&str>, client_id: &str, topic: &str) -> bool {
+        if self.uses_user && user.is_none() {
+            return false;
+        }
+        let mut f = self.levels.iter().map(|l| match l {
+            Level::Literal(s) => s.as_str(),
+            Level::ClientId => client_id,
+            Level::User => user.unwrap_or_default(),
+        });
+        let first_wild = self
+            .levels
+            .first()
+            .is_some_and(|l| matches!(l, Level::Literal(s) if s == "+" || s == "#"));
+        if first_wild && topic.starts_with('$') {
+            return false;
+        }
+        let mut t = topic.split('/');
+        loop {
+            match (f.next(), t.next()) {
+                (Some("#"), _) => return true,
+                (Some("+"), Some(_)) => {}
+                (Some(fl), Some(tl)) if fl == tl => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
     /// The filter for this client, or `None` when the rule does not apply to it (a `%u` rule
     /// and an anonymous client).
     fn substitute(&self, user: Option<&str>, client_id: &str) -> Option<String> {
@@ -164,18 +194,18 @@ impl Acl {
     /// Whether the client may `access` the topic name `topic` (PUBLISH and wills: `Write`;
     /// each delivery, retained messages included: `Read`). Deny rules are checked first.
     pub fn check(&self, user: Option<&str>, client_id: &str, access: Access, topic: &str) -> bool {
-        let Some(rules) = self.rules_for(user, client_id) else {
-            return false;
-        };
-        if rules
-            .iter()
-            .any(|(g, f)| *g == Grant::Deny && matches(f, topic))
-        {
+        if self.refuses_names(user, client_id) {
             return false;
         }
-        rules
-            .iter()
-            .any(|(g, f)| g.allows(access) && matches(f, topic))
+        let fixed = self.fixed_rules(user);
+        let hit = |want: &dyn Fn(Grant) -> bool| {
+            fixed.iter().any(|(g, f)| want(*g) && matches(f, topic))
+                || self
+                    .patterns
+                    .iter()
+                    .any(|p| want(p.grant) && p.matches(user, client_id, topic))
+        };
+        !hit(&|g| g == Grant::Deny) && hit(&|g| g.allows(access))
     }
 
     /// Whether the client may subscribe to `filter` (a `$share/<group>/` prefix is looked
@@ -202,21 +232,31 @@ impl Acl {
     /// The rules that apply to this client, patterns substituted; `None` when the client
     /// gets nothing at all (a dangerous name while patterns exist).
     fn rules_for(&self, user: Option<&str>, client_id: &str) -> Option<Vec<(Grant, String)>> {
-        let dangerous = |s: &str| s.contains(['+', '#', '/']);
-        if !self.patterns.is_empty() && (dangerous(client_id) || user.is_some_and(dangerous)) {
+        if self.refuses_names(user, client_id) {
             return None;
         }
-        let fixed = match user {
-            Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
-            None => &self.anonymous,
-        };
-        let mut rules = fixed.to_vec();
+        let mut rules = self.fixed_rules(user).to_vec();
         rules.extend(
             self.patterns
                 .iter()
                 .filter_map(|p| Some((p.grant, p.substitute(user, client_id)?))),
         );
         Some(rules)
+    }
+
+    /// While pattern rules exist, a user name or client id containing `+`, `#` or `/` could
+    /// widen a pattern: such a client gets nothing, as in Mosquitto.
+    fn refuses_names(&self, user: Option<&str>, client_id: &str) -> bool {
+        let dangerous = |s: &str| s.contains(['+', '#', '/']);
+        !self.patterns.is_empty() && (dangerous(client_id) || user.is_some_and(dangerous))
+    }
+
+    /// The `topic` rules of the user's section, or the anonymous ones.
+    fn fixed_rules(&self, user: Option<&str>) -> &[(Grant, String)] {
+        match user {
+            Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
+            None => &self.anonymous,
+        }
     }
 }
 

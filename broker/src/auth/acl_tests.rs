@@ -200,3 +200,24 @@ fn intersects_and_covers_agree_with_the_reference_matcher() {
     assert!(!covers("+/#", "$SYS/x"));
     assert!(!covers("a/+", "a/#"));
 }
+
+#[test]
+fn pattern_matching_without_allocation_agrees_with_substitution() {
+    let acl = Acl::parse(
+        "pattern a/%c/#\npattern +/%u\npattern %u/%c\npattern #\npattern $SYS/%c\npattern x/+/%c\n",
+    )
+    .unwrap();
+    let topics = [
+        "a/c1/x", "a/c1", "q/u1", "u1/c1", "$SYS/c1", "x/y/c1", "x/y/c2", "a", "$SYS/q",
+    ];
+    for p in &acl.patterns {
+        for user in [None, Some("u1"), Some("u2")] {
+            for id in ["c1", "c2"] {
+                for t in topics {
+                    let oracle = p.substitute(user, id).is_some_and(|f| matches(&f, t));
+                    assert_eq!(p.matches(user, id, t), oracle, "{p:?} {user:?} {id} {t}");
+                }
+            }
+        }
+    }
+}

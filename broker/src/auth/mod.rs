@@ -239,6 +239,24 @@ impl Auth {
     }
 }
 
+impl crate::access::Acl for Auth {
+    /// The ACL file's answer: PUBLISH and wills need `write`, deliveries (retained ones
+    /// included) `read`, SUBSCRIBE a read rule that could match (see
+    /// [`Acl::check_subscribe`]). Reads the current rules, so reloads apply at once.
+    fn allows(&self, who: &crate::access::Who<'_>, req: &crate::access::Request<'_>) -> bool {
+        use crate::access::Request;
+        let rules = self.rules();
+        let (user, id) = (who.user, who.client_id);
+        match *req {
+            Request::Publish { topic, .. } | Request::Will { topic } => {
+                rules.check(user, id, Access::Write, topic)
+            }
+            Request::Subscribe { filter } => rules.check_subscribe(user, id, filter),
+            Request::Deliver { topic } => rules.check(user, id, Access::Read, topic),
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, AuthError> {
     std::fs::read_to_string(path).map_err(|source| AuthError::Io {
         path: path.to_path_buf(),

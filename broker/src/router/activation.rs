@@ -365,8 +365,8 @@ impl Router {
                 if canopy_proto::SharedFilter::parse(&reg.filter).ok().flatten().is_some() {
                     return Err(RegistrationError::value("shared subscriptions cannot be event-activated".into()));
                 }
-                if let Some(reason) = self.services.subscribe_denied(self.client_id(key), reg.filter.as_str()) {
-                    return Err(RegistrationError::value(reason.into()));
+                if let Err(why) = self.subscribe_allowed(key, reg.filter.as_str()) {
+                    return Err(RegistrationError::value(why.0.into()));
                 }
                 let options = canopy_proto::SubscriptionOptions {
                     qos: reg.qos.min(self.maximum_qos),
@@ -376,7 +376,9 @@ impl Router {
                 Ok(())
             }),
             CTL_UNSUBSCRIBE => parse_ctl_unsubscribe(payload).map(|f| {
-                self.remove_subscription(key, f.as_str());
+                if self.remove_subscription(key, f.as_str()) {
+                    self.services_unsubscribe(now, key, f.as_str());
+                }
                 self.persist_session(key);
             }),
             _ => Err(RegistrationError::value(format!("unknown control topic {topic:?}"))),
@@ -392,7 +394,15 @@ impl Router {
                 "request": String::from_utf8_lossy(payload),
             });
             if let Ok(t) = TopicName::new(&format!("{CTL_ERRORS}{client_id}")) {
-                self.publish_internal(now, t, Bytes::from(doc.to_string()), false);
+                let msg = crate::message::Message {
+                    topic: t,
+                    qos: canopy_proto::QoS::AtMostOnce,
+                    retain: false,
+                    properties: Default::default(),
+                    payload: Bytes::from(doc.to_string()),
+                    expires_at: None,
+                };
+                self.publish_broker(now, msg, false);
             }
         }
     }
@@ -419,10 +429,6 @@ impl Router {
         }
         self.persist_session(key);
         existed
-    }
-
-    pub(super) fn client_id(&self, key: usize) -> &str {
-        self.sessions.get(key).map_or("", |s| &s.client_id)
     }
 }
 

@@ -124,6 +124,9 @@ pub enum Offer {
 pub struct Session {
     /// Client identifier.
     pub client_id: Arc<str>,
+    /// The user the last connection authenticated as, if any: what the access seam
+    /// checks deliveries against, also while the session is offline.
+    pub user: Option<Arc<str>>,
     /// The live connection, if any.
     pub conn: Option<Conn>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
@@ -167,6 +170,7 @@ impl Session {
     pub fn new(client_id: Arc<str>, expiry_interval: u32, window: u16) -> Session {
         Session {
             client_id,
+            user: None,
             conn: None,
             expiry_interval,
             subscriptions: HashMap::new(),
@@ -198,6 +202,8 @@ impl Session {
 
     /// Offers a delivery to the session at `now`: QoS 0 goes straight to the
     /// connection (or is dropped when there is none), QoS 1/2 is queued then pumped.
+    /// For an offline session the caller passes a message that no longer shares a read
+    /// buffer ([`Message::detached`], done once per publish by the router).
     pub fn offer(
         &mut self,
         mut d: Delivery,
@@ -248,9 +254,6 @@ impl Session {
                 }
                 QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
             }
-        }
-        if self.conn.is_none() {
-            d.msg = d.msg.detached();
         }
         d.seq = self.next_seq;
         self.next_seq += 1;

@@ -9,6 +9,7 @@ mod connection;
 mod handshake;
 pub mod layers;
 pub mod prometheus;
+mod shaping;
 pub mod tls;
 pub mod transport;
 pub mod ws;
