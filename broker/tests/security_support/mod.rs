@@ -210,3 +210,124 @@ pub async fn connack_code<S: AsyncRead + AsyncWrite + Unpin>(
     let bytes = connack_bytes(stream, c).await;
     bytes.get(3).copied()
 }
+
+/// A bare client of either protocol over TCP, packet by packet.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub protocol: Protocol,
+    rbuf: BytesMut,
+    next_pkid: u16,
+}
+
+impl Raw {
+    /// Connects with `c` and expects CONNACK success.
+    pub async fn connect(addr: SocketAddr, c: Connect) -> Raw {
+        let protocol = c.protocol.unwrap();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let code = connack_code(&mut stream, c).await;
+        assert_eq!(code, Some(0), "CONNACK");
+        Raw {
+            stream,
+            protocol,
+            rbuf: BytesMut::new(),
+            next_pkid: 1,
+        }
+    }
+
+    pub async fn send(&mut self, p: Packet) {
+        let mut out = BytesMut::new();
+        canopy_proto::encode(&p, self.protocol, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet within `d`, or `None` (timeout or close).
+    pub async fn recv(&mut self, d: Duration) -> Option<Packet> {
+        let limits = DecodeLimits {
+            max_packet_size: 1 << 20,
+        };
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if let Some(p) = canopy_proto::decode(&mut self.rbuf, self.protocol, &limits).unwrap() {
+                return Some(p);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+        self.next_pkid
+    }
+
+    /// SUBSCRIBE at QoS 1; returns the SUBACK's code for the filter.
+    pub async fn subscribe(&mut self, filter: &str) -> u8 {
+        let pkid = self.pkid();
+        self.send(Packet::Subscribe(canopy_proto::Subscribe {
+            pkid,
+            filters: vec![(
+                canopy_proto::TopicFilter::new(filter).unwrap(),
+                canopy_proto::SubscriptionOptions {
+                    qos: canopy_proto::QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            )],
+            properties: Default::default(),
+        }))
+        .await;
+        loop {
+            match self.recv(STEP).await {
+                Some(Packet::SubAck(a)) if a.pkid == pkid => return a.reasons[0].0,
+                Some(_) => {}
+                None => panic!("no SUBACK"),
+            }
+        }
+    }
+
+    /// PUBLISH at QoS 1; returns the PUBACK's reason code.
+    pub async fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> u8 {
+        let pkid = self.pkid();
+        self.send(Packet::Publish(canopy_proto::Publish {
+            dup: false,
+            qos: canopy_proto::QoS::AtLeastOnce,
+            retain,
+            topic: Some(canopy_proto::TopicName::new(topic).unwrap()),
+            pkid: Some(pkid),
+            properties: Default::default(),
+            payload: Bytes::copy_from_slice(payload),
+        }))
+        .await;
+        loop {
+            match self.recv(STEP).await {
+                Some(Packet::PubAck(a)) if a.pkid == pkid => return a.reason.0,
+                Some(_) => {}
+                None => panic!("no PUBACK"),
+            }
+        }
+    }
+
+    /// Topics of the PUBLISHes received until one arrives on `until` (acknowledging each).
+    pub async fn topics_until(&mut self, until: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.recv(STEP).await {
+                Some(Packet::Publish(p)) => {
+                    if let Some(pkid) = p.pkid {
+                        self.send(Packet::PubAck(canopy_proto::PubAck::new(pkid)))
+                            .await;
+                    }
+                    let t = p.topic.map(|t| t.to_string()).unwrap_or_default();
+                    let done = t == until;
+                    seen.push(t);
+                    if done {
+                        return seen;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("{until} never arrived; saw {seen:?}"),
+            }
+        }
+    }
+}
