@@ -52,6 +52,8 @@ counters! {
     publish_denied,
     /// Connections cut off because they did not read what we wrote.
     slow_consumers,
+    /// Logins refused for an unknown user or a wrong or missing password.
+    logins_failed,
 }
 
 impl Metrics {

@@ -75,6 +75,8 @@ async fn connack_matrix_with_a_password_file_for_3_1_1_and_5_0() {
         // Wrong or missing passwords and unknown users; anonymous refusals are counted as
         // refused connections only.
         assert_eq!(broker.failed_logins(), 6);
+        let counted = canopy_broker::metrics::Metrics::get(&broker.metrics().logins_failed);
+        assert_eq!(counted, 6, "the logins_failed metric");
         broker.shutdown().await;
     }
 }

@@ -299,6 +299,7 @@ pub async fn establish<S: Transport>(
                     (user.map(Arc::<str>::from), authenticated)
                 }
                 crate::auth::Login::BadCredentials => {
+                    Metrics::add(&ctx.metrics.logins_failed, 1);
                     let why = "unknown user name or password";
                     refuse(
                         stream,
