@@ -50,10 +50,12 @@ counters! {
     keepalive_timeouts,
     /// PUBLISH packets refused by topic rules (e.g. `$SYS` from a client).
     publish_denied,
-    /// Connections cut off because they did not read what we wrote.
+    /// Connections cut off as slow consumers (not reading, or a full queue for too long).
     slow_consumers,
     /// Logins refused for an unknown user or a wrong or missing password.
     logins_failed,
+    /// Publisher acknowledgements held back because a subscriber's queue was full.
+    publishers_held,
 }
 
 impl Metrics {

@@ -196,7 +196,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 32, "rows with a literal default");
+    assert_eq!(checked, 33, "rows with a literal default");
 }
 
 #[test]

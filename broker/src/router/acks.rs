@@ -32,7 +32,7 @@ impl Router {
         }
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.held_acks.push((key, conn, Packet::PubAck(ack))),
+            QoS::AtLeastOnce => self.hold_ack(key, conn, Packet::PubAck(ack)),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     // A refused QoS 2 message is not awaiting PUBREL.
@@ -44,7 +44,7 @@ impl Router {
                             .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
                     }
                 }
-                self.held_acks.push((key, conn, Packet::PubRec(ack)));
+                self.hold_ack(key, conn, Packet::PubRec(ack));
             }
         }
     }

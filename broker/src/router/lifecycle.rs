@@ -90,6 +90,8 @@ impl Router {
             let dropped = s.pump(now, &mut self.journal);
             Metrics::add(&self.metrics.messages_dropped, dropped as u64);
         }
+        // A taken-over or resumed subscriber starts with a fresh slow-consumer clock.
+        self.release_holds(key);
         if req.session_expiry > 0 {
             self.persist_session(key);
         } else if was_persistent {
@@ -121,6 +123,7 @@ impl Router {
         let client_id = s.client_id.clone();
         let user = s.user.clone();
         let info = super::hosting::client_info(s, Some(&conn));
+        self.gone_offline(key);
         self.services_disconnect(now, &info, reason);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -195,6 +198,7 @@ impl Router {
                         self.publish_will(now, &client_id, user.as_deref(), w);
                     }
                 }
+                Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
                 Timer::Expire { session, conn } => {
                     let due = self
                         .sessions
@@ -220,6 +224,7 @@ impl Router {
         for f in filters {
             self.remove_subscription(key, &f);
         }
+        self.release_holds(key);
         let mut ended = None;
         if let Some(s) = self.sessions.try_remove(key) {
             self.by_id.remove(&s.client_id);

@@ -18,6 +18,7 @@ mod driver;
 mod hosting;
 mod journal;
 mod lifecycle;
+mod pressure;
 mod publish;
 pub mod session;
 mod subscribe;
@@ -100,6 +101,8 @@ enum Timer {
     Will { session: usize, conn: u64 },
     /// End `session` if it is still offline since connection `conn`.
     Expire { session: usize, conn: u64 },
+    /// Cut `session` off if its queue is still full on connection `conn`.
+    SlowConsumer { session: usize, conn: u64 },
 }
 
 /// One delivery found while matching a publish.
@@ -170,6 +173,12 @@ pub struct Router {
     hit_groups: Vec<usize>,
     /// Counts of persistent subscriptions, for `$SYS`.
     subscription_count: usize,
+    /// Online subscribers the publish being routed overflowed (see `pressure.rs`).
+    overflow: Vec<usize>,
+    /// Last gate id handed out.
+    next_gate: u64,
+    /// How long an online subscriber may stay full before it is cut off.
+    slow_consumer_timeout: Duration,
 }
 
 impl Router {
@@ -245,6 +254,9 @@ impl Router {
             matches: Vec::new(),
             hit_groups: Vec::new(),
             subscription_count: 0,
+            overflow: Vec::new(),
+            next_gate: 0,
+            slow_consumer_timeout: limits.slow_consumer_timeout,
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {

@@ -28,8 +28,7 @@ impl Router {
             if !s.incoming.on_publish(pkid) {
                 // A resend of a message already received: acknowledge, do not deliver
                 // again [MQTT-4.3.3-10].
-                self.held_acks
-                    .push((key, conn, Packet::PubRec(PubAck::new(pkid))));
+                self.hold_ack(key, conn, Packet::PubRec(PubAck::new(pkid)));
                 return;
             }
             if s.incoming.len() > usize::from(self.receive_maximum) {
@@ -227,8 +226,10 @@ impl Router {
                 retain: m.retain_as_published && msg.retain,
                 sub_ids: m.sub_ids,
             };
-            if let Offer::Dropped(k) = s.offer(d, &self.limits, now, &mut self.journal) {
-                dropped += k;
+            match s.offer(d, &self.limits, now, &mut self.journal) {
+                Offer::Dropped(k) => dropped += k,
+                Offer::Overflow if publisher.is_some() => self.overflowed(now, m.session),
+                Offer::Overflow | Offer::Accepted => {}
             }
         }
         if dropped > 0 {
@@ -290,6 +291,7 @@ impl Router {
             dropped += s.pump_replay(&self.limits, now, &mut self.journal);
         }
         Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        self.drained(key);
     }
 
     /// The connection wrote what was queued: send more of the retained replay.

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod pressure;
 mod services;
 mod timing;
 
@@ -171,7 +172,7 @@ impl Harness {
         qos: QoS,
         retain: bool,
         properties: PublishProperties,
-    ) {
+    ) -> Option<u16> {
         let (session, conn) = self.target(id);
         let pkid = (qos != QoS::AtMostOnce).then(|| self.pkid());
         let publish = Publish {
@@ -188,6 +189,7 @@ impl Harness {
             conn,
             publish,
         });
+        pkid
     }
 
     /// The connection of `id` ends; `will` says whether the will is due.
@@ -245,7 +247,12 @@ impl Harness {
             .collect()
     }
 
-    /// Whether any packet other than PUBLISH waits for `id` (acks included).
+    /// The broker-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.router.metrics
+    }
+
+    /// The packets other than PUBLISH queued for `id` since the last call.
     pub fn packets(&mut self, id: &str) -> Vec<Packet> {
         self.outgoing(id)
             .into_iter()
