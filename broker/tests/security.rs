@@ -285,3 +285,82 @@ async fn websocket_listeners_plain_and_over_tls() {
     assert!(!got.starts_with(&[0x20]), "{got:?}");
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_password_file_of_the_running_binary() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = Dir::new("sighup");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pw = password_file(&dir, &[("alice", "apple")]);
+    let config = dir.write(
+        "canopy.toml",
+        &format!(
+            "data_dir = {:?}\ndurability = \"memory\"\n[[listener]]\nbind = \"127.0.0.1:{port}\"\n\
+             [auth]\nallow_anonymous = false\npassword_file = {pw:?}\n",
+            dir.0.join("data")
+        ),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_canopy-broker"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-level", "info"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut wait_for = async |needle: &str| {
+        let found = tokio::time::timeout(STEP, async {
+            loop {
+                let line = tokio::select! {
+                    l = out.next_line() => l,
+                    l = err.next_line() => l,
+                };
+                match line {
+                    Ok(Some(l)) if l.contains(needle) => return l,
+                    Ok(Some(_)) => {}
+                    _ => panic!("broker output ended before {needle:?}"),
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no {needle:?} in the broker's log"))
+    };
+    wait_for("listening for MQTT").await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(
+        code(addr, connect(V5, "b", Some("bob"), Some(b"banana"))).await,
+        Some(0x86)
+    );
+    password_file(&dir, &[("bob", "banana")]);
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let line = wait_for("reloaded password, ACL and TLS files").await;
+    assert!(line.contains("failed=0"), "{line}");
+    assert_eq!(
+        code(addr, connect(V5, "b", Some("bob"), Some(b"banana"))).await,
+        Some(0)
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(STEP, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
