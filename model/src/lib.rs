@@ -7,5 +7,9 @@
 //! depend on it, never the other way round.
 #![warn(missing_docs)]
 
+pub mod bridge;
+pub mod config_doc;
+pub mod hops;
 /// The password file format, argon2id hashing and verification.
 pub mod password;
+pub mod status;

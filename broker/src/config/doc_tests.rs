@@ -8,10 +8,13 @@ use std::time::Duration;
 use canopy_proto::TopicFilter;
 
 use super::tests::{addr, fail, listener, parse};
-use super::{AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ListenerConfig, TlsConfig};
+use super::{
+    AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ListenerConfig, ResourceConfig,
+    ResourceMode, TlsConfig,
+};
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 8] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
@@ -19,11 +22,12 @@ const TABLES: [(&str, &str); 7] = [
     ("### `[dns]`", "[dns]\n"),
     ("### `[config]`", "[config]\n"),
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
+    ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 7] = [
-    "listener", "auth", "limits", "dns", "config", "carousel", "bridge",
+const TABLE_KEYS: [&str; 8] = [
+    "listener", "auth", "limits", "dns", "config", "carousel", "bridge", "resource",
 ];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.
@@ -111,6 +115,15 @@ fn documented_complete_example_parses_to_the_documented_values() {
             period: Duration::from_secs(30),
             max_bytes_per_sec: 1024 * 1024,
         }],
+        resource: vec![ResourceConfig {
+            name: "license".to_owned(),
+            max_concurrent: 5,
+            lease: Duration::from_secs(60),
+            queue_limit: 1000,
+            mode: ResourceMode::Queue,
+            slot: Duration::from_secs(60),
+            grace: Duration::ZERO,
+        }],
         ..Config::default()
     };
     assert_eq!(config, expected);
@@ -177,7 +190,7 @@ fn documented_parse_error_messages_match_the_code() {
 fn documented_defaults_are_the_real_defaults() {
     let mut checked = 0;
     for (heading, prefix) in TABLES {
-        // A carousel exists only once written, so its defaults are those of a bare carousel.
+        // A carousel or resource exists only once written, so its defaults are those of a bare one.
         let baseline = parse(prefix);
         let section = &DOC[DOC.find(heading).unwrap() + heading.len()..];
         let section = &section[..section.find("\n#").unwrap_or(section.len())];
@@ -196,7 +209,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 33, "rows with a literal default");
+    assert_eq!(checked, 39, "rows with a literal default");
 }
 
 #[test]
