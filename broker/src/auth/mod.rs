@@ -114,6 +114,9 @@ pub struct Auth {
     rules: RwLock<Arc<Rules>>,
     throttle: Mutex<LoginThrottle>,
     failed_logins: AtomicU64,
+    /// Password verifications running at once: each takes ~19 MiB and a core for tens of
+    /// milliseconds, so a flood of CONNECTs queues here instead of exhausting memory.
+    verify_slots: tokio::sync::Semaphore,
 }
 
 impl Auth {
@@ -143,6 +146,7 @@ impl Auth {
             rules: RwLock::new(Arc::new(rules)),
             throttle: Mutex::new(LoginThrottle::new(policy)),
             failed_logins: AtomicU64::new(0),
+            verify_slots: tokio::sync::Semaphore::new(verify_slots()),
         })
     }
 
@@ -207,6 +211,8 @@ impl Auth {
             (Some(user), Some(_)) => {
                 let (u, pw) = (user.to_owned(), password.map(<[u8]>::to_vec));
                 let rules = Arc::clone(&rules);
+                // The semaphore is never closed, so a permit always comes.
+                let _slot = self.verify_slots.acquire().await;
                 let ok = tokio::task::spawn_blocking(move || {
                     pw.is_some_and(|pw| rules.passwords.as_ref().is_some_and(|p| p.verify(&u, &pw)))
                 })
@@ -255,6 +261,11 @@ impl crate::access::Acl for Auth {
             Request::Deliver { topic } => rules.check(user, id, Access::Read, topic),
         }
     }
+}
+
+/// Concurrent password verifications: the number of cores, between 1 and 8.
+fn verify_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8))
 }
 
 fn read(path: &Path) -> Result<String, AuthError> {
