@@ -102,6 +102,7 @@ fn documented_complete_example_parses_to_the_documented_values() {
             allow_anonymous: Some(false),
             password_file: Some(PathBuf::from("passwd")),
             acl_file: Some(PathBuf::from("acl")),
+            bridge_users: vec!["site-bridge".to_string()],
         },
         dns: DnsConfig {
             listen: Some(addr("127.0.0.1:5353")),
@@ -209,7 +210,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 39, "rows with a literal default");
+    assert_eq!(checked, 40, "rows with a literal default");
 }
 
 #[test]

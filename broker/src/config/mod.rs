@@ -130,6 +130,12 @@ pub struct AuthConfig {
     /// to the broker's working directory.
     #[serde(deserialize_with = "opt_non_empty_path")]
     pub acl_file: Option<PathBuf>,
+    /// Users whose connections are bridges (metabrokers): with a password file, only their
+    /// messages that carry the hop marker are treated as forwarded hierarchy documents
+    /// (`$status`, `$presence`, `$cluster` up, `$config` down). A hop marker from anyone
+    /// else is a loop marker only. Without a password file every hop-marked message is
+    /// treated as forwarded (loopback-only brokers). Default: empty.
+    pub bridge_users: Vec<String>,
 }
 
 impl AuthConfig {
