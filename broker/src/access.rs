@@ -198,12 +198,13 @@ impl Access {
             "$resource" => {
                 let levels: Vec<&str> = inner.split('/').collect();
                 match levels.as_slice() {
-                    ["$resource", name] if !is_wild(name) => Ok(()),
+                    // `$resource/+` matches summaries only: names are one level.
+                    ["$resource", name] if *name != "#" => Ok(()),
                     ["$resource", name, "client", id] if !is_wild(name) && *id == client_id => {
                         Ok(())
                     }
                     _ => Err(Denied(
-                        "a client reads $resource/<name> and its own $resource/<name>/client/<client-id>",
+                        "a client reads $resource/<name> (or $resource/+) and its own $resource/<name>/client/<client-id>",
                     )),
                 }
             }
