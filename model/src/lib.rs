@@ -6,3 +6,5 @@
 //! depend on another Canopy crate: the broker, the metabroker and the client all
 //! depend on it, never the other way round.
 #![warn(missing_docs)]
+
+pub mod config_error;

@@ -199,13 +199,7 @@ impl Config {
 
     /// Parses TOML text; `origin` is the file name used in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let root = toml::de::DeTable::parse(text).map_err(|e| error::syntax(&e, text, origin))?;
-        let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
-            .map_err(|e| error::deserialize(&e, text, origin, root.get_ref()))?;
-        config
-            .check_consistency()
-            .map_err(|v| error::violation(v, text, origin, root.get_ref()))?;
-        Ok(config)
+        canopy_model::config_error::from_toml(text, origin, Config::check_consistency)
     }
 
     /// A config for tests: one listener on 127.0.0.1:0, durability memory, data_dir in a fresh
@@ -231,6 +225,33 @@ impl Config {
             }],
             ..Config::default()
         }
+    }
+
+    /// Every file the configuration names, with its dotted key (`auth.password_file`,
+    /// `bridge[0].remote.ca_file`), for a caller that checks they can be read before
+    /// starting (`--check-config` does). Nothing here touches the disk.
+    pub fn named_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        if let Some(p) = &self.auth.password_file {
+            files.push(("auth.password_file".to_owned(), p.clone()));
+        }
+        if let Some(p) = &self.auth.acl_file {
+            files.push(("auth.acl_file".to_owned(), p.clone()));
+        }
+        for (i, b) in self.bridge.iter().enumerate() {
+            for (side, ep) in [("local", &b.local), ("remote", &b.remote)] {
+                for (k, p) in [
+                    ("ca_file", &ep.ca_file),
+                    ("cert_file", &ep.cert_file),
+                    ("key_file", &ep.key_file),
+                ] {
+                    if let Some(p) = p {
+                        files.push((format!("bridge[{i}].{side}.{k}"), p.clone()));
+                    }
+                }
+            }
+        }
+        files
     }
 
     /// Checks that span several keys (each key's own range is checked while parsing).

@@ -443,9 +443,9 @@ fn toml_syntax_errors_give_line_and_column() {
             err,
             ConfigError::Parse {
                 line: 2,
-                key: None,
+                key: Some(ref k),
                 ..
-            }
+            } if k == "limits"
         ),
         "{err:?}"
     );
