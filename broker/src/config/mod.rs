@@ -118,7 +118,9 @@ impl AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This broker's name, used in `$SYS`, status topics and by other brokers. 1 to 64
-    /// characters, no whitespace, control characters, `/`, `+` or `#`. Default `"canopy"`.
+    /// characters, no whitespace, control characters, `/`, `+` or `#`. Default
+    /// `"canopy-<port>"` with the first listener's port (`"canopy-1883"`; `"canopy"` for port
+    /// 0), so two brokers on one machine differ; see [`default_node_id`].
     #[serde(deserialize_with = "node_id")]
     pub node_id: String,
     /// Directory of the embedded store (created if missing). Default `"./canopy-data"`,
@@ -168,7 +170,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            node_id: "canopy".to_owned(),
+            node_id: default_node_id(&[ListenerConfig::default()]),
             data_dir: PathBuf::from("./canopy-data"),
             durability: Durability::Sync,
             commit_interval: Duration::from_millis(10),
@@ -187,6 +189,20 @@ impl Default for Config {
     }
 }
 
+/// The node id of a file that sets none: `canopy-<port>` with the first listener's port, or
+/// `canopy` when that port is 0 (picked by the system) or there is no listener.
+pub fn default_node_id(listeners: &[ListenerConfig]) -> String {
+    match listeners.first().map(|l| l.bind.port()) {
+        Some(port) if port != 0 => format!("canopy-{port}"),
+        _ => "canopy".to_owned(),
+    }
+}
+
+/// Whether `text` writes a top-level `node_id` key (the text is known to be valid TOML).
+fn text_sets_node_id(text: &str) -> bool {
+    toml::de::DeTable::parse(text).is_ok_and(|root| root.get_ref().contains_key("node_id"))
+}
+
 impl Config {
     /// Reads and validates a TOML file; errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -199,7 +215,12 @@ impl Config {
 
     /// Parses TOML text; `origin` is the file name used in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        canopy_model::config_error::from_toml(text, origin, Config::check_consistency)
+        let mut config: Config =
+            canopy_model::config_error::from_toml(text, origin, Config::check_consistency)?;
+        if !text_sets_node_id(text) {
+            config.node_id = default_node_id(&config.listener);
+        }
+        Ok(config)
     }
 
     /// A config for tests: one listener on 127.0.0.1:0, durability memory, data_dir in a fresh
@@ -217,6 +238,7 @@ impl Config {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         Config {
+            node_id: "canopy".to_owned(),
             data_dir: std::env::temp_dir().join(name),
             durability: Durability::Memory,
             sys_interval: Duration::from_secs(1),
