@@ -50,7 +50,10 @@ fn unset_node_id_follows_the_first_listener_port_so_two_brokers_differ() {
     let root = parse("[[listener]]\nbind = \"127.0.0.1:1883\"\n");
     assert_eq!(site.node_id, "canopy-1884");
     assert_eq!(root.node_id, "canopy-1883");
-    assert_eq!(parse("[[listener]]\nbind = \"127.0.0.1:0\"\n").node_id, "canopy");
+    assert_eq!(
+        parse("[[listener]]\nbind = \"127.0.0.1:0\"\n").node_id,
+        "canopy"
+    );
     let named = parse("node_id = \"canopy\"\n[[listener]]\nbind = \"127.0.0.1:1884\"\n");
     assert_eq!(named.node_id, "canopy");
 }
