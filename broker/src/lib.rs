@@ -57,6 +57,8 @@ pub struct BrokerHandle {
     dns_addr: Option<SocketAddr>,
     /// Embedded metabrokers (`[[bridge]]`), stopped before the broker.
     bridges: Vec<canopy_metabroker::BridgeHandle>,
+    /// What connection tasks share, for [`BrokerHandle::attach`].
+    ctx: Arc<ServerCtx>,
 }
 
 impl BrokerHandle {
@@ -81,6 +83,21 @@ impl BrokerHandle {
     /// Broker-wide counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Serves one MQTT connection over any byte stream (an in-memory pipe, a stream
+    /// accepted elsewhere), exactly as a connection accepted by a listener; `peer` is
+    /// what the logs name.
+    pub fn attach<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        server::spawn_connection(
+            &self.connections,
+            self.ctx.clone(),
+            server::transport::Polled::new(stream),
+            peer,
+        );
     }
 
     /// Stops the broker: no new connections, DISCONNECT 0x8B to 5.0 clients, store
@@ -211,6 +228,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let bridges = canopy_metabroker::spawn(bridge_configs)?;
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
     Ok(BrokerHandle {
+        ctx,
         bridges,
         addrs,
         router: tx,

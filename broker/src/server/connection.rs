@@ -18,11 +18,11 @@ use canopy_proto::{
     DecodeLimits, Disconnect, DisconnectProperties, Packet, ProtoError, Protocol, Publish,
     PublishProperties, QoS, ReasonCode, TopicName,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::handshake::{self, Established};
+use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
@@ -31,9 +31,8 @@ use crate::router::Command;
 /// Bytes reserved for reading when a readable socket finds the buffer short.
 const READ_CHUNK: usize = 8192;
 
-/// Serves one accepted TCP connection to its end.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) {
-    let _ = stream.set_nodelay(true);
+/// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
+pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx) {
     let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
     run(stream, ctx).instrument(span).await;
 }
@@ -64,7 +63,7 @@ enum End {
     KeepAlive,
 }
 
-async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
+async fn run<S: Transport>(mut stream: S, ctx: &ServerCtx) {
     let limits = DecodeLimits {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
@@ -110,8 +109,8 @@ async fn run(mut stream: TcpStream, ctx: &ServerCtx) {
 }
 
 /// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout.
-async fn read_connect(
-    stream: &mut TcpStream,
+async fn read_connect<S: Transport>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     limits: &DecodeLimits,
     ctx: &ServerCtx,
@@ -140,17 +139,26 @@ async fn read_connect(
                 return None;
             }
         }
-        let read = tokio::select! {
-            r = tokio::time::timeout_at(deadline, stream.read_buf(rbuf)) => r,
+        let ready = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
             _ = shutdown.changed() => return None,
         };
-        match read {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(n)) => Metrics::add(&ctx.metrics.bytes_received, n as u64),
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
             Err(_) => {
                 tracing::debug!("no CONNECT within the timeout; closing");
                 return None;
             }
+        }
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(rbuf) {
+            Ok(0) => return None,
+            Ok(n) => Metrics::add(&ctx.metrics.bytes_received, n as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
         }
     }
 }
@@ -173,7 +181,7 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    async fn run(&mut self, stream: &mut TcpStream, mut rbuf: BytesMut) -> End {
+    async fn run<S: Transport>(&mut self, stream: &mut S, mut rbuf: BytesMut) -> End {
         let outbox = self.est.outbox.clone();
         loop {
             // Decode whatever is already buffered (CONNECT may have arrived with more),
@@ -396,9 +404,9 @@ impl Connection<'_> {
     }
 
     /// Answers a protocol error: DISCONNECT with `reason` for 5.0, then close.
-    async fn protocol_error(
+    async fn protocol_error<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         reason: ReasonCode,
         why: &str,
     ) -> End {
@@ -409,9 +417,9 @@ impl Connection<'_> {
         End::Error
     }
 
-    async fn send_disconnect(
+    async fn send_disconnect<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         reason: ReasonCode,
         why: Option<String>,
     ) {
@@ -431,7 +439,7 @@ impl Connection<'_> {
     }
 
     /// Writes everything the router queued, in one batch.
-    async fn flush_outbox(&mut self, stream: &mut TcpStream) -> Option<End> {
+    async fn flush_outbox<S: Transport>(&mut self, stream: &mut S) -> Option<End> {
         // Swap a fresh queue in and drop the drained one after use: an idle connection
         // keeps no queue capacity on either side.
         let mut items = VecDeque::new();
@@ -524,7 +532,7 @@ impl Connection<'_> {
         }
     }
 
-    async fn write(&mut self, stream: &mut TcpStream) -> Result<(), End> {
+    async fn write<S: Transport>(&mut self, stream: &mut S) -> Result<(), End> {
         if self.wbuf.is_empty() {
             return Ok(());
         }

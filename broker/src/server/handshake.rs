@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use canopy_proto::{ConnAck, ConnAckProperties, Connect, Packet, ProtoError, Protocol, ReasonCode};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::ServerCtx;
+use super::transport::Transport;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::router::{Command, ConnectReply, ConnectRequest};
@@ -41,8 +41,8 @@ pub struct Established {
 }
 
 /// Answers a CONNECT that cannot be accepted, on the wire and in the log.
-pub async fn refuse(
-    stream: &mut TcpStream,
+pub async fn refuse<S: Transport>(
+    stream: &mut S,
     protocol: Protocol,
     reason: ReasonCode,
     ctx: &ServerCtx,
@@ -66,7 +66,7 @@ pub async fn refuse(
 }
 
 /// Answers a CONNECT whose protocol level we do not speak [MQTT-3.1.2-2].
-pub async fn refuse_protocol(stream: &mut TcpStream, err: &ProtoError, ctx: &ServerCtx) {
+pub async fn refuse_protocol<S: Transport>(stream: &mut S, err: &ProtoError, ctx: &ServerCtx) {
     if let ProtoError::UnsupportedProtocol { level, .. } = err {
         let protocol = if *level == 5 {
             Protocol::V5
@@ -84,78 +84,92 @@ pub async fn refuse_protocol(stream: &mut TcpStream, err: &ProtoError, ctx: &Ser
     }
 }
 
-/// Validates `connect`, registers it with the router and writes the CONNACK.
-/// Returns `None` when the connection is to be closed (the answer is already sent).
-pub async fn establish(
-    stream: &mut TcpStream,
-    connect: Connect,
-    ctx: &ServerCtx,
-) -> Option<Established> {
-    let cfg = &ctx.config;
+/// Why a CONNECT is refused: the one value every refusal goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Protocol to answer in.
+    pub protocol: Protocol,
+    /// CONNACK reason code (mapped to a 3.1.1 return code by the encoder).
+    pub reason: ReasonCode,
+    /// For the log and the 5.0 reason string.
+    pub why: &'static str,
+}
+
+/// A CONNECT that passed every check that needs no IO.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Protocol level.
+    pub protocol: Protocol,
+    /// The client identifier in force (assigned if the client sent none).
+    pub client_id: Arc<str>,
+    /// The identifier the broker assigned, to tell a 5.0 client [MQTT-3.2.2-16].
+    pub assigned: Option<String>,
+    /// Session Expiry Interval the client asked for.
+    pub requested_expiry: u32,
+    /// Session Expiry Interval granted.
+    pub session_expiry: u32,
+    /// Keep alive in force, seconds.
+    pub keep_alive: u16,
+    /// Server Keep Alive to announce (5.0), when it differs from the client's.
+    pub server_keep_alive: Option<u16>,
+}
+
+/// Decides whether `connect` may proceed, without IO: authentication method, connection
+/// count, credentials, client identifier, will and session limits. `open` is the number
+/// of open connections; `assign` yields a fresh number for an assigned identifier.
+pub fn validate(
+    connect: &Connect,
+    cfg: &crate::config::Config,
+    anonymous: bool,
+    open: usize,
+    assign: impl FnOnce() -> u64,
+) -> Result<Accepted, Refusal> {
     let limits = &cfg.limits;
     let protocol = connect.protocol.unwrap_or(Protocol::V311);
     let v5 = protocol.is_v5();
-    let props = &connect.properties;
-
+    let refuse = |reason, why| Refusal {
+        protocol,
+        reason,
+        why,
+    };
     if connect.properties.authentication_method.is_some() {
-        refuse(
-            stream,
-            protocol,
+        return Err(refuse(
             ReasonCode::BAD_AUTHENTICATION_METHOD,
-            ctx,
             "enhanced authentication is not supported",
-        )
-        .await;
-        return None;
+        ));
     }
-    if ctx.open.load(Ordering::Relaxed) > limits.max_connections {
+    if open > limits.max_connections {
         let reason = if v5 {
             ReasonCode::QUOTA_EXCEEDED
         } else {
             ReasonCode::SERVER_UNAVAILABLE
         };
-        refuse(stream, protocol, reason, ctx, "too many connections").await;
-        return None;
+        return Err(refuse(reason, "too many connections"));
     }
-    if connect.username.is_none() && !ctx.anonymous {
-        refuse(
-            stream,
-            protocol,
+    if connect.username.is_none() && !anonymous {
+        return Err(refuse(
             ReasonCode::NOT_AUTHORIZED,
-            ctx,
             "anonymous access is not allowed",
-        )
-        .await;
-        return None;
+        ));
     }
-    if connect.username.is_some() && !ctx.anonymous {
+    if connect.username.is_some() && !anonymous {
         // No password file support yet: only anonymous-capable listeners accept names.
-        refuse(
-            stream,
-            protocol,
+        return Err(refuse(
             ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-            ctx,
             "unknown user name or password",
-        )
-        .await;
-        return None;
+        ));
     }
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         // [MQTT-3.1.3-8]: 3.1.1 refuses an empty id with a persistent session; 3.1
         // refuses it always. 5.0 assigns one [MQTT-3.1.3-6].
         if protocol == Protocol::V31 || (protocol == Protocol::V311 && !connect.clean_start) {
-            refuse(
-                stream,
-                protocol,
+            return Err(refuse(
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                ctx,
                 "empty client identifier",
-            )
-            .await;
-            return None;
+            ));
         }
-        let n = ctx.next_assigned.fetch_add(1, Ordering::Relaxed);
+        let n = assign();
         let id = format!(
             "canopy-{}-{:x}",
             cfg.node_id,
@@ -167,60 +181,38 @@ pub async fn establish(
         Arc::from(connect.client_id.as_str())
     };
     if client_id.len() > limits.max_client_id_length {
-        refuse(
-            stream,
-            protocol,
+        return Err(refuse(
             ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-            ctx,
             "client identifier too long",
-        )
-        .await;
-        return None;
+        ));
     }
-    tracing::Span::current().record("client_id", &*client_id);
     if let Some(w) = &connect.will {
         if w.qos as u8 > limits.maximum_qos {
-            refuse(
-                stream,
-                protocol,
+            return Err(refuse(
                 ReasonCode::QOS_NOT_SUPPORTED,
-                ctx,
                 "will QoS above the maximum",
-            )
-            .await;
-            return None;
+            ));
         }
         if w.retain && !limits.retain_available {
-            refuse(
-                stream,
-                protocol,
+            return Err(refuse(
                 ReasonCode::RETAIN_NOT_SUPPORTED,
-                ctx,
                 "retain is not available",
-            )
-            .await;
-            return None;
+            ));
         }
         if w.topic.len() > limits.max_topic_length || w.topic.depth() > limits.max_topic_levels {
-            refuse(
-                stream,
-                protocol,
+            return Err(refuse(
                 ReasonCode::TOPIC_NAME_INVALID,
-                ctx,
                 "will topic exceeds the limits",
-            )
-            .await;
-            return None;
+            ));
         }
     }
     let requested_expiry = if v5 {
-        props.session_expiry_interval.unwrap_or(0)
+        connect.properties.session_expiry_interval.unwrap_or(0)
     } else if connect.clean_start {
         0
     } else {
         u32::MAX
     };
-    let session_expiry = requested_expiry.min(limits.max_session_expiry);
     let mut keep_alive = connect.keep_alive;
     let mut server_keep_alive = None;
     if v5
@@ -230,61 +222,29 @@ pub async fn establish(
         keep_alive = limits.max_keep_alive;
         server_keep_alive = Some(keep_alive);
     }
-    let outbox = Outbox::new(super::QOS0_OUTBOX);
-    let (tx, rx) = oneshot::channel();
-    let will = connect.will.map(|mut w| {
-        if !v5 {
-            w.properties = Default::default();
-        }
-        w
-    });
-    let req = ConnectRequest {
-        client_id: client_id.clone(),
-        clean_start: connect.clean_start,
-        session_expiry,
-        will,
+    Ok(Accepted {
         protocol,
-        receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
-        max_packet_size: props.maximum_packet_size,
-        outbox: outbox.clone(),
-        reply: tx,
-    };
-    if ctx
-        .router
-        .send(Command::Connect(Box::new(req)))
-        .await
-        .is_err()
-    {
-        refuse(
-            stream,
-            protocol,
-            ReasonCode::SERVER_UNAVAILABLE,
-            ctx,
-            "broker is stopping",
-        )
-        .await;
-        return None;
-    }
-    let Ok(reply) = rx.await else {
-        refuse(
-            stream,
-            protocol,
-            ReasonCode::SERVER_UNAVAILABLE,
-            ctx,
-            "broker is stopping",
-        )
-        .await;
-        return None;
-    };
+        client_id,
+        assigned,
+        requested_expiry,
+        session_expiry: requested_expiry.min(limits.max_session_expiry),
+        keep_alive,
+        server_keep_alive,
+    })
+}
+
+/// The CONNACK for an accepted CONNECT, with the 5.0 properties that tell the client
+/// the limits in force.
+pub fn connack(a: &Accepted, limits: &crate::config::Limits, session_present: bool) -> ConnAck {
     let mut ack = ConnAck {
-        session_present: reply.session_present,
+        session_present,
         reason: ReasonCode::SUCCESS,
         properties: Default::default(),
     };
-    if v5 {
+    if a.protocol.is_v5() {
         let p = &mut ack.properties;
-        if session_expiry != requested_expiry {
-            p.session_expiry_interval = Some(session_expiry);
+        if a.session_expiry != a.requested_expiry {
+            p.session_expiry_interval = Some(a.session_expiry);
         }
         p.receive_maximum = Some(limits.receive_maximum);
         if limits.maximum_qos < 2 {
@@ -294,10 +254,64 @@ pub async fn establish(
             p.retain_available = Some(0);
         }
         p.maximum_packet_size = Some(limits.max_packet_size);
-        p.assigned_client_identifier = assigned;
+        p.assigned_client_identifier = a.assigned.clone();
         p.topic_alias_maximum = Some(limits.topic_alias_maximum);
-        p.server_keep_alive = server_keep_alive;
+        p.server_keep_alive = a.server_keep_alive;
     }
+    ack
+}
+
+/// Validates `connect`, registers it with the router and writes the CONNACK.
+/// Returns `None` when the connection is to be closed (the answer is already sent).
+pub async fn establish<S: Transport>(
+    stream: &mut S,
+    connect: Connect,
+    ctx: &ServerCtx,
+) -> Option<Established> {
+    let limits = &ctx.config.limits;
+    let open = ctx.open.load(Ordering::Relaxed);
+    let accepted = match validate(&connect, &ctx.config, ctx.anonymous, open, || {
+        ctx.next_assigned.fetch_add(1, Ordering::Relaxed)
+    }) {
+        Ok(a) => a,
+        Err(r) => {
+            refuse(stream, r.protocol, r.reason, ctx, r.why).await;
+            return None;
+        }
+    };
+    let protocol = accepted.protocol;
+    let v5 = protocol.is_v5();
+    tracing::Span::current().record("client_id", &*accepted.client_id);
+    let props = &connect.properties;
+    let outbox = Outbox::new(super::QOS0_OUTBOX);
+    let (tx, rx) = oneshot::channel();
+    let will = connect.will.map(|mut w| {
+        if !v5 {
+            w.properties = Default::default();
+        }
+        w
+    });
+    let req = ConnectRequest {
+        client_id: accepted.client_id.clone(),
+        clean_start: connect.clean_start,
+        session_expiry: accepted.session_expiry,
+        will,
+        protocol,
+        receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
+        max_packet_size: props.maximum_packet_size,
+        outbox: outbox.clone(),
+        reply: tx,
+    };
+    let reply = match ctx.router.send(Command::Connect(Box::new(req))).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    let Some(reply) = reply else {
+        let why = "broker is stopping";
+        refuse(stream, protocol, ReasonCode::SERVER_UNAVAILABLE, ctx, why).await;
+        return None;
+    };
+    let ack = connack(&accepted, limits, reply.session_present);
     let mut buf = BytesMut::new();
     if canopy_proto::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_err()
         || stream.write_all(&buf).await.is_err()
@@ -319,7 +333,7 @@ pub async fn establish(
     ctx.metrics.client_connected();
     tracing::debug!(
         ?protocol,
-        keep_alive,
+        keep_alive = accepted.keep_alive,
         session_present = reply.session_present,
         "client connected"
     );
@@ -327,8 +341,8 @@ pub async fn establish(
         protocol,
         reply,
         outbox,
-        keep_alive,
-        session_expiry,
+        keep_alive: accepted.keep_alive,
+        session_expiry: accepted.session_expiry,
         alias_max_in: if v5 { limits.topic_alias_maximum } else { 0 },
         alias_max_out: if v5 {
             props.topic_alias_maximum.unwrap_or(0)
@@ -338,3 +352,7 @@ pub async fn establish(
         problem_info: props.request_problem_information.unwrap_or(1) == 1,
     })
 }
+
+#[cfg(test)]
+#[path = "handshake_tests.rs"]
+mod tests;

@@ -8,6 +8,7 @@
 mod connection;
 mod handshake;
 pub mod prometheus;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,16 +88,26 @@ pub async fn accept_loop(
                 continue;
             }
         }
-        let ctx = ctx.clone();
-        let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Reap finished tasks so the set does not grow with history.
-        while set.try_join_next().is_some() {}
-        set.spawn(async move {
-            ctx.open.fetch_add(1, Ordering::Relaxed);
-            connection::serve(stream, peer, &ctx).await;
-            ctx.open.fetch_sub(1, Ordering::Relaxed);
-        });
+        let _ = stream.set_nodelay(true);
+        spawn_connection(&tasks, ctx.clone(), stream, peer);
     }
+}
+
+/// Spawns the task that serves one connection over `stream` into `tasks`.
+pub fn spawn_connection<S: transport::Transport + 'static>(
+    tasks: &std::sync::Mutex<JoinSet<()>>,
+    ctx: Arc<ServerCtx>,
+    stream: S,
+    peer: SocketAddr,
+) {
+    let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
+    // Reap finished tasks so the set does not grow with history.
+    while set.try_join_next().is_some() {}
+    set.spawn(async move {
+        ctx.open.fetch_add(1, Ordering::Relaxed);
+        connection::serve(stream, peer, &ctx).await;
+        ctx.open.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Binds every configured listener; returns them with their bound addresses. IPv6

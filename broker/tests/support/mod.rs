@@ -94,14 +94,14 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// A bare MQTT 5.0 client driven packet by packet.
-pub struct Client {
-    stream: TcpStream,
+/// A bare MQTT 5.0 client driven packet by packet, over TCP or any other byte stream.
+pub struct Client<S = TcpStream> {
+    stream: S,
     rbuf: BytesMut,
     pub session_present: bool,
 }
 
-impl Client {
+impl Client<TcpStream> {
     /// Connects with `client_id`; `clean` is Clean Start; a non-zero `expiry` keeps the
     /// session.
     pub async fn connect(
@@ -111,11 +111,24 @@ impl Client {
         expiry: u32,
     ) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr).await?;
-        let mut c = Client {
-            stream,
-            rbuf: BytesMut::new(),
-            session_present: false,
-        };
+        Client::over(stream, client_id, clean, expiry).await
+    }
+
+    /// Connects with a CONNECT built by the caller (protocol 5.0).
+    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        Client::handshake(stream, connect).await
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
+    /// Connects over `stream` with `client_id` (see [`Client::connect`]).
+    pub async fn over(
+        stream: S,
+        client_id: &str,
+        clean: bool,
+        expiry: u32,
+    ) -> std::io::Result<Client<S>> {
         let connect = Connect {
             protocol: Some(Protocol::V5),
             clean_start: clean,
@@ -127,6 +140,16 @@ impl Client {
                 ..Default::default()
             },
             ..Default::default()
+        };
+        Client::handshake(stream, connect).await
+    }
+
+    /// Sends `connect` over `stream` and waits for a successful CONNACK.
+    pub async fn handshake(stream: S, connect: Connect) -> std::io::Result<Client<S>> {
+        let mut c = Client {
+            stream,
+            rbuf: BytesMut::new(),
+            session_present: false,
         };
         c.send(&Packet::Connect(Box::new(connect))).await?;
         match c.recv().await? {
@@ -223,25 +246,7 @@ impl Client {
     }
 }
 
-impl Client {
-    /// Connects with a CONNECT built by the caller (protocol 5.0).
-    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(addr).await?;
-        let mut c = Client {
-            stream,
-            rbuf: BytesMut::new(),
-            session_present: false,
-        };
-        c.send(&Packet::Connect(Box::new(connect))).await?;
-        match c.recv().await? {
-            Some(Packet::ConnAck(a)) if !a.reason.is_error() => {
-                c.session_present = a.session_present;
-                Ok(c)
-            }
-            other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
-        }
-    }
-
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
     /// Sends a SUBSCRIBE built by the caller and waits for its SUBACK.
     pub async fn subscribe_with(&mut self, sub: Subscribe) -> std::io::Result<()> {
         self.send(&Packet::Subscribe(sub)).await?;
