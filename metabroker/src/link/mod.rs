@@ -88,6 +88,8 @@ pub enum LinkEvent {
 struct Correlation {
     /// Sequences of QoS 1/2 publishes handed to the client, not yet given a packet id.
     fifo: VecDeque<u64>,
+    /// Filters handed to the client for SUBSCRIBE, not yet given a packet id.
+    subscribing: VecDeque<String>,
 }
 
 /// The rumqttc client of either protocol version.
@@ -120,6 +122,13 @@ enum Ev {
         pkid: u16,
         accepted: bool,
     },
+    /// Our SUBSCRIBE left with this packet id.
+    OutgoingSubscribe(u16),
+    /// SUBACK: `Some(reason)` when the broker refused the filter.
+    SubAck {
+        pkid: u16,
+        refused: Option<String>,
+    },
 }
 
 /// What the polling task keeps to itself.
@@ -140,6 +149,10 @@ struct Poller {
     down: bool,
     backoff: Backoff,
     events: mpsc::UnboundedSender<LinkEvent>,
+    /// Our client id on this side, for the hint of a refused subscription.
+    client_id: String,
+    /// Packet id -> filter of our SUBSCRIBEs awaiting their SUBACK.
+    subscribed: HashMap<u16, String>,
 }
 
 /// Request channel capacity: room for the window, its acks and the pump's bursts.
@@ -187,6 +200,8 @@ impl Link {
             down: false,
             backoff: Backoff::new(backoff),
             events,
+            client_id: client_id.to_owned(),
+            subscribed: HashMap::new(),
         };
         let setup = Setup {
             endpoint,
@@ -214,6 +229,9 @@ impl Link {
 
     /// Subscribes one filter (5.0: no-local and retain-as-published; 3.1.1 has neither).
     pub async fn subscribe(&self, path: String, qos: QoS) {
+        if let Ok(mut c) = self.shared.lock() {
+            c.subscribing.push_back(path.clone());
+        }
         let _ = match &self.client {
             Client::V5(c) => {
                 let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(path, qos);
@@ -419,6 +437,27 @@ impl Poller {
                 }
                 None
             }
+            Ev::OutgoingSubscribe(pkid) => {
+                if let Some(filter) = self
+                    .shared
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.subscribing.pop_front())
+                {
+                    self.subscribed.insert(pkid, filter);
+                }
+                None
+            }
+            Ev::SubAck { pkid, refused } => {
+                let filter = self.subscribed.remove(&pkid);
+                if let (Some(reason), Some(filter)) = (refused, filter) {
+                    tracing::error!(
+                        "{}",
+                        refusal_message(side, &filter, &reason, &self.client_id)
+                    );
+                }
+                None
+            }
             Ev::Acked { pkid, accepted } => {
                 self.inflight.remove(&pkid).map(|seq| LinkEvent::Acked {
                     side,
@@ -431,5 +470,48 @@ impl Poller {
             Some(e) => self.events.send(e).map_err(|_| ()),
             None => Ok(()),
         }
+    }
+}
+
+/// The log line for a subscription the `side` broker refused, saying what to configure.
+fn refusal_message(side: Side, filter: &str, reason: &str, client_id: &str) -> String {
+    let side = match side {
+        Side::Local => "local",
+        Side::Remote => "remote",
+    };
+    let hint = if filter.starts_with("$config") {
+        format!(
+            "; a Canopy broker lets only its [config] admins read other clients' \
+             configuration documents: add \"{client_id}\" to `admins` in the [config] table of \
+             the {side} broker's file (docs/config-documents.md)"
+        )
+    } else {
+        format!("; check that the {side} broker allows client \"{client_id}\" to subscribe there")
+    };
+    format!(
+        "the {side} broker refused the subscription to {filter:?} ({reason}), so nothing \
+         from it will be forwarded{hint}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_config_subscription_says_which_admins_entry_to_add() {
+        let m = refusal_message(Side::Remote, "$config/#", "NotAuthorized", "site-local");
+        assert!(
+            m.starts_with(
+                "the remote broker refused the subscription to \"$config/#\" (NotAuthorized)"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("add \"site-local\" to `admins` in the [config] table"),
+            "{m}"
+        );
+        let m = refusal_message(Side::Local, "map/#", "Failure", "x");
+        assert!(m.contains("local broker allows client \"x\""), "{m}");
     }
 }

@@ -80,6 +80,15 @@ fn translate(event: Event) -> Option<Ev> {
         Event::Outgoing(Outgoing::PubRec(pkid)) => Ev::OutgoingPubRec(pkid),
         Event::Incoming(Packet::PubRel(rel)) => Ev::IncomingPubRel(rel.pkid),
         Event::Outgoing(Outgoing::Publish(pkid)) => Ev::OutgoingPublish(pkid),
+        Event::Outgoing(Outgoing::Subscribe(pkid)) => Ev::OutgoingSubscribe(pkid),
+        Event::Incoming(Packet::SubAck(ack)) => Ev::SubAck {
+            pkid: ack.pkid,
+            refused: ack
+                .return_codes
+                .iter()
+                .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                .then(|| "SUBACK 0x80 Failure".to_owned()),
+        },
         // 3.1.1 acknowledgements carry no reason code: an ack is an acceptance.
         Event::Incoming(Packet::PubAck(ack)) => Ev::Acked {
             pkid: ack.pkid,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason, PubRecReason, Publish};
+use rumqttc::v5::mqttbytes::v5::{
+    LastWill, Packet, PubAckReason, PubRecReason, Publish, SubscribeReasonCode,
+};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions, Request};
 
 use super::{Ev, Poller, Setup, channel_capacity};
@@ -64,6 +66,15 @@ fn translate(event: Event) -> Option<Ev> {
         Event::Outgoing(Outgoing::PubRec(pkid)) => Ev::OutgoingPubRec(pkid),
         Event::Incoming(Packet::PubRel(rel)) => Ev::IncomingPubRel(rel.pkid),
         Event::Outgoing(Outgoing::Publish(pkid)) => Ev::OutgoingPublish(pkid),
+        Event::Outgoing(Outgoing::Subscribe(pkid)) => Ev::OutgoingSubscribe(pkid),
+        Event::Incoming(Packet::SubAck(ack)) => Ev::SubAck {
+            pkid: ack.pkid,
+            refused: ack
+                .return_codes
+                .iter()
+                .find(|c| !matches!(c, SubscribeReasonCode::Success(_)))
+                .map(|c| format!("{c:?}")),
+        },
         Event::Incoming(Packet::PubAck(ack)) => Ev::Acked {
             pkid: ack.pkid,
             accepted: matches!(
