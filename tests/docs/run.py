@@ -15,6 +15,8 @@ follows it, except `broker` and `expect` with inline text):
   <!-- doc-test: each -->           a list of alternative commands: start each line (with
                                      its continuation lines) in the background, in order
   <!-- doc-test: sh COMMAND -->     run COMMAND (hidden set-up, such as creating a file)
+  <!-- doc-test: stop -->           stop everything the page started so far (the reader's
+                                     Ctrl-C before the next section)
   <!-- doc-test: console -->        a `$ command` / output transcript: run each command and
                                      check that each output line shown appears in its output
   <!-- doc-test: expect -->         every non-blank line of the block must appear in the
@@ -80,6 +82,10 @@ class Page:
 def parse(path: Path) -> Page:
     lines = path.read_text().splitlines()
     page = Page(path)
+    for line in lines:
+        m = MARKER.match(line.strip())
+        if m and m.group(1) == "broker":
+            page.broker = m.group(2)
     i = 0
     while i < len(lines):
         m = MARKER.match(lines[i].strip())
@@ -88,15 +94,16 @@ def parse(path: Path) -> Page:
             continue
         kind, arg = m.group(1), m.group(2)
         if kind == "broker":
-            page.broker = arg or ""
             i += 1
             continue
-        if kind in ("expect", "absent", "sh") and arg:
+        if kind == "stop" or (kind in ("expect", "absent", "sh") and arg):
             page.steps.append(Step(kind, "", arg, i + 1))
             i += 1
             continue
         j = i + 1
-        while j < len(lines) and not lines[j].strip():
+        while j < len(lines) and (
+            not lines[j].strip() or lines[j].strip().startswith("<!-- doc-test: broker")
+        ):
             j += 1
         fence = FENCE.match(lines[j]) if j < len(lines) else None
         if not fence:
@@ -299,6 +306,9 @@ def run_page(page: Page, bin_dir: Path) -> None:
                         raise Failure(f"did not finish within {BLOCK_TIMEOUT:.0f} s")
                     if code != want:
                         raise Failure(f"exit status {code}, expected {want}")
+                elif step.kind == "stop":
+                    env.stop()
+                    env.groups.clear()
                 elif step.kind == "sh":
                     if env.spawn(text, log).wait(timeout=BLOCK_TIMEOUT) != 0:
                         raise Failure("set-up command failed")
