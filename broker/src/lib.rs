@@ -7,6 +7,7 @@
 //! test needs: `start(Config::ephemeral())` gives a broker on a free port.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod config;
 mod error;
 mod levels;
@@ -18,7 +19,6 @@ mod router;
 mod server;
 pub mod services;
 pub mod store;
-mod sys;
 pub mod topic_tree;
 
 use std::net::SocketAddr;
@@ -160,19 +160,27 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
-    let store = store::open(&config)?;
+    let mut store = store::open(&config)?;
+    let snapshot = store.load()?;
+    let (committer, commits) =
+        store::worker::Committer::spawn(store).map_err(|source| store::StoreError::Io {
+            path: "commit thread".into(),
+            source,
+        })?;
     let status = Arc::new(services::status::StatusBook::new());
-    let (router, commits) = Router::new(
+    let now = Instant::now();
+    let services = router::registered(&config, &metrics, &status, now);
+    let router = Router::new(
         &config,
-        store,
+        snapshot,
+        Box::new(committer),
         metrics.clone(),
-        status.clone(),
-        Instant::now(),
-    )?;
+        services,
+        now,
+    );
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
-    let router_task =
-        tokio::spawn(router.run(rx, commits, config.sys_interval, config.commit_interval));
+    let router_task = tokio::spawn(router.run(rx, commits));
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
         anonymous: config.auth.anonymous_allowed(&config.listener),

@@ -50,8 +50,10 @@ counters! {
     keepalive_timeouts,
     /// PUBLISH packets refused by topic rules (e.g. `$SYS` from a client).
     publish_denied,
-    /// Connections cut off because they did not read what we wrote.
+    /// Connections cut off as slow consumers (not reading, or a full queue for too long).
     slow_consumers,
+    /// Publisher acknowledgements held back because a subscriber's queue was full.
+    publishers_held,
 }
 
 impl Metrics {

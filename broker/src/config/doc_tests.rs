@@ -185,7 +185,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 30, "rows with a literal default");
+    assert_eq!(checked, 31, "rows with a literal default");
 }
 
 #[test]

@@ -4,9 +4,11 @@
 //! `deserialize_with` attribute beside it). Must never enforce anything itself: the server,
 //! proto session and router read these values.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::values::{MIB, UNBOUNDED, UNBOUNDED_INT, int, size};
+use super::values::{MIB, UNBOUNDED, UNBOUNDED_INT, duration, int, size};
 
 /// Largest accepted `max_packet_size`: 256 MiB, just above MQTT's own maximum packet size
 /// (a 268,435,455-byte remaining length plus a 5-byte fixed header).
@@ -61,6 +63,12 @@ pub struct Limits {
     /// What a full session queue drops: `drop_oldest` (default) or `drop_newest`. QoS 0
     /// messages are always dropped before any QoS 1/2 message. Every drop is counted.
     pub queue_full: QueueFullPolicy,
+    /// How long an online subscriber may keep a full queue while its publishers are held
+    /// back (their PUBACK/PUBREC waits) before it is cut off as a slow consumer (5.0:
+    /// DISCONNECT 0x97) and its session, if persistent, queues as an offline one.
+    /// Default `"30s"`; 1s to 1day.
+    #[serde(deserialize_with = "duration::<_, 1000, 86_400_000>")]
+    pub slow_consumer_timeout: Duration,
     /// Most simultaneous client connections. Default 100000; at least 1.
     #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
     pub max_connections: usize,
@@ -99,6 +107,7 @@ impl Default for Limits {
             max_queued_messages: 1000,
             max_queued_bytes: 16 * MIB,
             queue_full: QueueFullPolicy::DropOldest,
+            slow_consumer_timeout: Duration::from_secs(30),
             max_connections: 100_000,
             connection_rate: 0,
             max_keep_alive: 65535,

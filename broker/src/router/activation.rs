@@ -389,7 +389,11 @@ impl Router {
     /// document naming a `client_id` acts on that session (which must exist: connected, or
     /// persistent and offline); errors go, retained, to `$ctl/errors/<that client id>`.
     pub(super) fn on_ctl(&mut self, now: Instant, key: usize, topic: &str, payload: &Bytes) {
-        let own = self.client_id(key).to_owned();
+        let own = self
+            .sessions
+            .get(key)
+            .map(|s| s.client_id.to_string())
+            .unwrap_or_default();
         let target_id = ctl_target(payload).unwrap_or_else(|| own.clone());
         let target = if target_id == own {
             Some(key)
@@ -411,7 +415,17 @@ impl Router {
                 "request": String::from_utf8_lossy(payload),
             });
             if let Ok(t) = TopicName::new(&format!("{CTL_ERRORS}{target_id}")) {
-                self.publish_internal(now, t, Bytes::from(doc.to_string()), true);
+                // Retained (in memory only), so that a tool that connects after the
+                // registration, or the session's owner reconnecting, still sees it.
+                let msg = crate::message::Message {
+                    topic: t,
+                    qos: canopy_proto::QoS::AtMostOnce,
+                    retain: true,
+                    properties: Default::default(),
+                    payload: Bytes::from(doc.to_string()),
+                    expires_at: None,
+                };
+                self.publish_broker(now, msg, false);
             }
         }
     }
@@ -434,8 +448,8 @@ impl Router {
                 if canopy_proto::SharedFilter::parse(&reg.filter).ok().flatten().is_some() {
                     return Err(RegistrationError::value("shared subscriptions cannot be event-activated".into()));
                 }
-                if let Some(reason) = self.services.subscribe_denied(self.client_id(key), reg.filter.as_str()) {
-                    return Err(RegistrationError::value(reason.into()));
+                if let Err(why) = self.subscribe_allowed(key, reg.filter.as_str()) {
+                    return Err(RegistrationError::value(why.0.into()));
                 }
                 let options = canopy_proto::SubscriptionOptions {
                     qos: reg.qos.min(self.maximum_qos),
@@ -445,7 +459,9 @@ impl Router {
                 Ok(())
             }),
             CTL_UNSUBSCRIBE => parse_ctl_unsubscribe(payload).map(|f| {
-                self.remove_subscription(key, f.as_str());
+                if self.remove_subscription(key, f.as_str()) {
+                    self.services_unsubscribe(now, key, f.as_str());
+                }
                 self.persist_session(key);
             }),
             _ => Err(RegistrationError::value(format!("unknown control topic {topic:?}"))),
@@ -474,10 +490,6 @@ impl Router {
         }
         self.persist_session(key);
         existed
-    }
-
-    pub(super) fn client_id(&self, key: usize) -> &str {
-        self.sessions.get(key).map_or("", |s| &s.client_id)
     }
 }
 

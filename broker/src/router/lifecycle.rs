@@ -12,7 +12,6 @@ use super::{ConnectReply, ConnectRequest, Router, Timer};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
-use crate::services::status::State;
 use crate::store::{DeliveryState, Mutation, SessionRecord, StoredSession, SubscriptionRecord};
 use canopy_proto::session::OutState;
 
@@ -33,7 +32,8 @@ impl Router {
                     if let Some(w) = s.will.take()
                         && w.properties.will_delay_interval.unwrap_or(0) == 0
                     {
-                        self.publish_will(now, w);
+                        let client_id = s.client_id.clone();
+                        self.publish_will(now, &client_id, w);
                     }
                 } else {
                     // A delayed will is cancelled by the new connection.
@@ -68,6 +68,7 @@ impl Router {
             protocol: req.protocol,
             max_packet_size: req.max_packet_size,
         });
+        s.user = req.user;
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
         s.will = req.will;
@@ -89,13 +90,21 @@ impl Router {
             let dropped = s.pump(now, &mut self.journal);
             Metrics::add(&self.metrics.messages_dropped, dropped as u64);
         }
+        // A taken-over or resumed subscriber starts with a fresh slow-consumer clock.
+        self.release_holds(key);
         if req.session_expiry > 0 {
             self.persist_session(key);
         } else if was_persistent {
             self.journal
                 .record(|| Mutation::DeleteSession(req.client_id.clone()));
         }
-        self.set_status(now, &req.client_id, State::Online, "connected");
+        if let Some(info) = self
+            .sessions
+            .get(key)
+            .map(|s| super::hosting::client_info(s, None))
+        {
+            self.services_connect(now, &info, session_present);
+        }
     }
 
     pub(super) fn on_disconnected(
@@ -112,7 +121,9 @@ impl Router {
         let Some(conn) = s.conn.take() else { return };
         s.last_conn = conn.id;
         let client_id = s.client_id.clone();
-        self.set_status(now, &client_id, State::Offline, reason);
+        let info = super::hosting::client_info(s, Some(&conn));
+        self.gone_offline(key);
+        self.services_disconnect(now, &info, reason);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -122,7 +133,7 @@ impl Router {
         let will = s.will.take().filter(|_| publish_will);
         if s.expiry_interval == 0 {
             if let Some(w) = will {
-                self.publish_will(now, w);
+                self.publish_will(now, &client_id, w);
             }
             self.end_session(now, key, true);
             return;
@@ -160,7 +171,7 @@ impl Router {
         }
         self.persist_session(key);
         if let Some(w) = due_now {
-            self.publish_will(now, w);
+            self.publish_will(now, &client_id, w);
         }
     }
 
@@ -181,11 +192,12 @@ impl Router {
                     };
                     s.will_at = None;
                     if let Some(w) = s.will.take() {
+                        let client_id = s.client_id.clone();
                         self.persist_session(session);
-                        self.publish_will(now, w);
+                        self.publish_will(now, &client_id, w);
                     }
                 }
-                Timer::Carousel { index } => self.carousel_tick(now, index),
+                Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
                 Timer::Expire { session, conn } => {
                     let due = self
                         .sessions
@@ -211,8 +223,11 @@ impl Router {
         for f in filters {
             self.remove_subscription(key, &f);
         }
+        self.release_holds(key);
+        let mut ended = None;
         if let Some(s) = self.sessions.try_remove(key) {
             self.by_id.remove(&s.client_id);
+            ended = Some(s.client_id.clone());
             if s.expiry_interval > 0 || s.expires_at.is_some() {
                 self.journal
                     .record(|| Mutation::DeleteSession(s.client_id.clone()));
@@ -222,13 +237,27 @@ impl Router {
                 Metrics::add(&self.metrics.messages_dropped, lost as u64);
             }
         }
-        if publish_pending_will && let Some(w) = will {
-            self.publish_will(now, w);
+        if let Some(client_id) = ended {
+            if publish_pending_will && let Some(w) = will {
+                self.publish_will(now, &client_id, w);
+            }
+            self.services_session_end(now, &client_id);
         }
     }
 
-    /// Publishes a will message as if its client had sent it.
-    pub(super) fn publish_will(&mut self, now: Instant, w: Will) {
+    /// Publishes a will message as if its client had sent it, if the access seam lets
+    /// that client publish there (a will is a PUBLISH deferred, not a privilege).
+    pub(super) fn publish_will(&mut self, now: Instant, client_id: &str, w: Will) {
+        let who = crate::access::Who {
+            client_id,
+            user: None,
+        };
+        let req = crate::access::Request::Will { topic: &w.topic };
+        if let Err(why) = self.access.check(&who, &req, &|_| false) {
+            Metrics::add(&self.metrics.publish_denied, 1);
+            tracing::info!(%client_id, topic = %w.topic, why = why.0, "will not published");
+            return;
+        }
         let p = w.properties;
         let msg = Arc::new(Message {
             topic: w.topic,
@@ -247,6 +276,11 @@ impl Router {
             payload: w.payload,
             expires_at: Message::expiry_from(now, p.message_expiry_interval),
         });
+        if msg.topic.starts_with('$')
+            && self.services_publish(now, None, &msg) == crate::services::Disposition::Consume
+        {
+            return;
+        }
         if msg.retain {
             self.set_retained(&msg, true);
         }

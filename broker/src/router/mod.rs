@@ -1,156 +1,55 @@
-//! The router: the single owner of routing state.
+//! The router: the single owner of routing state, without IO and without a clock.
 //!
 //! Owns every session (in a `Slab`), the subscription trie, the shared-subscription
-//! groups, the retained-message trie, the timers for will delay and session expiry, and
-//! the store. Connection tasks talk to it only through a bounded channel of
-//! [`Command`]s, and it answers only through their [`Outbox`]es, so no lock guards
-//! routing state. Each loop turn handles a batch of commands, commits their store
-//! mutations together (group commit) and only then releases the acknowledgements that
-//! promise durability. It must never await on a connection, a socket or anything that
-//! a client controls.
+//! groups, the retained-message trie, the timers for will delay and session expiry, the
+//! service modules (`crate::services`) and the access rules (`crate::access`).
+//! Connections talk to it only through [`Command`]s and it answers only through their
+//! [`Outbox`]es, so no lock guards routing state. It is driven like quinn-proto:
+//! [`Router::handle`] for each command at `now`, [`Router::poll_timeout`] /
+//! [`Router::handle_timeout`] for its timers, [`Router::end_turn`] after each batch
+//! (group commit, then the acknowledgements that promise durability). The async loop
+//! that feeds it lives in `driver.rs`; tests drive it by hand on a fake clock. It must
+//! never await, read a clock, or touch a socket or anything a client controls.
 
+mod acks;
 mod activation;
+mod commands;
+mod driver;
+mod hosting;
 mod journal;
 mod lifecycle;
+mod pressure;
 mod publish;
-mod services;
 pub mod session;
 mod subscribe;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canopy_proto::{
-    Packet, Protocol, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe, Will,
-};
+use canopy_proto::{Packet, QoS, SubscriptionOptions};
 use slab::Slab;
-use tokio::sync::{mpsc, oneshot};
 
+pub use commands::{Command, ConnectReply, ConnectRequest};
+pub use hosting::registered;
+
+use crate::access::Access;
 use crate::config::{Config, Durability};
 use crate::message::Message;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Outgoing};
 use crate::retain::RetainTree;
-use crate::store::worker::{Committer, Done};
-use crate::store::{Store, StoreError};
+use crate::services::Service;
+pub use crate::services::sys::RouterStats;
+use crate::store::Snapshot;
+use crate::store::worker::Commit;
 use crate::topic_tree::TopicTree;
 use journal::Journal;
 use session::{QueueLimits, Session};
 
 /// How often expired retained messages are removed.
 const RETAINED_SWEEP: Duration = Duration::from_secs(60);
-
-/// What a connection asks of the router.
-#[derive(Debug)]
-pub enum Command {
-    /// A client sent a valid CONNECT.
-    Connect(Box<ConnectRequest>),
-    /// An incoming PUBLISH whose topic alias is already resolved.
-    Publish {
-        /// Session key from [`ConnectReply`].
-        session: usize,
-        /// Connection generation from [`ConnectReply`].
-        conn: u64,
-        /// The packet; `topic` is `Some`.
-        publish: Publish,
-    },
-    /// PUBACK for a delivery.
-    PubAck {
-        session: usize,
-        conn: u64,
-        pkid: u16,
-    },
-    /// PUBREC for a delivery; `failed` when its reason code is an error.
-    PubRec {
-        session: usize,
-        conn: u64,
-        pkid: u16,
-        failed: bool,
-    },
-    /// PUBREL for an incoming QoS 2 message.
-    PubRel {
-        session: usize,
-        conn: u64,
-        pkid: u16,
-    },
-    /// PUBCOMP for a delivery.
-    PubComp {
-        session: usize,
-        conn: u64,
-        pkid: u16,
-    },
-    /// SUBSCRIBE.
-    Subscribe {
-        session: usize,
-        conn: u64,
-        subscribe: Subscribe,
-    },
-    /// UNSUBSCRIBE.
-    Unsubscribe {
-        session: usize,
-        conn: u64,
-        unsubscribe: Unsubscribe,
-    },
-    /// The connection ended.
-    Disconnected {
-        /// Session key.
-        session: usize,
-        /// Connection generation.
-        conn: u64,
-        /// Whether the will is to be published (no DISCONNECT 0x00 was received).
-        publish_will: bool,
-        /// A new Session Expiry Interval from a 5.0 DISCONNECT.
-        session_expiry: Option<u32>,
-        /// Why, for the status document: `disconnected`, `connection lost`,
-        /// `keepalive timeout`, `protocol error`.
-        reason: &'static str,
-    },
-    /// The connection wrote everything queued and was asked to say so (see
-    /// [`Outbox::request_drain_notice`]).
-    Drained {
-        /// Session key.
-        session: usize,
-        /// Connection generation.
-        conn: u64,
-    },
-    /// Stop: disconnect everyone, flush the store, then answer.
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// A CONNECT that passed the connection's own checks.
-#[derive(Debug)]
-pub struct ConnectRequest {
-    /// Client identifier (assigned by the connection if the client sent none).
-    pub client_id: Arc<str>,
-    /// Clean start / clean session.
-    pub clean_start: bool,
-    /// Session Expiry Interval granted, seconds (`u32::MAX`: never).
-    pub session_expiry: u32,
-    /// The will, if any.
-    pub will: Option<Will>,
-    /// Protocol level.
-    pub protocol: Protocol,
-    /// The client's Receive Maximum (65,535 when absent).
-    pub receive_maximum: u16,
-    /// The client's Maximum Packet Size, if set.
-    pub max_packet_size: Option<u32>,
-    /// The connection's outbox.
-    pub outbox: Arc<Outbox>,
-    /// Where to answer.
-    pub reply: oneshot::Sender<ConnectReply>,
-}
-
-/// The router's answer to a CONNECT.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectReply {
-    /// Session key to quote in later commands.
-    pub session: usize,
-    /// Connection generation to quote in later commands.
-    pub conn: u64,
-    /// Whether an existing session was resumed [MQTT-3.2.2-2].
-    pub session_present: bool,
-}
 
 /// One entry of the subscription trie.
 #[derive(Debug, Clone)]
@@ -202,8 +101,8 @@ enum Timer {
     Will { session: usize, conn: u64 },
     /// End `session` if it is still offline since connection `conn`.
     Expire { session: usize, conn: u64 },
-    /// Send the next share of carousel `index`.
-    Carousel { index: usize },
+    /// Cut `session` off if its queue is still full on connection `conn`.
+    SlowConsumer { session: usize, conn: u64 },
 }
 
 /// One delivery found while matching a publish.
@@ -215,7 +114,7 @@ struct Match {
     sub_ids: Vec<u32>,
 }
 
-/// The routing state and its loop.
+/// The routing state.
 pub struct Router {
     sessions: Slab<Session>,
     by_id: HashMap<Arc<str>, usize>,
@@ -230,13 +129,23 @@ pub struct Router {
     triggers: TopicTree<Trigger>,
     /// Event-activated subscriptions currently inactive (not in `subs`).
     inactive_count: usize,
-    /// Status, configuration documents and carousels.
-    services: services::Services,
+    /// The service modules, in registration order (see `hosting::registered`). Taken
+    /// out while one of their hooks runs.
+    services: Vec<Box<dyn Service>>,
+    /// Who may publish and subscribe where.
+    access: Access,
+    /// Will-delay and session-expiry timers, ordered by deadline.
     timers: BTreeSet<(Instant, Timer)>,
+    /// When expired retained messages are next swept.
+    next_sweep: Instant,
+    /// When a `batched` store next commits, if it does so on a timer.
+    next_commit: Option<Instant>,
+    /// `commit_interval` for `batched` durability.
+    commit_interval: Duration,
     /// Mutations not yet submitted to the store, committed together.
     journal: Journal,
-    /// The commit thread.
-    committer: Committer,
+    /// Where batches go (the commit thread, or inline in tests).
+    committer: Box<dyn Commit>,
     /// When acknowledgements wait for the disk.
     durability: Durability,
     /// The batch being committed, if any.
@@ -262,25 +171,27 @@ pub struct Router {
     epoch: u64,
     matches: Vec<Match>,
     hit_groups: Vec<usize>,
-    sys: crate::sys::SysState,
     /// Counts of persistent subscriptions, for `$SYS`.
     subscription_count: usize,
+    /// Online subscribers the publish being routed overflowed (see `pressure.rs`).
+    overflow: Vec<usize>,
+    /// Last gate id handed out.
+    next_gate: u64,
+    /// How long an online subscriber may stay full before it is cut off.
+    slow_consumer_timeout: Duration,
 }
 
 impl Router {
-    /// Builds the router from the configuration and restores what the store holds.
+    /// Builds the router from the configuration and the store's `snapshot`, committing
+    /// through `committer`, with `services` registered (see `hosting::registered`).
     pub fn new(
         config: &Config,
-        mut store: Box<dyn Store>,
+        snapshot: Snapshot,
+        committer: Box<dyn Commit>,
         metrics: Arc<Metrics>,
-        status: Arc<crate::services::status::StatusBook>,
+        services: Vec<Box<dyn Service>>,
         now: Instant,
-    ) -> Result<(Router, mpsc::Receiver<Done>), StoreError> {
-        let snapshot = store.load()?;
-        let (committer, done) = Committer::spawn(store).map_err(|source| StoreError::Io {
-            path: "commit thread".into(),
-            source,
-        })?;
+    ) -> Router {
         let limits = &config.limits;
         let mut router = Router {
             sessions: Slab::new(),
@@ -292,8 +203,13 @@ impl Router {
             retained_seq: 0,
             triggers: TopicTree::new(),
             inactive_count: 0,
-            services: services::Services::new(config, status, now),
+            services,
+            access: Access::new(config),
             timers: BTreeSet::new(),
+            next_sweep: now + RETAINED_SWEEP,
+            next_commit: (config.durability == Durability::Batched)
+                .then(|| now + config.commit_interval),
+            commit_interval: config.commit_interval,
             journal: Journal::new(config.durability != Durability::Memory),
             committer,
             durability: config.durability,
@@ -332,8 +248,10 @@ impl Router {
             epoch: 0,
             matches: Vec::new(),
             hit_groups: Vec::new(),
-            sys: crate::sys::SysState::new(now),
             subscription_count: 0,
+            overflow: Vec::new(),
+            next_gate: 0,
+            slow_consumer_timeout: limits.slow_consumer_timeout,
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
@@ -347,163 +265,112 @@ impl Router {
         for stored in snapshot.sessions {
             router.restore_session(now, stored);
         }
-        router.restore_statuses(now);
-        router.schedule_carousels(now);
+        router.start_services(now);
         tracing::info!(
             sessions = router.sessions.len(),
             retained = router.retained.len(),
             "state restored from the store"
         );
-        Ok((router, done))
+        router
     }
 
-    /// Runs the loop until a `Shutdown` command or until every sender is gone.
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Command>,
-        mut done: mpsc::Receiver<Done>,
-        sys_interval: Duration,
-        commit_interval: Duration,
-    ) {
-        let mut sys_tick = (!sys_interval.is_zero()).then(|| tokio::time::interval(sys_interval));
-        let mut commit_tick = (self.durability == Durability::Batched)
-            .then(|| tokio::time::interval(commit_interval));
-        let mut sweep_tick = tokio::time::interval(RETAINED_SWEEP);
-        let mut batch = Vec::with_capacity(256);
-        loop {
-            let deadline = self.timers.first().map(|(t, _)| *t);
-            tokio::select! {
-                n = rx.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        self.drain_store(&mut done).await;
-                        return;
-                    }
-                    let now = Instant::now();
-                    for cmd in batch.drain(..) {
-                        if let Command::Shutdown(reply) = cmd {
-                            self.disconnect_all();
-                            self.drain_store(&mut done).await;
-                            let _ = reply.send(());
-                            return;
-                        }
-                        self.handle(now, cmd);
-                    }
-                    self.end_turn();
-                }
-                Some(d) = done.recv(), if self.in_flight.is_some() => {
-                    self.on_commit_done(d);
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.fire_timers(Instant::now());
-                    self.end_turn();
-                }
-                _ = tick(&mut sys_tick), if sys_tick.is_some() => {
-                    self.publish_sys(Instant::now());
-                    self.end_turn();
-                }
-                _ = sweep_tick.tick() => {
-                    self.sweep_retained(Instant::now());
-                    self.end_turn();
-                }
-                _ = tick(&mut commit_tick), if commit_tick.is_some() => {
-                    if self.in_flight.is_none() {
-                        self.submit();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Handles one command at `now`.
+    /// Handles one command at `now`. Commands of a connection that is no longer its
+    /// session's current one are dropped here, once.
     pub fn handle(&mut self, now: Instant, cmd: Command) {
+        if let Some((session, conn)) = cmd.target()
+            && !self.is_current(session, conn)
+        {
+            return;
+        }
         match cmd {
             Command::Connect(req) => self.on_connect(now, *req),
             Command::Publish {
                 session,
                 conn,
                 publish,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_publish(now, session, conn, publish);
-                }
-            }
-            Command::PubAck {
-                session,
-                conn,
-                pkid,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_puback(now, session, pkid);
-                }
-            }
+            } => self.on_publish(now, session, conn, publish),
+            Command::PubAck { session, pkid, .. } => self.on_puback(now, session, pkid),
             Command::PubRec {
                 session,
-                conn,
                 pkid,
                 failed,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_pubrec(now, session, pkid, failed);
-                }
-            }
+                ..
+            } => self.on_pubrec(now, session, pkid, failed),
             Command::PubRel {
                 session,
                 conn,
                 pkid,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_pubrel(session, conn, pkid);
-                }
-            }
-            Command::PubComp {
-                session,
-                conn,
-                pkid,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_pubcomp(now, session, pkid);
-                }
-            }
+            } => self.on_pubrel(session, conn, pkid),
+            Command::PubComp { session, pkid, .. } => self.on_pubcomp(now, session, pkid),
             Command::Subscribe {
-                session,
-                conn,
-                subscribe,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_subscribe(now, session, subscribe);
-                }
-            }
+                session, subscribe, ..
+            } => self.on_subscribe(now, session, subscribe),
             Command::Unsubscribe {
                 session,
-                conn,
                 unsubscribe,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_unsubscribe(session, unsubscribe);
-                }
-            }
+                ..
+            } => self.on_unsubscribe(now, session, unsubscribe),
             Command::Disconnected {
                 session,
-                conn,
                 publish_will,
                 session_expiry,
                 reason,
-            } => {
-                if self.is_current(session, conn) {
-                    self.on_disconnected(now, session, publish_will, session_expiry, reason);
-                }
-            }
-            Command::Drained { session, conn } => {
-                if self.is_current(session, conn) {
-                    self.on_drained(now, session);
-                }
-            }
+                ..
+            } => self.on_disconnected(now, session, publish_will, session_expiry, reason),
+            Command::Drained { session, .. } => self.on_drained(now, session),
             Command::Shutdown(done) => {
-                // Only reachable when a caller drives `handle` directly; the loop
-                // intercepts Shutdown to drain the store first.
-                self.disconnect_all();
+                // The driver intercepts Shutdown to drain the store first; a caller that
+                // drives `handle` directly gets the disconnections only.
+                self.disconnect_all(now);
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// The earliest instant at which [`Router::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.next_sweep;
+        if let Some(&(t, _)) = self.timers.first() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.next_commit {
+            next = next.min(t);
+        }
+        for s in &self.services {
+            if let Some(t) = s.poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        Some(next)
+    }
+
+    /// Runs everything due at `now`: wills, session expiry, service timers, the
+    /// retained sweep and a `batched` commit. Ends the turn.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.fire_timers(now);
+        self.services_timeout(now);
+        if now >= self.next_sweep {
+            self.sweep_retained(now);
+            self.next_sweep = now + RETAINED_SWEEP;
+        }
+        if let Some(t) = self.next_commit
+            && now >= t
+        {
+            self.next_commit = Some(now + self.commit_interval);
+            if self.in_flight.is_none() {
+                self.submit();
+            }
+        }
+        self.end_turn();
+    }
+
+    /// Figures for `$SYS`.
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            sessions: self.sessions.len(),
+            subscriptions: self.subscription_count,
+            inactive: self.inactive_count,
+            retained: self.retained.len(),
         }
     }
 
@@ -514,117 +381,10 @@ impl Router {
             .is_some_and(|c| c.id == conn)
     }
 
-    /// Ends a loop turn: acknowledgements go out now, or with the next commit when
-    /// `sync` durability makes them wait for the disk.
-    fn end_turn(&mut self) {
-        match self.durability {
-            Durability::Memory | Durability::Batched => self.release(false),
-            Durability::Sync => {
-                if self.in_flight.is_none() {
-                    if self.journal.is_empty() {
-                        self.release(false);
-                    } else {
-                        self.submit();
-                    }
-                }
-                // Else: everything held waits for the next batch, keeping ack order.
-            }
-        }
-    }
-
-    /// Submits the journal as one batch; in `sync` mode the held acknowledgements
-    /// now wait for it.
-    fn submit(&mut self) {
-        if self.journal.is_empty() {
-            return;
-        }
-        let ops = std::mem::take(&mut self.journal.ops);
-        match self.committer.submit(ops) {
-            Some(batch) => {
-                self.in_flight = Some(batch);
-                if self.durability == Durability::Sync {
-                    self.waiting_acks.append(&mut self.held_acks);
-                }
-            }
-            None => {
-                tracing::error!("the store thread is gone; acknowledgements withheld");
-                self.release(true);
-            }
-        }
-    }
-
-    fn on_commit_done(&mut self, d: Done) {
-        if self.in_flight != Some(d.batch) {
-            return;
-        }
-        self.in_flight = None;
-        let failed = d.result.is_err();
-        let mut waiting = std::mem::take(&mut self.waiting_acks);
-        self.send_acks(&mut waiting, failed);
-        self.waiting_acks = waiting;
-        if self.durability == Durability::Sync {
-            self.end_turn();
-        }
-    }
-
-    /// Sends the held acknowledgements, or on a store failure disconnects their clients
-    /// instead (they will resend: nothing acknowledged is lost).
-    fn release(&mut self, failed: bool) {
-        let mut held = std::mem::take(&mut self.held_acks);
-        self.send_acks(&mut held, failed);
-        self.held_acks = held;
-    }
-
-    fn send_acks(&mut self, acks: &mut Vec<(usize, u64, Packet)>, failed: bool) {
-        for (session, conn, packet) in acks.drain(..) {
-            let Some(c) = self
-                .sessions
-                .get(session)
-                .and_then(|s| s.conn.as_ref())
-                .filter(|c| c.id == conn)
-            else {
-                continue;
-            };
-            if failed {
-                c.outbox.push(Outgoing::Disconnect(
-                    ReasonCode::UNSPECIFIED_ERROR,
-                    Some("store failure".into()),
-                ));
-            } else {
-                c.outbox.push(Outgoing::Packet(packet));
-            }
-        }
-    }
-
-    /// Waits for the batch in flight, then commits whatever is left.
-    async fn drain_store(&mut self, done: &mut mpsc::Receiver<Done>) {
-        for _ in 0..2 {
-            if let Some(batch) = self.in_flight {
-                while let Some(d) = done.recv().await {
-                    if d.batch == batch {
-                        self.on_commit_done(d);
-                        break;
-                    }
-                }
-                self.in_flight = None;
-            }
-            self.submit();
-        }
-        self.release(false);
-        // Close the store so that the data directory can be opened again at once.
-        self.committer.close();
-        while let Some(d) = done.recv().await {
-            if Some(d.batch) == self.in_flight {
-                self.on_commit_done(d);
-            }
-        }
-    }
-
     /// Tells every client the broker is going away (5.0: DISCONNECT 0x8B) and records
     /// their sessions as disconnected now, so expiry counts from the shutdown. Wills are
     /// not published on an orderly shutdown.
-    fn disconnect_all(&mut self) {
-        let now = Instant::now();
+    fn disconnect_all(&mut self, now: Instant) {
         let keys: Vec<usize> = self
             .sessions
             .iter()
@@ -636,22 +396,19 @@ impl Router {
                 continue;
             };
             if let Some(c) = s.conn.take() {
-                c.outbox
-                    .push(Outgoing::Disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None));
+                c.outbox.push(crate::outbox::Outgoing::Disconnect(
+                    canopy_proto::ReasonCode::SERVER_SHUTTING_DOWN,
+                    None,
+                ));
                 s.last_conn = c.id;
+                let info = hosting::client_info(s, Some(&c));
+                s.will = None;
+                if s.expiry_interval != u32::MAX {
+                    s.expires_at = Some(now + Duration::from_secs(u64::from(s.expiry_interval)));
+                }
+                self.persist_session(key);
+                self.services_disconnect(now, &info, "shutdown");
             }
-            s.will = None;
-            if s.expiry_interval != u32::MAX {
-                s.expires_at = Some(now + Duration::from_secs(u64::from(s.expiry_interval)));
-            }
-            let client_id = s.client_id.clone();
-            self.persist_session(key);
-            self.set_status(
-                now,
-                &client_id,
-                crate::services::status::State::Offline,
-                "shutdown",
-            );
         }
     }
 
@@ -670,34 +427,5 @@ impl Router {
             self.journal
                 .record(|| crate::store::Mutation::DeleteRetained(topic));
         }
-    }
-
-    fn publish_sys(&mut self, now: Instant) {
-        let stats = crate::sys::RouterStats {
-            sessions: self.sessions.len(),
-            subscriptions: self.subscription_count,
-            inactive: self.inactive_count,
-            retained: self.retained.len(),
-        };
-        let items = self.sys.snapshot(now, &self.metrics, &stats);
-        for (topic, payload) in items {
-            self.publish_internal(now, topic, payload, true);
-        }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }

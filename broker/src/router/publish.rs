@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_proto::session::AckOutcome;
-use canopy_proto::{Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, TopicName};
+use canopy_proto::{Packet, PubAck, Publish, QoS, ReasonCode};
 
 use super::session::{Delivery, Offer};
 use super::{Match, Retained, Router, Subscriber};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
+use crate::services::Disposition;
 use crate::store::{DeliveryState, Mutation};
 
 impl Router {
@@ -27,8 +28,7 @@ impl Router {
             if !s.incoming.on_publish(pkid) {
                 // A resend of a message already received: acknowledge, do not deliver
                 // again [MQTT-4.3.3-10].
-                self.held_acks
-                    .push((key, conn, Packet::PubRec(PubAck::new(pkid))));
+                self.hold_ack(key, conn, Packet::PubRec(PubAck::new(pkid)));
                 return;
             }
             if s.incoming.len() > usize::from(self.receive_maximum) {
@@ -46,33 +46,40 @@ impl Router {
                     .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
-        if topic.starts_with("$ctl/") {
-            // Registrations of event-activated subscriptions: handled, never routed.
-            self.on_ctl(now, key, &topic, &p.payload);
-            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::SUCCESS);
-            return;
-        }
-        let bridged = p
+        let client_id = s.client_id.clone();
+        let user = s.user.clone();
+        // A hop marker says a metabroker forwarded this message (loop guard, and the
+        // hierarchy's documents, SPEC §4).
+        let forwarded = p
             .properties
             .user_properties
             .iter()
             .any(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY);
-        let client_id = s.client_id.clone();
-        let denied = if bridged {
-            let (by_id, sessions) = (&self.by_id, &self.sessions);
-            self.services.bridged_publish_denied(&topic, |id| {
-                by_id
-                    .get(id)
-                    .and_then(|&k| sessions.get(k))
-                    .is_some_and(|s| s.online())
-            })
-        } else {
-            self.services.publish_denied(&client_id, &topic)
+        let who = crate::access::Who {
+            client_id: &client_id,
+            user: user.as_deref(),
         };
-        if let Some(why) = denied {
+        let req = crate::access::Request::Publish {
+            topic: &topic,
+            forwarded,
+        };
+        let (by_id, sessions) = (&self.by_id, &self.sessions);
+        let online_here = |id: &str| {
+            by_id
+                .get(id)
+                .and_then(|&k| sessions.get(k))
+                .is_some_and(|s| s.online())
+        };
+        if let Err(why) = self.access.check(&who, &req, &online_here) {
             Metrics::add(&self.metrics.publish_denied, 1);
-            tracing::debug!(%client_id, %topic, why, "publish denied");
+            tracing::debug!(%client_id, %topic, why = why.0, "publish denied");
             self.ack(key, conn, p.qos, pkid, v5, ReasonCode::NOT_AUTHORIZED);
+            return;
+        }
+        if topic.starts_with("$ctl/") {
+            // Registrations of event-activated subscriptions: handled, never routed.
+            self.on_ctl(now, key, &topic, &p.payload);
+            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::SUCCESS);
             return;
         }
         let mut properties = p.properties;
@@ -87,17 +94,20 @@ impl Router {
             payload: p.payload,
             expires_at,
         });
+        if msg.topic.starts_with('$') {
+            let info = self
+                .sessions
+                .get(key)
+                .map(|s| super::hosting::client_info(s, None));
+            if self.services_publish(now, info.as_ref(), &msg) == Disposition::Consume {
+                self.ack(key, conn, msg.qos, pkid, v5, ReasonCode::SUCCESS);
+                return;
+            }
+        }
         if msg.retain {
             self.set_retained(&msg, true);
         }
-        if bridged {
-            // A status forwarded from a broker below: the DNS listener answers from it too.
-            self.services.learn_status(&msg.topic, &msg.payload);
-        }
         let delivered = self.route(now, Some(key), &msg);
-        if msg.topic.as_str() == super::services::CONFIG_DEFAULT {
-            self.config_default_changed(now, &msg);
-        }
         self.fire_triggers(now, &msg.topic);
         let reason = if delivered == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -105,30 +115,6 @@ impl Router {
             ReasonCode::SUCCESS
         };
         self.ack(key, conn, p.qos, pkid, v5, reason);
-    }
-
-    fn ack(&mut self, key: usize, conn: u64, qos: QoS, pkid: u16, v5: bool, reason: ReasonCode) {
-        let mut ack = PubAck::new(pkid);
-        if v5 {
-            ack.reason = reason;
-        }
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.held_acks.push((key, conn, Packet::PubAck(ack))),
-            QoS::ExactlyOnce => {
-                if reason.is_error() {
-                    // A refused QoS 2 message is not awaiting PUBREL.
-                    if let Some(s) = self.sessions.get_mut(key)
-                        && s.incoming.on_pubrel(pkid)
-                        && s.persistent()
-                    {
-                        self.journal
-                            .record(|| Mutation::DeleteIncoming(s.client_id.clone(), pkid));
-                    }
-                }
-                self.held_acks.push((key, conn, Packet::PubRec(ack)));
-            }
-        }
     }
 
     /// Stores or clears the retained message of `msg.topic` [MQTT-3.3.1-5], [MQTT-3.3.1-6].
@@ -148,28 +134,6 @@ impl Router {
             self.retained
                 .insert(&msg.topic, Retained { msg: kept, seq });
         }
-    }
-
-    /// Publishes a message originating in the broker itself ($SYS and services).
-    pub(super) fn publish_internal(
-        &mut self,
-        now: Instant,
-        topic: TopicName,
-        payload: bytes::Bytes,
-        retain: bool,
-    ) {
-        let msg = Arc::new(Message {
-            topic,
-            qos: QoS::AtMostOnce,
-            retain,
-            properties: PublishProperties::default(),
-            payload,
-            expires_at: None,
-        });
-        if retain {
-            self.set_retained(&msg, false);
-        }
-        self.route(now, None, &msg);
     }
 
     /// Delivers `msg` to every matching subscription; returns how many sessions it was
@@ -236,21 +200,36 @@ impl Router {
                 matches.push(m);
             }
         }
+        if self.access.checks_deliveries() {
+            // A subscription to `#` never delivers what the ACL does not let its
+            // user read, retained messages included.
+            matches.retain(|m| self.may_deliver(m.session, &msg.topic));
+        }
         let n = matches.len();
         let mut dropped = 0usize;
+        // A message kept for offline sessions is copied out of the read buffer once per
+        // publish, however many offline subscribers share it.
+        let mut kept: Option<Arc<Message>> = None;
         for m in matches.drain(..) {
             let Some(s) = self.sessions.get_mut(m.session) else {
                 continue;
             };
+            let one = if s.conn.is_none() && m.qos != QoS::AtMostOnce {
+                kept.get_or_insert_with(|| msg.detached()).clone()
+            } else {
+                msg.clone()
+            };
             let d = Delivery {
                 seq: 0,
-                msg: msg.clone(),
+                msg: one,
                 qos: m.qos,
                 retain: m.retain_as_published && msg.retain,
                 sub_ids: m.sub_ids,
             };
-            if let Offer::Dropped(k) = s.offer(d, &self.limits, now, &mut self.journal) {
-                dropped += k;
+            match s.offer(d, &self.limits, now, &mut self.journal) {
+                Offer::Dropped(k) => dropped += k,
+                Offer::Overflow if publisher.is_some() => self.overflowed(now, m.session),
+                Offer::Overflow | Offer::Accepted => {}
             }
         }
         if dropped > 0 {
@@ -312,6 +291,7 @@ impl Router {
             dropped += s.pump_replay(&self.limits, now, &mut self.journal);
         }
         Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+        self.drained(key);
     }
 
     /// The connection wrote what was queued: send more of the retained replay.

@@ -114,6 +114,9 @@ pub struct QueueLimits {
 pub enum Offer {
     /// Accepted (queued, in flight or written).
     Accepted,
+    /// Queued beyond the queue limits of an online session: its publisher must be held
+    /// back until the queue drains (docs/flow-control.md).
+    Overflow,
     /// Dropped (counted by the caller): the queue was full, or it was QoS 0 for a
     /// session without a usable connection.
     Dropped(usize),
@@ -124,6 +127,9 @@ pub enum Offer {
 pub struct Session {
     /// Client identifier.
     pub client_id: Arc<str>,
+    /// The user the last connection authenticated as, if any: what the access seam
+    /// checks deliveries against, also while the session is offline.
+    pub user: Option<Arc<str>>,
     /// The live connection, if any.
     pub conn: Option<Conn>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
@@ -156,10 +162,39 @@ pub struct Session {
     pub last_conn: u64,
     /// Next delivery sequence number.
     pub next_seq: u64,
+    /// Back-pressure bookkeeping, present only while it matters (boxed: most sessions
+    /// never need it).
+    pub pressure: Option<Box<Pressure>>,
     /// Queue limits of this session when they differ from the broker's: an embedded
     /// bridge's local session takes its bridge's `[queue]` limits, so that messages on
     /// their way out are not dropped here while the bridge waits for a far side.
     pub own_limits: Option<QueueLimits>,
+}
+
+/// One acknowledgement a publisher waits for because a subscriber's queue is full.
+#[derive(Debug)]
+pub struct Gate {
+    /// Identifies the gate among the publisher's.
+    pub id: u64,
+    /// The publisher's connection generation.
+    pub conn: u64,
+    /// PUBACK or PUBREC to release.
+    pub packet: Packet,
+    /// Subscriber queues still over their limit because of this message.
+    pub waiting: u32,
+}
+
+/// Back-pressure state of a session, as a publisher and as a subscriber.
+#[derive(Debug, Default)]
+pub struct Pressure {
+    /// As a publisher: acknowledgements held back, in the order they were made; one is
+    /// released only when it and every one before it is free [MQTT-4.6.0-2].
+    pub gates: VecDeque<Gate>,
+    /// As a subscriber: the gates (publisher session, gate id) this session's full
+    /// queue holds closed.
+    pub holds: Vec<(usize, u64)>,
+    /// As a subscriber: since when its queue has been over its limits while online.
+    pub full_since: Option<Instant>,
 }
 
 impl Session {
@@ -167,6 +202,7 @@ impl Session {
     pub fn new(client_id: Arc<str>, expiry_interval: u32, window: u16) -> Session {
         Session {
             client_id,
+            user: None,
             conn: None,
             expiry_interval,
             subscriptions: HashMap::new(),
@@ -182,6 +218,7 @@ impl Session {
             match_slot: 0,
             last_conn: 0,
             next_seq: 1,
+            pressure: None,
             own_limits: None,
         }
     }
@@ -198,9 +235,11 @@ impl Session {
 
     /// Offers a delivery to the session at `now`: QoS 0 goes straight to the
     /// connection (or is dropped when there is none), QoS 1/2 is queued then pumped.
+    /// For an offline session the caller passes a message that no longer shares a read
+    /// buffer ([`Message::detached`], done once per publish by the router).
     pub fn offer(
         &mut self,
-        mut d: Delivery,
+        d: Delivery,
         limits: &QueueLimits,
         now: Instant,
         journal: &mut Journal,
@@ -229,9 +268,17 @@ impl Session {
         let mut dropped = 0;
         let limits = self.own_limits.as_ref().unwrap_or(limits);
         let weight = d.msg.weight();
-        while self.queue.len() >= limits.max_messages.max(1)
-            || (self.queued_bytes + weight > limits.max_bytes && !self.queue.is_empty())
-        {
+        let full = |s: &Session| {
+            s.queue.len() >= limits.max_messages.max(1)
+                || (s.queued_bytes + weight > limits.max_bytes && !s.queue.is_empty())
+        };
+        if self.online() && full(self) && self.queue.len() < overflow_cap(limits) {
+            // An online subscriber that is behind: keep the message and let the router
+            // hold its publisher back, rather than acknowledge and discard.
+            self.push_queued(d, weight, journal);
+            return Offer::Overflow;
+        }
+        while full(self) {
             match limits.policy {
                 QueueFullPolicy::DropOldest => {
                     if let Some(old) = self.queue.pop_front() {
@@ -249,9 +296,17 @@ impl Session {
                 QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
             }
         }
-        if self.conn.is_none() {
-            d.msg = d.msg.detached();
+        self.push_queued(d, weight, journal);
+        dropped += self.pump(now, journal);
+        if dropped > 0 {
+            Offer::Dropped(dropped)
+        } else {
+            Offer::Accepted
         }
+    }
+
+    /// Appends `d` to the queue with the next sequence number (journaled when persistent).
+    fn push_queued(&mut self, mut d: Delivery, weight: usize, journal: &mut Journal) {
         d.seq = self.next_seq;
         self.next_seq += 1;
         if self.persistent() {
@@ -261,12 +316,33 @@ impl Session {
         }
         self.queued_bytes += weight;
         self.queue.push_back(d);
-        dropped += self.pump(now, journal);
-        if dropped > 0 {
-            Offer::Dropped(dropped)
-        } else {
-            Offer::Accepted
+    }
+
+    /// Whether the queue is within `limits` (the broker's, or the session's own).
+    pub fn within_limits(&self, limits: &QueueLimits) -> bool {
+        let limits = self.own_limits.as_ref().unwrap_or(limits);
+        self.queue.len() <= limits.max_messages.max(1)
+            && (self.queued_bytes <= limits.max_bytes || self.queue.len() <= 1)
+    }
+
+    /// Drops queued messages until the queue is within `limits`, by the `queue_full`
+    /// policy (an online queue that overflowed becomes an offline one). Returns how many.
+    pub fn trim(&mut self, limits: &QueueLimits, journal: &mut Journal) -> usize {
+        let limits = *self.own_limits.as_ref().unwrap_or(limits);
+        let mut dropped = 0;
+        while !self.within_limits(&limits) {
+            let gone = match limits.policy {
+                QueueFullPolicy::DropOldest => self.queue.pop_front(),
+                QueueFullPolicy::DropNewest => self.queue.pop_back(),
+            };
+            let Some(old) = gone else { break };
+            self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.weight());
+            dropped += 1;
+            if self.persistent() {
+                journal.record(|| Mutation::DeleteDelivery(self.client_id.clone(), old.seq));
+            }
         }
+        dropped
     }
 
     /// Moves queued messages into the in-flight window while it has room and a
@@ -404,6 +480,17 @@ impl Session {
             conn.outbox.push(Outgoing::Packet(packet));
         }
     }
+}
+
+/// Most messages an online session's queue holds while its publishers are held back.
+/// Each publisher adds at most its Receive Maximum before it stops, so this is only a
+/// last bound against a flood from very many publishers; beyond it `queue_full` applies.
+fn overflow_cap(limits: &QueueLimits) -> usize {
+    limits
+        .max_messages
+        .max(1)
+        .saturating_mul(2)
+        .max(limits.max_messages + 4096)
 }
 
 /// Whether the delivery fits the client's Maximum Packet Size [MQTT-3.1.2-25].

@@ -29,7 +29,7 @@ impl Router {
         let mut reason_string: Option<String> = None;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
-        let mut config_filters = Vec::new();
+        let mut granted_filters = Vec::new();
         for (filter, options) in sub.filters {
             let too_big =
                 filter.len() > self.max_filter_length || filter.depth() > self.max_filter_levels;
@@ -49,11 +49,8 @@ impl Router {
                 );
                 return;
             }
-            if let Some(why) = self
-                .services
-                .subscribe_denied(self.client_id(key), filter.as_str())
-            {
-                reason_string = Some(why.to_string());
+            if let Err(why) = self.subscribe_allowed(key, filter.as_str()) {
+                reason_string = Some(why.0.to_string());
                 reasons.push(fail(ReasonCode::NOT_AUTHORIZED));
                 continue;
             }
@@ -97,9 +94,7 @@ impl Router {
             if replay {
                 replays.push((filter.clone(), granted, id));
             }
-            if filter.starts_with(super::services::CONFIG_PREFIX) {
-                config_filters.push(filter);
-            }
+            granted_filters.push((filter, granted));
         }
         if let Some(s) = self.sessions.get(key) {
             let properties = AckProperties {
@@ -116,8 +111,8 @@ impl Router {
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
         }
-        for f in config_filters {
-            self.config_subscribed(now, key, f.as_str());
+        for (f, qos) in granted_filters {
+            self.services_subscribe(now, key, f.as_str(), qos);
         }
     }
 
@@ -136,6 +131,9 @@ impl Router {
                 found.push(r.msg.clone());
             }
         });
+        if self.access.checks_deliveries() {
+            found.retain(|m| self.may_deliver(key, &m.topic));
+        }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -232,7 +230,6 @@ impl Router {
             return false;
         };
         self.subscription_count = self.subscription_count.saturating_sub(1);
-        self.config_unsubscribed(key, filter);
         if let Some(a) = &entry.activation {
             self.remove_triggers(key, filter, a);
             if !a.active {
@@ -273,7 +270,7 @@ impl Router {
         true
     }
 
-    pub(super) fn on_unsubscribe(&mut self, key: usize, unsub: Unsubscribe) {
+    pub(super) fn on_unsubscribe(&mut self, now: Instant, key: usize, unsub: Unsubscribe) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
@@ -281,6 +278,9 @@ impl Router {
         let mut reasons = Vec::new();
         for f in &unsub.filters {
             let existed = self.remove_subscription(key, f.as_str());
+            if existed {
+                self.services_unsubscribe(now, key, f.as_str());
+            }
             if v5 {
                 reasons.push(if existed {
                     ReasonCode::SUCCESS
@@ -297,6 +297,37 @@ impl Router {
             }));
         }
         self.persist_session(key);
+    }
+
+    /// Asks the access seam whether session `key` may receive a message on `topic`.
+    pub(super) fn may_deliver(&self, key: usize, topic: &str) -> bool {
+        let Some(s) = self.sessions.get(key) else {
+            return false;
+        };
+        let who = crate::access::Who {
+            client_id: &s.client_id,
+            user: s.user.as_deref(),
+        };
+        self.access
+            .check(&who, &crate::access::Request::Deliver { topic }, &|_| false)
+            .is_ok()
+    }
+
+    /// Asks the access seam whether session `key` may subscribe to `filter`.
+    pub(super) fn subscribe_allowed(
+        &self,
+        key: usize,
+        filter: &str,
+    ) -> Result<(), crate::access::Denied> {
+        let s = self.sessions.get(key);
+        let who = crate::access::Who {
+            client_id: s.map_or("", |s| &s.client_id),
+            user: s.and_then(|s| s.user.as_deref()),
+        };
+        self.access
+            .check(&who, &crate::access::Request::Subscribe { filter }, &|_| {
+                false
+            })
     }
 
     /// Sends DISCONNECT with `reason` (5.0) and closes the connection of `key`.

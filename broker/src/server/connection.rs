@@ -7,21 +7,18 @@
 //! the outbox is drained in one batch and written with one system call. It never holds
 //! routing state, and a protocol error here ends this connection only.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use canopy_proto::session::KeepAlive;
-use canopy_proto::{
-    DecodeLimits, Disconnect, DisconnectProperties, Packet, ProtoError, Protocol, Publish,
-    PublishProperties, QoS, ReasonCode, TopicName,
-};
+use canopy_proto::{DecodeLimits, Packet, ProtoError, Protocol, ReasonCode};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::handshake::{self, Established};
+use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
 use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
@@ -80,9 +77,8 @@ async fn run<S: Transport>(mut stream: S, ctx: &ServerCtx) {
         protocol: est.protocol,
         limits,
         keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
-        aliases_in: HashMap::new(),
-        aliases_out: HashMap::new(),
-        unacked_in: HashSet::new(),
+        aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
+        unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
         wbuf: BytesMut::new(),
         est,
     };
@@ -169,15 +165,12 @@ struct Connection<'a> {
     protocol: Protocol,
     limits: DecodeLimits,
     keep_alive: KeepAlive,
-    /// Inbound aliases: alias -> topic, bounded by `alias_max_in` entries.
-    aliases_in: HashMap<u16, TopicName>,
-    /// Outbound aliases: topic -> alias, at most `alias_max_out` entries.
-    aliases_out: HashMap<Arc<str>, u16>,
+    /// Topic aliases both ways.
+    aliases: Aliases,
     wbuf: BytesMut,
-    /// Packet ids of incoming QoS 1/2 messages whose PUBACK / PUBREC we have not written
-    /// yet (they wait for the router and, under `sync`, the disk); bounds what a
-    /// publisher can have in flight to us.
-    unacked_in: HashSet<u16>,
+    /// Incoming QoS 1/2 messages not answered yet; bounds what a publisher can have
+    /// in flight to us.
+    unacked_in: Unacked,
 }
 
 impl Connection<'_> {
@@ -282,7 +275,7 @@ impl Connection<'_> {
     /// disk). 3.1.1 clients, which have no Receive Maximum, get the same limit. Only the
     /// broker's own work is awaited here, so a pause always ends.
     fn paused(&self) -> bool {
-        self.unacked_in.len() >= usize::from(self.ctx.config.limits.receive_maximum)
+        self.unacked_in.full()
     }
 
     /// Handles one packet; `Some(end)` closes the connection.
@@ -294,20 +287,22 @@ impl Connection<'_> {
         let conn = self.est.reply.conn;
         let violation = |why| Step::Violation(ReasonCode::PROTOCOL_ERROR, why);
         let cmd = match packet {
-            Packet::Publish(p) => match self.inbound_publish(p) {
-                Ok(publish) => {
-                    Metrics::add(&self.ctx.metrics.publish_received, 1);
-                    if let Some(pkid) = publish.pkid {
-                        self.unacked_in.insert(pkid);
+            Packet::Publish(p) => {
+                match inbound_publish(p, &mut self.aliases, &self.ctx.config.limits) {
+                    Ok(publish) => {
+                        Metrics::add(&self.ctx.metrics.publish_received, 1);
+                        if let Some(pkid) = publish.pkid {
+                            self.unacked_in.received(pkid);
+                        }
+                        Command::Publish {
+                            session,
+                            conn,
+                            publish,
+                        }
                     }
-                    Command::Publish {
-                        session,
-                        conn,
-                        publish,
-                    }
+                    Err((reason, why)) => return Step::Violation(reason, why),
                 }
-                Err((reason, why)) => return Step::Violation(reason, why),
-            },
+            }
             Packet::PubAck(a) => Command::PubAck {
                 session,
                 conn,
@@ -362,47 +357,6 @@ impl Connection<'_> {
         Step::Forward(cmd)
     }
 
-    /// Resolves topic aliases and checks the limits of an incoming PUBLISH.
-    fn inbound_publish(&mut self, mut p: Publish) -> Result<Publish, (ReasonCode, &'static str)> {
-        let limits = &self.ctx.config.limits;
-        if !p.properties.subscription_identifiers.is_empty() {
-            return Err((
-                ReasonCode::PROTOCOL_ERROR,
-                "subscription identifier in PUBLISH",
-            )); // [MQTT-3.3.4-6]
-        }
-        if let Some(alias) = p.properties.topic_alias {
-            if alias == 0 || alias > self.est.alias_max_in {
-                return Err((ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range")); // [MQTT-3.3.2-9]
-            }
-            match &p.topic {
-                Some(t) => {
-                    self.aliases_in.insert(alias, t.clone());
-                }
-                None => match self.aliases_in.get(&alias) {
-                    Some(t) => p.topic = Some(t.clone()),
-                    None => return Err((ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
-                },
-            }
-        }
-        let Some(topic) = &p.topic else {
-            return Err((ReasonCode::PROTOCOL_ERROR, "empty topic without alias"));
-        };
-        if topic.len() > limits.max_topic_length || topic.depth() > limits.max_topic_levels {
-            return Err((
-                ReasonCode::TOPIC_NAME_INVALID,
-                "topic exceeds the configured limits",
-            ));
-        }
-        if p.qos as u8 > limits.maximum_qos {
-            return Err((ReasonCode::QOS_NOT_SUPPORTED, "QoS above the maximum")); // [MQTT-3.2.2-11]
-        }
-        if p.retain && !limits.retain_available {
-            return Err((ReasonCode::RETAIN_NOT_SUPPORTED, "retain is not available")); // [MQTT-3.2.2-14]
-        }
-        Ok(p)
-    }
-
     /// Answers a protocol error: DISCONNECT with `reason` for 5.0, then close.
     async fn protocol_error<S: Transport>(
         &mut self,
@@ -423,19 +377,10 @@ impl Connection<'_> {
         reason: ReasonCode,
         why: Option<String>,
     ) {
-        if !self.protocol.is_v5() {
-            return;
+        if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+            self.encode(&d);
+            let _ = self.write(stream).await;
         }
-        let reason_string = why.filter(|_| self.est.problem_info);
-        let d = Disconnect {
-            reason,
-            properties: DisconnectProperties {
-                reason_string,
-                ..Default::default()
-            },
-        };
-        self.encode(&Packet::Disconnect(d));
-        let _ = self.write(stream).await;
     }
 
     /// Writes everything the router queued, in one batch.
@@ -456,62 +401,26 @@ impl Connection<'_> {
                     dup,
                     sub_ids,
                 } => {
-                    if qos == QoS::AtMostOnce && msg.expired(now) {
-                        continue;
-                    }
-                    let mut topic = Some(msg.topic.clone());
-                    let properties = if self.protocol.is_v5() {
-                        let mut props = PublishProperties {
-                            subscription_identifiers: sub_ids,
-                            message_expiry_interval: msg.remaining_expiry(now),
-                            ..msg.properties.clone()
-                        };
-                        if self.est.alias_max_out > 0 {
-                            let key = msg.topic.as_arc();
-                            if let Some(&a) = self.aliases_out.get(key) {
-                                props.topic_alias = Some(a);
-                                topic = None;
-                            } else if self.aliases_out.len() < usize::from(self.est.alias_max_out) {
-                                let a = self.aliases_out.len() as u16 + 1;
-                                self.aliases_out.insert(key.clone(), a);
-                                props.topic_alias = Some(a);
-                            }
-                        }
-                        props
-                    } else {
-                        PublishProperties::default()
-                    };
-                    let p = Publish {
-                        dup,
+                    let d = Delivery {
+                        msg: &msg,
                         qos,
-                        retain,
-                        topic,
                         pkid,
-                        properties,
-                        payload: msg.payload.clone(),
+                        retain,
+                        dup,
+                        sub_ids,
                     };
-                    Metrics::add(&self.ctx.metrics.publish_sent, 1);
-                    self.encode(&Packet::Publish(p));
+                    if let Some(p) = outbound_publish(d, self.protocol, &mut self.aliases, now) {
+                        Metrics::add(&self.ctx.metrics.publish_sent, 1);
+                        self.encode(&Packet::Publish(p));
+                    }
                 }
                 Outgoing::Packet(p) => {
-                    // QoS 2 counts until PUBREC: what follows waits on the client's
-                    // PUBREL, which we must keep reading.
-                    if let Packet::PubAck(a) | Packet::PubRec(a) = &p {
-                        self.unacked_in.remove(&a.pkid);
-                    }
+                    self.unacked_in.answered(&p);
                     self.encode(&p)
                 }
                 Outgoing::Disconnect(reason, why) => {
-                    if self.protocol.is_v5() {
-                        let reason_string = why.filter(|_| self.est.problem_info);
-                        let d = Disconnect {
-                            reason,
-                            properties: DisconnectProperties {
-                                reason_string,
-                                ..Default::default()
-                            },
-                        };
-                        self.encode(&Packet::Disconnect(d));
+                    if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+                        self.encode(&d);
                     }
                     end = Some(End::Kicked);
                     break;

@@ -299,6 +299,9 @@ pub async fn establish<S: Transport>(
         protocol,
         receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
         max_packet_size: props.maximum_packet_size,
+        // Set once a password file authenticates the name; until then a user name is
+        // only what the client claims, which grants nothing.
+        user: None,
         outbox: outbox.clone(),
         reply: tx,
     };

@@ -8,6 +8,7 @@
 mod connection;
 mod handshake;
 pub mod prometheus;
+mod shaping;
 pub mod transport;
 
 use std::net::SocketAddr;

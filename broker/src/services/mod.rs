@@ -11,8 +11,11 @@
 //! Adding a service is a new file here plus one line in the router's registration
 //! list (`router::services::registered`).
 
+pub mod carousel;
+pub mod config_docs;
 pub mod dns;
 pub mod status;
+pub mod sys;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,9 +54,12 @@ pub enum Disposition {
 pub trait Host {
     /// The time of the event being handled (the router's clock, never the wall clock).
     fn now(&self) -> Instant;
-    /// Publishes `msg` as the broker: retained when `msg.retain`, routed to every
-    /// matching subscription, seen by activation triggers and by other services.
+    /// Publishes `msg` as the broker: retained (and stored) when `msg.retain`, routed
+    /// to every matching subscription, seen by activation triggers and other services.
     fn publish(&mut self, msg: Message);
+    /// As [`Host::publish`], but a retained message is kept in memory only, never
+    /// written to the store (figures that are recomputed anyway, such as `$SYS`).
+    fn publish_transient(&mut self, msg: Message);
     /// The retained message at `topic`, if any (expired ones are not returned).
     fn retained(&self, topic: &TopicName) -> Option<Arc<Message>>;
     /// Calls `f` for every retained message matching `filter`.
@@ -66,6 +72,10 @@ pub trait Host {
     /// Routes `msg` to the current subscribers only (no retained store, no triggers,
     /// no services); returns the number of deliveries.
     fn route(&mut self, msg: &Arc<Message>) -> usize;
+    /// The QoS granted to `client_id`'s subscription to exactly `filter`, if it has one.
+    fn subscription_qos(&self, client_id: &str, filter: &str) -> Option<QoS>;
+    /// Figures only the router knows (sessions, subscriptions, retained messages).
+    fn stats(&self) -> sys::RouterStats;
 }
 
 /// One service module. Every hook has a default that does nothing, so a service
@@ -95,8 +105,15 @@ pub trait Service: Send {
         Disposition::Route
     }
 
-    /// A session's subscription to `filter` was granted (active or not).
-    fn on_subscribe(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _filter: &str) {}
+    /// A session's subscription to `filter` was granted at `qos` (active or not).
+    fn on_subscribe(
+        &mut self,
+        _host: &mut dyn Host,
+        _client: &ClientInfo,
+        _filter: &str,
+        _qos: QoS,
+    ) {
+    }
 
     /// A session's subscription to `filter` was removed.
     fn on_unsubscribe(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _filter: &str) {}

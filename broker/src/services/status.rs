@@ -1,14 +1,123 @@
 //! Device status as a topic: the document kept retained at `$status/<client-id>`.
 //!
-//! Owns the status document's shape and the [`StatusBook`], a read-mostly table of the
-//! latest document per client that the router writes and the DNS listener reads. The
-//! router publishes the documents; this module never routes anything itself.
+//! Owns the status document's shape, the [`StatusBook`] (a read-mostly table of the
+//! latest document per client, written here and read by the DNS listener) and the
+//! [`StatusService`], which publishes a client's document when its connection begins
+//! and ends, turns stale `online` documents `offline` after a restart, and learns the
+//! documents other brokers forward. It publishes only through its [`Host`].
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
 use serde::Serialize;
+
+use super::{ClientInfo, Disposition, Host, Service};
+use crate::message::Message;
+
+/// Seconds an `offline` status document stays retained (one day).
+pub const OFFLINE_STATUS_EXPIRY: u32 = 86_400;
+
+/// Publishes and learns `$status/<client-id>` documents.
+#[derive(Debug)]
+pub struct StatusService {
+    node_id: String,
+    book: Arc<StatusBook>,
+}
+
+impl StatusService {
+    /// Documents name `node_id`; every document is recorded in `book`.
+    pub fn new(node_id: &str, book: Arc<StatusBook>) -> StatusService {
+        StatusService {
+            node_id: node_id.to_string(),
+            book,
+        }
+    }
+
+    /// Publishes the document of `client_id` and records it for the DNS listener.
+    /// Offline documents expire, so that client ids that never come back (random ones
+    /// of throw-away clients) do not pile up for ever.
+    fn set(&self, host: &mut dyn Host, client_id: &str, state: State, reason: &str) {
+        let doc = StatusDoc::now(state, &self.node_id, reason);
+        let payload = Bytes::from(doc.to_json());
+        self.book.set(client_id, doc);
+        let expiry = (state == State::Offline).then_some(OFFLINE_STATUS_EXPIRY);
+        let Ok(topic) = TopicName::new(&format!("{STATUS_PREFIX}{client_id}")) else {
+            return;
+        };
+        let now = host.now();
+        host.publish(Message {
+            topic,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: PublishProperties {
+                message_expiry_interval: expiry,
+                ..Default::default()
+            },
+            payload,
+            expires_at: Message::expiry_from(now, expiry),
+        });
+    }
+}
+
+impl Service for StatusService {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
+    fn topics(&self) -> &[&'static str] {
+        &[STATUS_PREFIX]
+    }
+
+    /// After a restart nobody is connected: retained `online` documents turn `offline`
+    /// (reason `broker restart`), and the book learns every other document.
+    fn on_start(&mut self, host: &mut dyn Host) {
+        let Ok(filter) = TopicFilter::new("$status/+") else {
+            return;
+        };
+        let mut stale = Vec::new();
+        host.for_each_retained(&filter, &mut |topic, msg| {
+            let Some(id) = topic.strip_prefix(STATUS_PREFIX) else {
+                return;
+            };
+            match StatusDoc::parse(&msg.payload) {
+                Some(d) if d.state == State::Online => stale.push(id.to_string()),
+                Some(d) => self.book.set(id, d),
+                None => {}
+            }
+        });
+        for id in stale {
+            self.set(host, &id, State::Offline, "broker restart");
+        }
+    }
+
+    /// A document forwarded from another broker (the access seam let it in): the DNS
+    /// listener answers from it too.
+    fn on_publish(
+        &mut self,
+        _host: &mut dyn Host,
+        from: Option<&ClientInfo>,
+        msg: &Arc<Message>,
+    ) -> Disposition {
+        if from.is_some()
+            && let Some(id) = msg.topic.strip_prefix(STATUS_PREFIX)
+            && let Some(doc) = StatusDoc::parse(&msg.payload)
+        {
+            self.book.set(id, doc);
+        }
+        Disposition::Route
+    }
+
+    fn on_connect(&mut self, host: &mut dyn Host, client: &ClientInfo, _present: bool) {
+        self.set(host, &client.client_id, State::Online, "connected");
+    }
+
+    fn on_disconnect(&mut self, host: &mut dyn Host, client: &ClientInfo, reason: &str) {
+        self.set(host, &client.client_id, State::Offline, reason);
+    }
+}
 
 /// Topic prefix of status documents.
 pub const STATUS_PREFIX: &str = "$status/";
@@ -56,6 +165,26 @@ impl StatusDoc {
     /// The JSON text published on the topic.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a document back from its JSON text; `None` if it is not one.
+    pub fn parse(payload: &[u8]) -> Option<StatusDoc> {
+        let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        let state = match v.get("state")?.as_str()? {
+            "online" => State::Online,
+            "offline" => State::Offline,
+            _ => return None,
+        };
+        Some(StatusDoc {
+            state,
+            since: v.get("since")?.as_u64()?,
+            node: v.get("node")?.as_str()?.to_string(),
+            reason: v
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        })
     }
 }
 

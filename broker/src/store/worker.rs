@@ -1,6 +1,8 @@
-//! The commit thread: runs `Store::commit` off the router's thread, one batch at a time.
+//! Committing the router's mutations: the [`Commit`] trait the router talks to, the
+//! commit thread ([`Committer`]) that production uses, and [`Inline`], which commits
+//! on the caller's thread so that tests can run the router with no thread at all.
 //!
-//! Owns the store after start-up. The router submits the mutations of a turn and goes
+//! The commit thread owns the store after start-up. The router submits the mutations of a turn and goes
 //! on routing while the batch is fsynced; everything that piles up meanwhile becomes the
 //! next batch. That is group commit: one fsync serves every publisher of a turn. It never
 //! sees sessions or sockets, and never holds more than one batch.
@@ -20,12 +22,75 @@ pub struct Done {
     pub result: Result<(), StoreError>,
 }
 
+/// Where the router sends its batches of mutations.
+pub trait Commit: Send {
+    /// Hands a batch over; returns its number, or `None` if it can no longer commit.
+    fn submit(&mut self, ops: Vec<Mutation>) -> Option<u64>;
+    /// A completion that is ready without waiting (an inline committer's); threaded
+    /// committers report on their channel instead and return `None`.
+    fn ready(&mut self) -> Option<Done> {
+        None
+    }
+    /// Stops accepting batches once what was given is committed.
+    fn close(&mut self);
+}
+
 /// The router's handle on the commit thread.
 #[derive(Debug)]
 pub struct Committer {
     /// `None` once closed.
     tx: Option<std_mpsc::SyncSender<(u64, Vec<Mutation>)>>,
     next: u64,
+}
+
+impl Commit for Committer {
+    fn submit(&mut self, ops: Vec<Mutation>) -> Option<u64> {
+        Committer::submit(self, ops)
+    }
+
+    fn close(&mut self) {
+        Committer::close(self);
+    }
+}
+
+/// Commits on the caller's thread, at once: for tests that drive the router by hand.
+pub struct Inline {
+    store: Box<dyn Store>,
+    next: u64,
+    done: Option<Done>,
+}
+
+impl Inline {
+    /// Commits into `store`.
+    pub fn new(store: Box<dyn Store>) -> Inline {
+        Inline {
+            store,
+            next: 1,
+            done: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inline").field("next", &self.next).finish()
+    }
+}
+
+impl Commit for Inline {
+    fn submit(&mut self, mut ops: Vec<Mutation>) -> Option<u64> {
+        let batch = self.next;
+        self.next += 1;
+        let result = self.store.commit(&mut ops);
+        self.done = Some(Done { batch, result });
+        Some(batch)
+    }
+
+    fn ready(&mut self) -> Option<Done> {
+        self.done.take()
+    }
+
+    fn close(&mut self) {}
 }
 
 impl Committer {

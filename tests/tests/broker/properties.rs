@@ -2,8 +2,6 @@
 //! payload format), message expiry, topic aliases, subscription identifiers, no-local,
 //! receive maximum and the client's maximum packet size.
 
-use std::time::Duration;
-
 use canopy_tests::wire::{self, Connect, Props, Publish, V5, prop, sub_opts};
 use canopy_tests::{QUIET, RawClient, Settings, TestBroker, unique};
 
@@ -73,43 +71,6 @@ async fn content_type_and_payload_format_pass_through() {
     assert_eq!(m.props.int(prop::PAYLOAD_FORMAT), Some(1));
     assert_eq!(m.props.str(prop::CONTENT_TYPE), Some("application/json"));
     assert_eq!(m.payload, b"{}");
-}
-
-#[tokio::test]
-async fn expired_queued_message_is_dropped_and_remaining_interval_sent() {
-    // [MQTT-3.3.2-5]: an expired message is not delivered; [MQTT-3.3.2-6]: the forwarded
-    // Message Expiry Interval is the received value minus the time spent waiting.
-    let b = TestBroker::start().await;
-    let id = unique("exp");
-    let t = unique("mx");
-    let c = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60));
-    let (mut s, _) = RawClient::connect_with(b.addr(), &c).await;
-    s.subscribe(&t, 1).await;
-    s.disconnect().await;
-    let mut p = RawClient::connect(b.addr(), V5, &unique("p")).await;
-    let short = Props::new().u32(prop::MESSAGE_EXPIRY, 1);
-    let long = Props::new().u32(prop::MESSAGE_EXPIRY, 10);
-    p.publish_packet(&Publish::new(V5, &t, b"short").qos(1, 1).props(short))
-        .await;
-    p.publish_packet(&Publish::new(V5, &t, b"long").qos(1, 2).props(long))
-        .await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (mut s, ack) = RawClient::connect_with(b.addr(), &c).await;
-    assert!(ack.session_present);
-    let m = s.recv_publish().await;
-    assert_eq!(m.payload, b"long", "expired message delivered");
-    let left = m
-        .props
-        .int(prop::MESSAGE_EXPIRY)
-        .expect("Message Expiry Interval");
-    assert!(
-        (1..=8).contains(&left),
-        "remaining expiry {left} after 2 s of 10"
-    );
-    s.send(&wire::ack(wire::PUBACK, m.pid.unwrap_or(0))).await;
-    s.expect_nothing(QUIET).await;
 }
 
 /// Connects a 5.0 publisher and returns it with the server's Topic Alias Maximum.

@@ -1,9 +1,7 @@
 //! Last will: published on abnormal close, not on normal DISCONNECT, 5.0 reason 0x04,
 //! will delay, retained wills.
 
-use std::time::{Duration, Instant};
-
-use canopy_tests::wire::{self, Connect, Props, V5, Will, prop};
+use canopy_tests::wire::{self, Connect, Props, V5, Will};
 use canopy_tests::{QUIET, RawClient, TestBroker, unique};
 
 both_versions!(
@@ -90,54 +88,4 @@ async fn retained_will_is_stored_as_retained(v: u8) {
     s.subscribe(&t, 1).await;
     let m = s.recv_publish().await;
     assert_eq!((m.payload.as_slice(), m.retain), (&b"gone"[..], true));
-}
-
-fn delayed_will_connect(id: &str, t: &str, delay: u32) -> Connect {
-    let mut w = will(t, 0);
-    w.props = Props::new().u32(prop::WILL_DELAY, delay);
-    Connect::v5(id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60))
-        .will(w)
-}
-
-#[tokio::test]
-async fn will_delay_defers_publication_v5() {
-    // [MQTT-3.1.3-9]: the will is published after the Will Delay Interval, not at once.
-    let b = TestBroker::start().await;
-    let t = unique("delay");
-    let mut s = RawClient::connect(b.addr(), V5, &unique("s")).await;
-    s.subscribe(&t, 0).await;
-    let (w, _) =
-        RawClient::connect_with(b.addr(), &delayed_will_connect(&unique("w"), &t, 1)).await;
-    let start = Instant::now();
-    drop(w);
-    s.expect_nothing(Duration::from_millis(700)).await;
-    let m = s.recv_publish().await;
-    assert_eq!(m.payload, b"gone");
-    assert!(
-        start.elapsed() >= Duration::from_millis(900),
-        "published after {:?}",
-        start.elapsed()
-    );
-}
-
-#[tokio::test]
-async fn reconnect_within_will_delay_cancels_will_v5() {
-    // [MQTT-3.1.3-9]: a new connection with the same client id before the delay elapses
-    // means the will is not sent.
-    let b = TestBroker::start().await;
-    let t = unique("cancel");
-    let id = unique("w");
-    let mut s = RawClient::connect(b.addr(), V5, &unique("s")).await;
-    s.subscribe(&t, 0).await;
-    let (w, _) = RawClient::connect_with(b.addr(), &delayed_will_connect(&id, &t, 2)).await;
-    drop(w);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let resumed = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60));
-    let (mut w2, _) = RawClient::connect_with(b.addr(), &resumed).await;
-    s.expect_nothing(Duration::from_millis(2500)).await;
-    w2.ping().await;
 }

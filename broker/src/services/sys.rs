@@ -1,18 +1,72 @@
 //! `$SYS/broker/...` statistics, named as Mosquitto names them where a name exists.
 //!
-//! Owns the state needed to turn counters into rates and load averages. The router
-//! calls [`SysState::snapshot`] every `sys_interval` and publishes the result as
-//! retained QoS 0 messages; this module never touches sessions or sockets.
+//! Owns the state needed to turn counters into rates and load averages, and the
+//! [`SysService`] that publishes a snapshot every `sys_interval` as retained QoS 0
+//! messages kept in memory only. It never touches sessions or sockets.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use canopy_proto::TopicName;
+use canopy_proto::{PublishProperties, QoS, TopicName};
 
+use super::{Host, Service};
+use crate::message::Message;
 use crate::metrics::Metrics;
 
-/// Figures only the router knows.
-#[derive(Debug, Clone, Copy)]
+/// Publishes `$SYS/broker/...` every `interval`.
+#[derive(Debug)]
+pub struct SysService {
+    state: SysState,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    /// The next publication; `None` when `sys_interval` is 0 (off).
+    next: Option<Instant>,
+}
+
+impl SysService {
+    /// Publishes every `interval` from `now + interval`; never when it is zero.
+    pub fn new(metrics: Arc<Metrics>, interval: Duration, now: Instant) -> SysService {
+        SysService {
+            state: SysState::new(now),
+            metrics,
+            interval,
+            next: (!interval.is_zero()).then(|| now + interval),
+        }
+    }
+}
+
+impl Service for SysService {
+    fn name(&self) -> &'static str {
+        "sys"
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next
+    }
+
+    fn handle_timeout(&mut self, host: &mut dyn Host) {
+        let now = host.now();
+        match self.next {
+            Some(t) if now >= t => self.next = Some(now + self.interval),
+            _ => return,
+        }
+        let stats = host.stats();
+        for (topic, payload) in self.state.snapshot(now, &self.metrics, &stats) {
+            host.publish_transient(Message {
+                topic,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: PublishProperties::default(),
+                payload,
+                expires_at: None,
+            });
+        }
+    }
+}
+
+/// Figures only the router knows, for `$SYS` and other services.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RouterStats {
     /// Sessions, connected or not.
     pub sessions: usize,

@@ -1,0 +1,257 @@
+//! The access seam: every decision about who may publish, subscribe, leave a will or
+//! receive a delivery, and where.
+//!
+//! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
+//! `$presence`, `$cluster`, `$resource`), the roles that configuration grants (admins,
+//! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
+//! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
+//! `$` rules before its ACL). Privilege comes from configuration and identity, never
+//! from what a packet carries. This module decides; it never routes, counts or logs:
+//! callers answer with the reason code and count the refusal.
+
+use std::sync::Arc;
+
+use canopy_proto::{SharedFilter, TopicFilter};
+
+use crate::config::Config;
+
+/// What a client asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// PUBLISH to a topic. `forwarded`: the message came through a metabroker (it
+    /// carries the hop marker) and is one of the hierarchy's documents.
+    Publish {
+        /// Topic name.
+        topic: &'a str,
+        /// Forwarded by a metabroker from another broker.
+        forwarded: bool,
+    },
+    /// The will message of a CONNECT, when it is about to be published.
+    Will {
+        /// Topic name.
+        topic: &'a str,
+    },
+    /// SUBSCRIBE (or a `$ctl/subscribe` registration) to a filter, `$share/` included.
+    Subscribe {
+        /// Topic filter as sent.
+        filter: &'a str,
+    },
+    /// Delivery of a message on `topic` to a subscriber.
+    Deliver {
+        /// Topic name.
+        topic: &'a str,
+    },
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    /// The client identifier.
+    pub client_id: &'a str,
+    /// The authenticated user name, if any.
+    pub user: Option<&'a str>,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied(pub &'static str);
+
+/// A user-supplied rule set consulted after the reserved-prefix rules (the ACL file).
+pub trait Acl: Send + Sync + std::fmt::Debug {
+    /// Whether `who` may do `req`. Called only for requests the broker's own rules allow.
+    fn allows(&self, who: &Who<'_>, req: &Request<'_>) -> bool;
+}
+
+/// The access rules in force.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Client ids allowed to write configuration documents and read all of them.
+    admins: Vec<String>,
+    /// Embedded bridges' local client ids and the state prefix each may write
+    /// (`<state_prefix>/<name>/`), even under `$SYS`.
+    bridge_writers: Vec<(String, String)>,
+    /// The ACL file, when configured.
+    acl: Option<Arc<dyn Acl>>,
+}
+
+/// Prefix of status documents.
+const STATUS: &str = "$status";
+/// Prefix of configuration documents.
+const CONFIG: &str = "$config";
+
+impl Access {
+    /// The rules `config` grants.
+    pub fn new(config: &Config) -> Access {
+        Access {
+            admins: config.config_docs.admins.clone(),
+            bridge_writers: config
+                .bridge
+                .iter()
+                .map(|b| {
+                    let id = b
+                        .local
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    (id, format!("{}/{}/", b.state_prefix, b.name))
+                })
+                .collect(),
+            acl: None,
+        }
+    }
+
+    /// Installs (or removes) the ACL consulted after the broker's own rules.
+    pub fn set_acl(&mut self, acl: Option<Arc<dyn Acl>>) {
+        self.acl = acl;
+    }
+
+    /// Whether deliveries need a check at all: only an ACL file restricts reading
+    /// topics a subscription matched (the broker's own read rules apply at SUBSCRIBE).
+    pub fn checks_deliveries(&self) -> bool {
+        self.acl.is_some()
+    }
+
+    /// Whether `client_id` is an admin.
+    pub fn is_admin(&self, client_id: &str) -> bool {
+        self.admins.iter().any(|a| a == client_id)
+    }
+
+    /// Decides `req` for `who`. `online_here` tells whether a client is connected to
+    /// this broker (a forwarded status document never overwrites local truth).
+    pub fn check(
+        &self,
+        who: &Who<'_>,
+        req: &Request<'_>,
+        online_here: &dyn Fn(&str) -> bool,
+    ) -> Result<(), Denied> {
+        match *req {
+            Request::Publish { topic, forwarded } if forwarded => {
+                forwarded_publish(topic, online_here)?
+            }
+            Request::Publish { topic, .. } | Request::Will { topic } => {
+                self.publish(who.client_id, topic)?
+            }
+            Request::Subscribe { filter } => self.subscribe(who.client_id, filter)?,
+            Request::Deliver { .. } => {}
+        }
+        match &self.acl {
+            Some(acl) if !acl.allows(who, req) => Err(Denied("not allowed by the ACL file")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The broker's own rules for a client's PUBLISH or will.
+    fn publish(&self, client_id: &str, topic: &str) -> Result<(), Denied> {
+        if self
+            .bridge_writers
+            .iter()
+            .any(|(id, prefix)| id == client_id && topic.starts_with(prefix.as_str()))
+        {
+            return Ok(()); // an embedded bridge's own state and counters
+        }
+        // A metabroker with its default local client id `<name>-local` writes its state
+        // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
+        if let (Some(rest), Some(name)) = (
+            topic.strip_prefix("$SYS/metabroker/"),
+            client_id.strip_suffix("-local"),
+        ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
+        {
+            return Ok(());
+        }
+        match first_level(topic) {
+            "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
+            STATUS => Err(Denied("$status topics are written by the broker only")),
+            CONFIG if !self.is_admin(client_id) => {
+                Err(Denied("only admins write configuration documents"))
+            }
+            "$ctl" if !matches!(topic, "$ctl/subscribe" | "$ctl/unsubscribe") => Err(Denied(
+                "only $ctl/subscribe and $ctl/unsubscribe are written by clients",
+            )),
+            "$resource" if !resource_request(topic) => Err(Denied(
+                "clients write only $resource/<name>/acquire, reserve and release",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The broker's own rules for a SUBSCRIBE filter (the filter inside `$share/`).
+    fn subscribe(&self, client_id: &str, filter: &str) -> Result<(), Denied> {
+        let inner = TopicFilter::new(filter)
+            .ok()
+            .and_then(|f| SharedFilter::parse(&f).ok().flatten())
+            .map(|s| s.filter.to_string())
+            .unwrap_or_else(|| filter.to_string());
+        // Filters starting with a wildcard never match `$` topics [MQTT-4.7.2-1], so
+        // only filters naming a reserved first level need a rule.
+        match first_level(&inner) {
+            CONFIG if !self.is_admin(client_id) => {
+                if inner.strip_prefix("$config/") == Some(client_id) {
+                    Ok(())
+                } else {
+                    Err(Denied(
+                        "configuration documents are readable by their own client and admins only",
+                    ))
+                }
+            }
+            "$ctl" => match inner.strip_prefix("$ctl/errors/") {
+                Some(id) if id == client_id => Ok(()),
+                _ => Err(Denied(
+                    "a client reads only its own $ctl/errors/<client-id>",
+                )),
+            },
+            "$resource" => {
+                let levels: Vec<&str> = inner.split('/').collect();
+                match levels.as_slice() {
+                    ["$resource", name] if !is_wild(name) => Ok(()),
+                    ["$resource", name, "client", id] if !is_wild(name) && *id == client_id => {
+                        Ok(())
+                    }
+                    _ => Err(Denied(
+                        "a client reads $resource/<name> and its own $resource/<name>/client/<client-id>",
+                    )),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Rules for a PUBLISH forwarded by a metabroker: the hierarchy topics (`$status`,
+/// `$presence`, `$cluster` up, `$config` down) cross brokers this way; `$SYS` stays
+/// each broker's own, and a status of a client connected here is kept here.
+fn forwarded_publish(topic: &str, online_here: &dyn Fn(&str) -> bool) -> Result<(), Denied> {
+    if first_level(topic) == "$SYS" {
+        return Err(Denied("$SYS topics are written by the broker only"));
+    }
+    if let Some(id) = topic.strip_prefix("$status/")
+        && online_here(id)
+    {
+        return Err(Denied(
+            "the client is connected to this broker; its status is kept here",
+        ));
+    }
+    Ok(())
+}
+
+/// `$resource/<name>/acquire|reserve|release`.
+fn resource_request(topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    matches!(
+        (levels.next(), levels.next(), levels.next(), levels.next()),
+        (Some("$resource"), Some(name), Some("acquire" | "reserve" | "release"), None)
+            if !name.is_empty()
+    )
+}
+
+fn is_wild(level: &str) -> bool {
+    level == "+" || level == "#"
+}
+
+/// The first level of a topic or filter.
+fn first_level(topic: &str) -> &str {
+    topic.split('/').next().unwrap_or(topic)
+}
+
+#[cfg(test)]
+#[path = "access_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! The access table: one row per rule, for clients, admins and embedded bridges.
+
+use super::*;
+
+fn access(admins: &[&str]) -> Access {
+    let mut cfg = Config::ephemeral();
+    cfg.config_docs.admins = admins.iter().map(|s| s.to_string()).collect();
+    Access::new(&cfg)
+}
+
+fn who(client_id: &str) -> Who<'_> {
+    Who {
+        client_id,
+        user: None,
+    }
+}
+
+fn nobody_here(_: &str) -> bool {
+    false
+}
+
+fn publish(a: &Access, client: &str, topic: &str) -> bool {
+    let req = Request::Publish {
+        topic,
+        forwarded: false,
+    };
+    a.check(&who(client), &req, &nobody_here).is_ok()
+}
+
+fn subscribe(a: &Access, client: &str, filter: &str) -> bool {
+    a.check(&who(client), &Request::Subscribe { filter }, &nobody_here)
+        .is_ok()
+}
+
+#[test]
+fn publish_table() {
+    let a = access(&["admin"]);
+    let rows: &[(&str, &str, bool)] = &[
+        ("dev", "a/b", true),
+        ("dev", "$SYS/broker/uptime", false),
+        ("admin", "$SYS/broker/uptime", false),
+        ("dev", "$status/dev", false),
+        ("admin", "$status/dev", false),
+        ("dev", "$config/dev", false),
+        ("admin", "$config/dev", true),
+        ("admin", "$config/default", true),
+        ("dev", "$ctl/subscribe", true),
+        ("dev", "$ctl/unsubscribe", true),
+        ("dev", "$ctl/errors/dev", false),
+        ("dev", "$resource/lic/acquire", true),
+        ("dev", "$resource/lic/reserve", true),
+        ("dev", "$resource/lic/release", true),
+        ("dev", "$resource/lic", false),
+        ("dev", "$resource/lic/client/dev", false),
+        ("dev", "$resource//acquire", false),
+        ("site-local", "$SYS/metabroker/site/state", true),
+        ("site-local", "$SYS/metabroker/other/state", false),
+        ("site", "$SYS/metabroker/site/state", false),
+    ];
+    for &(client, topic, allowed) in rows {
+        assert_eq!(
+            publish(&a, client, topic),
+            allowed,
+            "{client} publish {topic}"
+        );
+    }
+}
+
+#[test]
+fn wills_obey_the_publish_rules() {
+    let a = access(&[]);
+    for (topic, allowed) in [
+        ("w/dev", true),
+        ("$SYS/x", false),
+        ("$status/other", false),
+        ("$config/dev", false),
+    ] {
+        let ok = a
+            .check(&who("dev"), &Request::Will { topic }, &nobody_here)
+            .is_ok();
+        assert_eq!(ok, allowed, "will on {topic}");
+    }
+}
+
+#[test]
+fn subscribe_table() {
+    let a = access(&["admin"]);
+    let rows: &[(&str, &str, bool)] = &[
+        ("dev", "#", true),
+        ("dev", "a/#", true),
+        ("dev", "$SYS/#", true),
+        ("dev", "$status/#", true),
+        ("dev", "$config/dev", true),
+        ("dev", "$config/other", false),
+        ("dev", "$config/#", false),
+        ("dev", "$config/+", false),
+        ("dev", "$share/g/$config/other", false),
+        ("admin", "$config/#", true),
+        ("dev", "$ctl/errors/dev", true),
+        ("dev", "$ctl/errors/other", false),
+        ("dev", "$ctl/errors/+", false),
+        ("dev", "$ctl/#", false),
+        ("dev", "$resource/lic", true),
+        ("dev", "$resource/lic/client/dev", true),
+        ("dev", "$resource/lic/client/other", false),
+        ("dev", "$resource/lic/client/+", false),
+        ("dev", "$resource/+/client/dev", false),
+        ("dev", "$resource/#", false),
+    ];
+    for &(client, filter, allowed) in rows {
+        assert_eq!(
+            subscribe(&a, client, filter),
+            allowed,
+            "{client} subscribe {filter}"
+        );
+    }
+}
+
+#[test]
+fn forwarded_hierarchy_documents_are_accepted_except_local_truth_and_sys() {
+    let a = access(&[]);
+    let near = |id: &str| id == "near";
+    let fwd = |topic| Request::Publish {
+        topic,
+        forwarded: true,
+    };
+    assert!(a.check(&who("b"), &fwd("$status/far"), &near).is_ok());
+    assert!(a.check(&who("b"), &fwd("$status/near"), &near).is_err());
+    assert!(a.check(&who("b"), &fwd("$config/dev"), &near).is_ok());
+    assert!(
+        a.check(&who("b"), &fwd("$SYS/broker/uptime"), &near)
+            .is_err()
+    );
+}
+
+#[derive(Debug)]
+struct DenyTopic(&'static str);
+
+impl Acl for DenyTopic {
+    fn allows(&self, _who: &Who<'_>, req: &Request<'_>) -> bool {
+        !matches!(req, Request::Publish { topic, .. } | Request::Deliver { topic } if *topic == self.0)
+    }
+}
+
+#[test]
+fn the_acl_is_asked_only_after_the_broker_rules_allow() {
+    let mut a = access(&[]);
+    a.set_acl(Some(Arc::new(DenyTopic("a/secret"))));
+    assert!(!publish(&a, "dev", "a/secret"));
+    assert!(publish(&a, "dev", "a/open"));
+    // The broker's own rule answers first, whatever the ACL says.
+    let err = a
+        .check(
+            &who("dev"),
+            &Request::Publish {
+                topic: "$SYS/x",
+                forwarded: false,
+            },
+            &nobody_here,
+        )
+        .unwrap_err();
+    assert_eq!(err, Denied("$SYS topics are written by the broker only"));
+    let deliver = Request::Deliver { topic: "a/secret" };
+    assert!(a.check(&who("dev"), &deliver, &nobody_here).is_err());
+}

@@ -1,0 +1,234 @@
+//! The router's side of the service modules: which services are registered, the
+//! [`Host`] view they get of the router, and the dispatch of events to them.
+//!
+//! Owns the registration list and the rule that a service's hooks run with the
+//! services taken out of the router, so a service never re-enters itself: what a hook
+//! publishes is queued and published through the broker's publish path once the hook
+//! has returned, where other services see it too. It never decides access (that is
+//! `crate::access`) and never holds service state.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_proto::{Protocol, QoS, TopicFilter, TopicName};
+
+use super::session::{Conn, Delivery, Offer, Session};
+use super::{Retained, Router};
+use crate::config::Config;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::services::carousel::Carousels;
+use crate::services::config_docs::ConfigDocs;
+use crate::services::status::{StatusBook, StatusService};
+use crate::services::sys::{RouterStats, SysService};
+use crate::services::{ClientInfo, Disposition, Host, Service};
+
+/// The services a broker runs, in the order they see events. A new service is one
+/// line here.
+pub fn registered(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    status: &Arc<StatusBook>,
+    now: Instant,
+) -> Vec<Box<dyn Service>> {
+    vec![
+        Box::new(StatusService::new(&config.node_id, status.clone())),
+        Box::new(ConfigDocs::new()),
+        Box::new(Carousels::new(&config.carousel, now)),
+        Box::new(SysService::new(metrics.clone(), config.sys_interval, now)),
+    ]
+}
+
+/// What a service may know of a session.
+pub fn client_info(s: &Session, conn: Option<&Conn>) -> ClientInfo {
+    let conn = conn.or(s.conn.as_ref());
+    ClientInfo {
+        client_id: s.client_id.clone(),
+        user: s.user.clone(),
+        persistent: s.persistent(),
+        online: s.online(),
+        protocol: conn.map_or(Protocol::V311, |c| c.protocol),
+    }
+}
+
+/// The router as a service sees it, while the services are taken out.
+struct RouterHost<'a> {
+    router: &'a mut Router,
+    now: Instant,
+    /// Publishes queued by the hook: (message, stored when retained).
+    pending: Vec<(Message, bool)>,
+}
+
+impl Host for RouterHost<'_> {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn publish(&mut self, msg: Message) {
+        self.pending.push((msg, true));
+    }
+
+    fn publish_transient(&mut self, msg: Message) {
+        self.pending.push((msg, false));
+    }
+
+    fn retained(&self, topic: &TopicName) -> Option<Arc<Message>> {
+        self.router
+            .retained
+            .get(topic)
+            .map(|r| r.msg.clone())
+            .filter(|m| !m.expired(self.now))
+    }
+
+    fn for_each_retained(
+        &self,
+        filter: &TopicFilter,
+        f: &mut dyn FnMut(&TopicName, &Arc<Message>),
+    ) {
+        let now = self.now;
+        self.router
+            .retained
+            .for_each_match(filter, |t, r: &Retained| {
+                if !r.msg.expired(now) {
+                    f(t, &r.msg);
+                }
+            });
+    }
+
+    fn client(&self, client_id: &str) -> Option<ClientInfo> {
+        let r = &self.router;
+        let s = r.by_id.get(client_id).and_then(|&k| r.sessions.get(k))?;
+        Some(client_info(s, None))
+    }
+
+    fn deliver(&mut self, client_id: &str, msg: Arc<Message>, qos: QoS, retain: bool) -> bool {
+        let r = &mut *self.router;
+        let Some(s) = r.by_id.get(client_id).and_then(|&k| r.sessions.get_mut(k)) else {
+            return false;
+        };
+        let d = Delivery {
+            seq: 0,
+            msg,
+            qos,
+            retain,
+            sub_ids: Vec::new(),
+        };
+        if let Offer::Dropped(n) = s.offer(d, &r.limits, self.now, &mut r.journal) {
+            Metrics::add(&r.metrics.messages_dropped, n as u64);
+        }
+        true
+    }
+
+    fn route(&mut self, msg: &Arc<Message>) -> usize {
+        self.router.route(self.now, None, msg)
+    }
+
+    fn subscription_qos(&self, client_id: &str, filter: &str) -> Option<QoS> {
+        let r = &self.router;
+        let s = r.by_id.get(client_id).and_then(|&k| r.sessions.get(k))?;
+        s.subscriptions.get(filter).map(|e| e.options.qos)
+    }
+
+    fn stats(&self) -> RouterStats {
+        self.router.stats()
+    }
+}
+
+impl Router {
+    /// Runs `f` for every service whose `wants` says yes, with a [`Host`] on this
+    /// router; then publishes what the hooks queued.
+    fn with_services(&mut self, now: Instant, mut f: impl FnMut(&mut dyn Service, &mut dyn Host)) {
+        let mut services = std::mem::take(&mut self.services);
+        let mut host = RouterHost {
+            router: self,
+            now,
+            pending: Vec::new(),
+        };
+        for s in services.iter_mut() {
+            f(s.as_mut(), &mut host);
+        }
+        let pending = std::mem::take(&mut host.pending);
+        // A hook may have registered services meanwhile only by a bug; keep ours.
+        self.services = services;
+        for (msg, durable) in pending {
+            self.publish_broker(now, msg, durable);
+        }
+    }
+
+    /// Publishes a message of the broker's own (a service's): retained (and stored
+    /// when `durable`), routed, seen by activation triggers and by the services.
+    pub(super) fn publish_broker(&mut self, now: Instant, msg: Message, durable: bool) {
+        let msg = Arc::new(msg);
+        if self.services_publish(now, None, &msg) == Disposition::Consume {
+            return;
+        }
+        if msg.retain {
+            self.set_retained(&msg, durable);
+        }
+        self.route(now, None, &msg);
+        self.fire_triggers(now, &msg.topic);
+    }
+
+    /// Lets the services whose topics `msg` falls under see it; `Consume` if one of
+    /// them consumed it.
+    pub(super) fn services_publish(
+        &mut self,
+        now: Instant,
+        from: Option<&ClientInfo>,
+        msg: &Arc<Message>,
+    ) -> Disposition {
+        // Every service topic is under a `$` prefix: ordinary traffic costs one compare.
+        if !msg.topic.starts_with('$') {
+            return Disposition::Route;
+        }
+        let topic = msg.topic.as_str();
+        let mut disposition = Disposition::Route;
+        self.with_services(now, |s, host| {
+            if disposition == Disposition::Route && s.topics().iter().any(|p| topic.starts_with(p))
+            {
+                disposition = s.on_publish(host, from, msg);
+            }
+        });
+        disposition
+    }
+
+    /// Services start once the store is loaded.
+    pub(super) fn start_services(&mut self, now: Instant) {
+        self.with_services(now, |s, host| s.on_start(host));
+    }
+
+    pub(super) fn services_connect(&mut self, now: Instant, info: &ClientInfo, present: bool) {
+        self.with_services(now, |s, host| s.on_connect(host, info, present));
+    }
+
+    pub(super) fn services_disconnect(&mut self, now: Instant, info: &ClientInfo, reason: &str) {
+        self.with_services(now, |s, host| s.on_disconnect(host, info, reason));
+    }
+
+    pub(super) fn services_session_end(&mut self, now: Instant, client_id: &str) {
+        self.with_services(now, |s, host| s.on_session_end(host, client_id));
+    }
+
+    pub(super) fn services_subscribe(&mut self, now: Instant, key: usize, filter: &str, qos: QoS) {
+        let Some(info) = self.sessions.get(key).map(|s| client_info(s, None)) else {
+            return;
+        };
+        self.with_services(now, |s, host| s.on_subscribe(host, &info, filter, qos));
+    }
+
+    pub(super) fn services_unsubscribe(&mut self, now: Instant, key: usize, filter: &str) {
+        let Some(info) = self.sessions.get(key).map(|s| client_info(s, None)) else {
+            return;
+        };
+        self.with_services(now, |s, host| s.on_unsubscribe(host, &info, filter));
+    }
+
+    /// Runs the timeouts of services that are due.
+    pub(super) fn services_timeout(&mut self, now: Instant) {
+        self.with_services(now, |s, host| {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(host);
+            }
+        });
+    }
+}

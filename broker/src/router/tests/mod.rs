@@ -1,0 +1,292 @@
+//! A fake-clock harness for the router: commands go in through [`Router::handle`],
+//! time moves only when a test calls [`Harness::advance`], and what the router sends
+//! is read from each connection's outbox. Timing behaviours (wills, expiry, carousel,
+//! `$SYS`) run here in microseconds and cannot be flaky on a loaded machine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod pressure;
+mod services;
+mod timing;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use canopy_proto::{
+    Packet, Protocol, Publish, PublishProperties, QoS, Subscribe, SubscribeProperties,
+    SubscriptionOptions, TopicFilter, TopicName, Will,
+};
+use tokio::sync::oneshot;
+
+use super::{Command, ConnectReply, ConnectRequest, Router};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Outgoing};
+use crate::services::status::StatusBook;
+use crate::store::MemoryStore;
+use crate::store::worker::Inline;
+
+/// A router on a fake clock, with the clients it has seen.
+pub struct Harness {
+    pub router: Router,
+    pub now: Instant,
+    pub status: Arc<StatusBook>,
+    clients: HashMap<String, (ConnectReply, Arc<Outbox>)>,
+    next_pkid: u16,
+}
+
+/// How a test client connects.
+pub struct Conn {
+    pub protocol: Protocol,
+    pub clean: bool,
+    pub expiry: u32,
+    pub will: Option<Will>,
+}
+
+impl Default for Conn {
+    fn default() -> Conn {
+        Conn {
+            protocol: Protocol::V5,
+            clean: true,
+            expiry: 0,
+            will: None,
+        }
+    }
+}
+
+/// A message as a client received it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub topic: String,
+    pub payload: Bytes,
+    pub retain: bool,
+    pub qos: QoS,
+    pub pkid: Option<u16>,
+    /// Message Expiry Interval as it would be sent now.
+    pub expiry_left: Option<u32>,
+}
+
+impl Harness {
+    /// A router with `Config::ephemeral()` edited by `edit`, the memory store and no
+    /// threads.
+    pub fn new(edit: impl FnOnce(&mut Config)) -> Harness {
+        let mut config = Config::ephemeral();
+        config.sys_interval = Duration::ZERO; // tests that want `$SYS` turn it on
+        edit(&mut config);
+        let now = Instant::now();
+        let metrics = Arc::new(Metrics::default());
+        let status = Arc::new(StatusBook::new());
+        let services = super::registered(&config, &metrics, &status, now);
+        let router = Router::new(
+            &config,
+            Default::default(),
+            Box::new(Inline::new(Box::new(MemoryStore::new()))),
+            metrics,
+            services,
+            now,
+        );
+        let mut h = Harness {
+            router,
+            now,
+            status,
+            clients: HashMap::new(),
+            next_pkid: 1,
+        };
+        // What is due at start-up runs at once, as the driver's first turn would.
+        h.advance(Duration::ZERO);
+        h
+    }
+
+    /// Moves the clock forward by `d`, firing every deadline on the way in order.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.router.poll_timeout().filter(|&t| t <= end) {
+            self.now = self.now.max(t);
+            self.router.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+
+    fn send(&mut self, cmd: Command) {
+        self.router.handle(self.now, cmd);
+        self.router.end_turn();
+    }
+
+    /// Connects `id`; returns whether a session was present.
+    pub fn connect(&mut self, id: &str, c: Conn) -> bool {
+        let outbox = Outbox::new(1024);
+        let (tx, mut rx) = oneshot::channel();
+        let req = ConnectRequest {
+            client_id: Arc::from(id),
+            clean_start: c.clean,
+            session_expiry: c.expiry,
+            will: c.will,
+            protocol: c.protocol,
+            receive_maximum: 100,
+            max_packet_size: None,
+            user: None,
+            outbox: outbox.clone(),
+            reply: tx,
+        };
+        self.send(Command::Connect(Box::new(req)));
+        let reply = rx.try_recv().expect("the router answers CONNECT at once");
+        self.clients.insert(id.to_string(), (reply, outbox));
+        reply.session_present
+    }
+
+    fn target(&self, id: &str) -> (usize, u64) {
+        let (r, _) = self.clients.get(id).expect("connected");
+        (r.session, r.conn)
+    }
+
+    /// Subscribes `id` to `filter` at `qos`.
+    pub fn subscribe(&mut self, id: &str, filter: &str, qos: QoS) {
+        let (session, conn) = self.target(id);
+        let pkid = self.pkid();
+        let subscribe = Subscribe {
+            pkid,
+            filters: vec![(
+                TopicFilter::new(filter).unwrap(),
+                SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            )],
+            properties: SubscribeProperties::default(),
+        };
+        self.send(Command::Subscribe {
+            session,
+            conn,
+            subscribe,
+        });
+    }
+
+    /// Publishes from `id`.
+    pub fn publish(
+        &mut self,
+        id: &str,
+        topic: &str,
+        payload: &str,
+        qos: QoS,
+        retain: bool,
+        properties: PublishProperties,
+    ) -> Option<u16> {
+        let (session, conn) = self.target(id);
+        let pkid = (qos != QoS::AtMostOnce).then(|| self.pkid());
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: Some(TopicName::new(topic).unwrap()),
+            pkid,
+            properties,
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+        };
+        self.send(Command::Publish {
+            session,
+            conn,
+            publish,
+        });
+        pkid
+    }
+
+    /// The connection of `id` ends; `will` says whether the will is due.
+    pub fn disconnect(&mut self, id: &str, will: bool, reason: &'static str) {
+        let (session, conn) = self.target(id);
+        self.send(Command::Disconnected {
+            session,
+            conn,
+            publish_will: will,
+            session_expiry: None,
+            reason,
+        });
+    }
+
+    /// Acknowledges a QoS 1 delivery to `id`.
+    pub fn puback(&mut self, id: &str, pkid: u16) {
+        let (session, conn) = self.target(id);
+        self.send(Command::PubAck {
+            session,
+            conn,
+            pkid,
+        });
+    }
+
+    /// Everything queued for `id` since the last call.
+    pub fn outgoing(&mut self, id: &str) -> Vec<Outgoing> {
+        let (_, outbox) = self.clients.get(id).expect("connected");
+        let mut items = VecDeque::new();
+        outbox.drain_into(&mut items);
+        items.into_iter().collect()
+    }
+
+    /// The PUBLISHes queued for `id` since the last call (other packets dropped).
+    pub fn received(&mut self, id: &str) -> Vec<Got> {
+        let now = self.now;
+        self.outgoing(id)
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Publish {
+                    msg,
+                    qos,
+                    pkid,
+                    retain,
+                    ..
+                } => Some(Got {
+                    topic: msg.topic.to_string(),
+                    payload: msg.payload.clone(),
+                    retain,
+                    qos,
+                    pkid,
+                    expiry_left: msg.remaining_expiry(now),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The broker-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.router.metrics
+    }
+
+    /// The packets other than PUBLISH queued for `id` since the last call.
+    pub fn packets(&mut self, id: &str) -> Vec<Packet> {
+        self.outgoing(id)
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Packet(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+        self.next_pkid
+    }
+}
+
+/// A will on `topic` with `payload`, delayed by `delay` seconds.
+pub fn will(topic: &str, payload: &str, delay: u32) -> Will {
+    Will {
+        topic: TopicName::new(topic).unwrap(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: canopy_proto::WillProperties {
+            will_delay_interval: (delay > 0).then_some(delay),
+            ..Default::default()
+        },
+    }
+}
+
+/// Publish properties with a Message Expiry Interval.
+pub fn expiring(secs: u32) -> PublishProperties {
+    PublishProperties {
+        message_expiry_interval: Some(secs),
+        ..Default::default()
+    }
+}
