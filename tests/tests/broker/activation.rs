@@ -338,33 +338,34 @@ async fn ctl_document_naming_a_client_id_registers_for_that_session() {
     assert_eq!(texts(&mut s).await, vec!["after"]);
 
     // A mistake in a document naming the viewer reaches the viewer's error topic, and
-    // stays there (retained) for whoever looks later.
+    // stays there (retained): the viewer sees it when it subscribes afterwards.
     let mut tool = RawClient::connect(b.addr(), V311, &unique("tool")).await;
     let bad = serde_json::json!({
         "client_id": viewer, "filter": format!("{t}/data/#"),
         "activate_on": format!("{t}/on"), "initail": "active",
     });
-    tool.publish("$ctl/subscribe", bad.to_string().as_bytes(), 0, false)
+    tool.publish("$ctl/subscribe", bad.to_string().as_bytes(), 1, false)
         .await;
     tool.disconnect().await;
-    let mut late = RawClient::connect(b.addr(), V311, &unique("late")).await;
-    late.subscribe(&format!("$ctl/errors/{viewer}"), 0).await;
-    let e = late.recv_publish().await;
+    s.subscribe(&format!("$ctl/errors/{viewer}"), 0).await;
+    let e = s.recv_publish().await;
     assert!(e.retain, "the error is retained");
     let doc: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
     assert!(doc["error"].as_str().unwrap().contains("initail"), "{doc}");
 
-    // Naming a session that does not exist is an error on that id's topic.
+    // Naming a session that does not exist is an error on that id's topic, which the
+    // client of that id finds when it comes.
     let ghost = unique("ghost");
     let mut tool = RawClient::connect(b.addr(), V311, &unique("tool")).await;
     let doc = serde_json::json!({
         "client_id": ghost, "filter": "g/#", "activate_on": "g/on",
     });
-    tool.publish("$ctl/subscribe", doc.to_string().as_bytes(), 0, false)
+    tool.publish("$ctl/subscribe", doc.to_string().as_bytes(), 1, false)
         .await;
     tool.disconnect().await;
-    late.subscribe(&format!("$ctl/errors/{ghost}"), 0).await;
-    let e = late.recv_publish().await;
+    let mut g = RawClient::connect(b.addr(), V311, &ghost).await;
+    g.subscribe(&format!("$ctl/errors/{ghost}"), 0).await;
+    let e = g.recv_publish().await;
     let doc: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
     assert!(
         doc["error"].as_str().unwrap().contains("no session"),
