@@ -230,6 +230,9 @@ fn syntax(err: &toml::de::Error, text: &str, origin: &str) -> ConfigError {
         message = format!("duplicate key `{}`", key.trim());
     }
     let key = key_on_line(text, span.start);
+    if let Some(word) = bare_word_value(text, span.start).filter(|_| !message.contains("quoted")) {
+        message = format!("{message} (text values need quotes: \"{word}\")");
+    }
     if let Some(key) = &key
         && !message.contains(key.as_str())
     {
@@ -242,6 +245,22 @@ fn syntax(err: &toml::de::Error, text: &str, origin: &str) -> ConfigError {
         key,
         message,
     }
+}
+
+/// The value of a `key = word` line holding byte `pos` when it is a bare word that TOML
+/// does not accept unquoted (`durability = fast`), so the message can show the fix.
+fn bare_word_value(text: &str, pos: usize) -> Option<String> {
+    let start = text.get(..pos)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (_, value) = line.split_once('=')?;
+    let value = value.split('#').next()?.trim();
+    let word = !value.is_empty()
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !matches!(value, "true" | "false" | "inf" | "nan");
+    word.then(|| value.to_owned())
 }
 
 /// The dotted key written on the line holding byte `pos` (`limits.max_packet_size` for a
