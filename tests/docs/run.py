@@ -56,6 +56,8 @@ EXPECT_TIMEOUT = 10.0
 PORT_WAIT = 15.0
 # Pages with nothing a reader can run on one machine in seconds, and why.
 NOT_RUNNABLE = {
+    "docs/architecture.md": "the broker's inner structure for contributors, no commands",
+    "docs/flow-control.md": "a description of back-pressure, no commands",
     "docs/mqtt-support.md": "a reference of MQTT features, no commands",
     "docs/performance.md": "benchmarks of minutes, pinned to CPUs (benches/ runs them)",
     "docs/persistence.md": "a kill -9 benchmark (benches/ and broker/tests run it)",
