@@ -88,11 +88,7 @@ impl Access {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = b
-                        .local
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let id = b.local_client_id();
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),
@@ -153,7 +149,7 @@ impl Access {
         // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
         if let (Some(rest), Some(name)) = (
             topic.strip_prefix("$SYS/metabroker/"),
-            client_id.strip_suffix("-local"),
+            canopy_model::bridge::name_of_default_local(client_id),
         ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
         {
             return Ok(());
@@ -202,12 +198,13 @@ impl Access {
             "$resource" => {
                 let levels: Vec<&str> = inner.split('/').collect();
                 match levels.as_slice() {
-                    ["$resource", name] if !is_wild(name) => Ok(()),
+                    // `$resource/+` matches summaries only: names are one level.
+                    ["$resource", name] if *name != "#" => Ok(()),
                     ["$resource", name, "client", id] if !is_wild(name) && *id == client_id => {
                         Ok(())
                     }
                     _ => Err(Denied(
-                        "a client reads $resource/<name> and its own $resource/<name>/client/<client-id>",
+                        "a client reads $resource/<name> (or $resource/+) and its own $resource/<name>/client/<client-id>",
                     )),
                 }
             }

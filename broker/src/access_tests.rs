@@ -106,6 +106,7 @@ fn subscribe_table() {
         ("dev", "$resource/lic/client/+", false),
         ("dev", "$resource/+/client/dev", false),
         ("dev", "$resource/#", false),
+        ("dev", "$resource/+", true),
     ];
     for &(client, filter, allowed) in rows {
         assert_eq!(

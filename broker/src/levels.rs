@@ -4,6 +4,9 @@
 //!
 //! Owns no data; never allocates and never panics on any string.
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// Slab index of the root for filters and topics not starting with `$`.
 pub(crate) const ROOT: usize = 0;
 /// Slab index of the root for filters and topics starting with `$` [MQTT-4.7.2-1].

@@ -50,6 +50,11 @@ struct Inner {
     qos0: usize,
     /// Set once a Disconnect was queued: nothing is accepted after it.
     closed: bool,
+    /// How many items at the back of `items` the connection may not take yet: they
+    /// wait for the store commit of the turn that made them (`durability = "sync"`).
+    held: usize,
+    /// The journal epoch in which this outbox last registered held items.
+    stage_epoch: u64,
 }
 
 /// The queue between the router and one connection.
@@ -81,12 +86,50 @@ impl Outbox {
     }
 
     /// Queues an item. Returns `false` when it was refused: a QoS 0 publish over the
-    /// QoS 0 capacity, or anything after a disconnect.
+    /// QoS 0 capacity, or anything after a disconnect. It goes before any held
+    /// deliveries (those wait for their commit; acknowledgements are released only
+    /// after the deliveries of the same batch).
     pub fn push(&self, item: Outgoing) -> bool {
+        self.push_inner(item, false).is_some()
+    }
+
+    /// Queues an item that the connection may take only once released. Returns
+    /// `Some(true)` when it is this outbox's first held item of journal `epoch` (the
+    /// caller remembers the outbox for that epoch), `None` when it was refused as by
+    /// [`Outbox::push`].
+    pub fn push_held(&self, item: Outgoing, epoch: u64) -> Option<bool> {
+        let first = self.push_inner(item, true)?;
+        let mut inner = self.lock();
+        let new_epoch = inner.stage_epoch != epoch;
+        inner.stage_epoch = epoch;
+        Some(first || new_epoch)
+    }
+
+    /// How many items are held now.
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    /// Lets the connection take the first `n` held items (those of a committed batch;
+    /// what was held after them stays held).
+    pub fn release(&self, n: usize) {
+        let released = {
+            let mut inner = self.lock();
+            let k = n.min(inner.held);
+            inner.held -= k;
+            k > 0
+        };
+        if released {
+            self.notify.notify_one();
+        }
+    }
+
+    fn push_inner(&self, item: Outgoing, hold: bool) -> Option<bool> {
+        let first;
         {
             let mut inner = self.lock();
             if inner.closed {
-                return false;
+                return None;
             }
             match &item {
                 Outgoing::Publish {
@@ -94,17 +137,26 @@ impl Outbox {
                     ..
                 } => {
                     if inner.qos0 >= self.qos0_capacity {
-                        return false;
+                        return None;
                     }
                     inner.qos0 += 1;
                 }
                 Outgoing::Disconnect(..) => inner.closed = true,
                 _ => {}
             }
-            inner.items.push_back(item);
+            if hold {
+                inner.items.push_back(item);
+                first = inner.held == 0;
+                inner.held += 1;
+                return Some(first);
+            }
+            // Not held: goes before the held deliveries, which wait for their commit.
+            first = false;
+            let at = inner.items.len() - inner.held;
+            inner.items.insert(at, item);
         }
         self.notify.notify_one();
-        true
+        Some(first)
     }
 
     /// Whether one more QoS 0 publish would be accepted now.
@@ -128,11 +180,32 @@ impl Outbox {
         self.lock().closed
     }
 
-    /// Moves everything queued into `out` (which the caller reuses between calls).
+    /// Moves everything queued and not held into `out` (which the caller reuses
+    /// between calls).
     pub fn drain_into(&self, out: &mut VecDeque<Outgoing>) {
         let mut inner = self.lock();
-        inner.qos0 = 0;
+        if inner.held == 0 {
+            inner.qos0 = 0;
+            std::mem::swap(&mut inner.items, out);
+            return;
+        }
+        let visible = inner.items.len() - inner.held;
+        let held = inner.items.split_off(visible);
         std::mem::swap(&mut inner.items, out);
+        inner.items = held;
+        inner.qos0 = inner
+            .items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    Outgoing::Publish {
+                        qos: QoS::AtMostOnce,
+                        ..
+                    }
+                )
+            })
+            .count();
     }
 
     /// Waits until something may have been queued.
@@ -187,5 +260,31 @@ mod tests {
         assert!(o.push(Outgoing::Disconnect(ReasonCode::SESSION_TAKEN_OVER, None)));
         assert!(!o.push(Outgoing::Packet(Packet::PingResp)));
         assert!(o.is_closed());
+    }
+
+    #[test]
+    fn held_items_wait_for_their_batch_and_others_go_before_them() {
+        let o = Outbox::new(8);
+        assert_eq!(o.push_held(q0(), 1), Some(true));
+        assert_eq!(o.push_held(q0(), 1), Some(false));
+        let batch = o.held();
+        // Held after the batch was submitted: a later batch's.
+        assert_eq!(o.push_held(q0(), 2), Some(true));
+        assert!(o.push(Outgoing::Packet(Packet::PingResp)), "not held");
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        assert_eq!(out.len(), 1, "only what is not held");
+        assert!(matches!(
+            out.front(),
+            Some(Outgoing::Packet(Packet::PingResp))
+        ));
+        out.clear();
+        o.release(batch);
+        o.drain_into(&mut out);
+        assert_eq!(out.len(), 2, "the first batch's deliveries only");
+        out.clear();
+        o.release(usize::MAX);
+        o.drain_into(&mut out);
+        assert_eq!(out.len(), 1);
     }
 }

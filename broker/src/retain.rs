@@ -290,16 +290,9 @@ impl<V> RetainTree<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::levels::testing::{f, filter_strategy, oracle, t, topic_strategy};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
-
-    fn f(s: &str) -> TopicFilter {
-        TopicFilter::new(s).unwrap()
-    }
-
-    fn t(s: &str) -> TopicName {
-        TopicName::new(s).unwrap()
-    }
 
     /// The topics `filter` matches, sorted.
     fn matched<V>(tree: &RetainTree<V>, filter: &str) -> Vec<String> {
@@ -476,29 +469,6 @@ mod tests {
         assert_eq!(tree.node_count(), 2);
     }
 
-    /// Levels drawn from a small alphabet so that filters and topics collide often.
-    fn level() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "", "$x", "$"])
-    }
-
-    fn topic_strategy() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5)
-            .prop_map(|levels| levels.join("/"))
-            .prop_filter("topic must be valid", |s| TopicName::validate(s).is_ok())
-    }
-
-    fn filter_strategy() -> impl Strategy<Value = String> {
-        let filter_level = prop_oneof![3 => level(), 1 => Just("+")];
-        (prop::collection::vec(filter_level, 0..5), any::<bool>())
-            .prop_map(|(mut levels, hash)| {
-                if hash {
-                    levels.push("#");
-                }
-                levels.join("/")
-            })
-            .prop_filter("filter must be valid", |s| TopicFilter::validate(s).is_ok())
-    }
-
     /// Checks every filter against the oracle over the model's entries.
     fn check_against_oracle(
         tree: &RetainTree<usize>,
@@ -508,7 +478,7 @@ mod tests {
         for filter in filters {
             let expected: Vec<(String, usize)> = model
                 .iter()
-                .filter(|(topic, _)| canopy_proto::topic::matches(filter, topic))
+                .filter(|(topic, _)| oracle(filter, topic))
                 .map(|(topic, &v)| (topic.clone(), v))
                 .collect();
             let mut got = Vec::new();

@@ -294,15 +294,8 @@ impl<T> TopicTree<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::levels::testing::{f, filter_strategy, oracle, t, topic_strategy};
     use proptest::prelude::*;
-
-    fn f(s: &str) -> TopicFilter {
-        TopicFilter::new(s).unwrap()
-    }
-
-    fn t(s: &str) -> TopicName {
-        TopicName::new(s).unwrap()
-    }
 
     /// The values matching `topic`, sorted, duplicates kept.
     fn matched<T: Clone + Ord>(tree: &TopicTree<T>, topic: &str) -> Vec<T> {
@@ -513,29 +506,6 @@ mod tests {
         assert_eq!(tree.node_count(), 2);
     }
 
-    /// Levels drawn from a small alphabet so that filters and topics collide often.
-    fn level() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "", "$x", "$"])
-    }
-
-    fn topic_strategy() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5)
-            .prop_map(|levels| levels.join("/"))
-            .prop_filter("topic must be valid", |s| TopicName::validate(s).is_ok())
-    }
-
-    fn filter_strategy() -> impl Strategy<Value = String> {
-        let filter_level = prop_oneof![3 => level(), 1 => Just("+")];
-        (prop::collection::vec(filter_level, 0..5), any::<bool>())
-            .prop_map(|(mut levels, hash)| {
-                if hash {
-                    levels.push("#");
-                }
-                levels.join("/")
-            })
-            .prop_filter("filter must be valid", |s| TopicFilter::validate(s).is_ok())
-    }
-
     /// Checks every topic against the oracle for the filters still present.
     fn check_against_oracle(
         tree: &TopicTree<usize>,
@@ -546,9 +516,7 @@ mod tests {
             let expected: Vec<usize> = filters
                 .iter()
                 .enumerate()
-                .filter(|(_, (filter, present))| {
-                    *present && canopy_proto::topic::matches(filter, topic)
-                })
+                .filter(|(_, (filter, present))| *present && oracle(filter, topic))
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(matched(tree, topic), expected, "topic {topic:?}");

@@ -43,6 +43,8 @@ pub enum Command {
     Sub(SubArgs),
     /// Read or write configuration documents (`$config/<client-id>`).
     Config(ConfigArgs),
+    /// Acquire, reserve or inspect scarce resources (`$resource/<name>/...`).
+    Resource(crate::resource::ResourceArgs),
 }
 
 /// Arguments of `canopy config`: one of its subcommands.

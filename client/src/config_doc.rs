@@ -16,8 +16,7 @@ use crate::options::ConnectSettings;
 use crate::publish::{PublishPlan, Source};
 use crate::subscribe::SubscribePlan;
 
-/// Topic prefix of configuration documents.
-pub const CONFIG_PREFIX: &str = "$config/";
+pub use canopy_model::config_doc::CONFIG_PREFIX;
 
 /// How long `canopy config get` waits for a document when neither -W nor --watch is given.
 pub const DEFAULT_GET_TIMEOUT_SECS: u64 = 5;
@@ -30,7 +29,7 @@ pub fn config_topic(client: &str) -> Result<String, CliError> {
     if client.is_empty() {
         return Err(CliError::Usage("the client id must not be empty".into()));
     }
-    let topic = format!("{CONFIG_PREFIX}{client}");
+    let topic = canopy_model::config_doc::config_topic(client);
     if !rumqttc::valid_topic(&topic) {
         return Err(CliError::Usage(format!(
             "client id `{client}` cannot name a topic (it contains + or #)"

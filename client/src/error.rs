@@ -8,6 +8,8 @@ use crate::reason::describe;
 
 /// Exit status used when `canopy sub -W` runs out of time, as mosquitto_sub does.
 pub const EXIT_TIMEOUT: i32 = 27;
+/// Exit status of `canopy resource acquire` without `--wait` when it would have to queue.
+pub const EXIT_NOT_GRANTED: i32 = 3;
 
 /// Everything that can make `canopy pub`, `canopy sub` or `canopy config` fail.
 #[derive(Debug, Error)]
@@ -67,13 +69,21 @@ pub enum CliError {
     /// Writing to stdout failed.
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+    /// `canopy resource acquire` without `--wait` found every unit in use.
+    #[error("every unit is in use (queued at position {0}, place given back; --wait waits)")]
+    NotGranted(u64),
+    /// `canopy resource`: the broker refused the request, or the grant was lost.
+    #[error("resource: {0}")]
+    ResourceRefused(String),
 }
 
 impl CliError {
-    /// Process exit status for this error: 27 for a `-W` timeout, 1 otherwise.
+    /// Process exit status for this error: 27 for a `-W` timeout, 3 for a resource not
+    /// granted at once, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Timeout => EXIT_TIMEOUT,
+            Self::NotGranted(_) => EXIT_NOT_GRANTED,
             _ => 1,
         }
     }

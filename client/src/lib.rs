@@ -4,15 +4,19 @@
 //!   and `canopy config`;
 //! - [`url`]: `mqtt://` broker URLs;
 //! - [`options`]: validated connection settings and rumqttc `MqttOptions` for 3.1.1 and 5.0;
-//! - [`link`]: one connection whose rumqttc event loop runs in its own task;
+//! - [`adapter`]: the workspace's one rumqttc adapter (3.1.1 and 5.0 behind one face, reconnect
+//!   backoff), also used by the metabroker and the integration tests;
+//! - [`link`]: one CLI connection whose event loop runs in its own task;
 //! - [`format`]: how received messages are printed (payload, `-v`, JSON);
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
+//! - [`resource`]: `canopy resource acquire|reserve|status`;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod cli;
 pub mod config_doc;
 pub mod error;
@@ -21,6 +25,7 @@ pub mod link;
 pub mod options;
 pub mod publish;
 pub mod reason;
+pub mod resource;
 pub mod subscribe;
 pub mod url;
 

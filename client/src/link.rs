@@ -1,7 +1,8 @@
-//! One MQTT connection over rumqttc, 3.1.1 or 5.0 behind the same face.
+//! One CLI connection over the rumqttc [`adapter`](crate::adapter), 3.1.1 or 5.0 behind the
+//! same face, in the CLI's terms (its [`Qos`], [`Message`] and [`CliError`]).
 //!
-//! Owns the rumqttc `EventLoop`: it is polled in a task of its own (the driver), which turns
-//! rumqttc events into [`LinkEvent`]s on a bounded channel. Callers publish, subscribe and
+//! Owns the adapter's [`Connection`]: it is polled in a task of its own (the driver), which
+//! turns adapter events into [`LinkEvent`]s on a bounded channel. Callers publish, subscribe and
 //! disconnect only through the `AsyncClient` half. The driver must never publish or subscribe
 //! itself: rumqttc deadlocks when the task that polls the event loop also waits on its request
 //! channel (ARCHITECTURE.md, "what not to copy").
@@ -12,22 +13,15 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::adapter::{self, Client, Connection, Event, FailureKind};
 use crate::cli::{ProtocolVersion, Qos};
 use crate::error::CliError;
 use crate::format::Message;
-use crate::options::{ConnectSettings, v4_qos, v5_qos};
-use crate::reason::{
-    connack_v4, connack_v5, disconnect_reason, puback_reason, pubcomp_reason, pubrec_reason,
-    suback_v4, suback_v5,
-};
-
-use rumqttc::v5::mqttbytes::v5 as p5;
+use crate::options::{ConnectSettings, v5_qos};
 
 /// Capacity of the driver-to-caller event channel; a full channel pauses the driver, which
 /// pauses reading the socket, so a slow stdout cannot grow memory.
 const EVENT_CAPACITY: usize = 256;
-/// Capacity of rumqttc's request channel.
-const REQUEST_CAPACITY: usize = 64;
 /// How long a clean disconnect may take before the caller gives up on it.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -138,12 +132,7 @@ pub struct SubscribeRequest {
 
 /// The request half of a connection; cheap to clone into a producer task.
 #[derive(Debug, Clone)]
-pub enum Sender {
-    /// MQTT 3.1.1 client.
-    V4(rumqttc::AsyncClient),
-    /// MQTT 5.0 client.
-    V5(rumqttc::v5::AsyncClient),
-}
+pub struct Sender(Client);
 
 /// A running connection: the request half plus the driver's events.
 #[derive(Debug)]
@@ -159,21 +148,10 @@ impl Link {
     /// event is [`LinkEvent::Connected`] or [`LinkEvent::Failed`].
     pub fn start(settings: &ConnectSettings) -> Self {
         let (tx, events) = mpsc::channel(EVENT_CAPACITY);
-        let (sender, driver) = match settings.version {
-            ProtocolVersion::V311 => {
-                let (client, mut eventloop) =
-                    rumqttc::AsyncClient::new(settings.v4_options(), REQUEST_CAPACITY);
-                let mut network = eventloop.network_options();
-                network.set_connection_timeout(settings.connect_timeout.as_secs());
-                eventloop.set_network_options(network);
-                (Sender::V4(client), tokio::spawn(drive_v4(eventloop, tx)))
-            }
-            ProtocolVersion::V5 => {
-                let (client, eventloop) =
-                    rumqttc::v5::AsyncClient::new(settings.v5_options(), REQUEST_CAPACITY);
-                (Sender::V5(client), tokio::spawn(drive_v5(eventloop, tx)))
-            }
-        };
+        let (client, connection) = settings.adapter_options().connect();
+        let v5 = settings.version == ProtocolVersion::V5;
+        let driver = tokio::spawn(drive(connection, v5, tx));
+        let sender = Sender(client);
         Self {
             sender,
             events,
@@ -212,10 +190,7 @@ impl Link {
     /// Sends DISCONNECT after everything queued before it and waits for the driver to write
     /// it, discarding events meanwhile (so the driver is never stuck on a full channel).
     pub async fn disconnect(mut self) -> Result<(), CliError> {
-        let queued = match &self.sender {
-            Sender::V4(client) => client.disconnect().await.is_ok(),
-            Sender::V5(client) => client.disconnect().await.is_ok(),
-        };
+        let queued = self.sender.0.disconnect().await.is_ok();
         if queued {
             let drain = async { while self.events.recv().await.is_some() {} };
             if tokio::time::timeout(DISCONNECT_TIMEOUT, drain)
@@ -233,123 +208,78 @@ impl Link {
 impl Sender {
     /// Queues a publish. Fails only when the driver has stopped.
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), CliError> {
-        let ok = match self {
-            Self::V4(client) => client
-                .publish(
-                    message.topic,
-                    v4_qos(message.qos),
-                    message.retain,
-                    message.payload,
-                )
-                .await
-                .is_ok(),
-            Self::V5(client) => {
-                let p = message.properties;
-                let properties = p5::PublishProperties {
-                    user_properties: p.user_properties,
-                    content_type: p.content_type,
-                    response_topic: p.response_topic,
-                    correlation_data: p.correlation_data,
-                    message_expiry_interval: p.message_expiry,
-                    ..Default::default()
-                };
-                client
-                    .publish_with_properties(
-                        message.topic,
-                        v5_qos(message.qos),
-                        message.retain,
-                        message.payload,
-                        properties,
-                    )
-                    .await
-                    .is_ok()
-            }
+        let p = message.properties;
+        let properties = adapter::PublishProperties {
+            user_properties: p.user_properties,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            message_expiry_interval: p.message_expiry,
+            ..Default::default()
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(CliError::ConnectionLost("the connection is closed".into()))
-        }
+        let publish = adapter::new_publish(
+            message.topic,
+            v5_qos(message.qos),
+            message.retain,
+            message.payload,
+            Some(properties),
+        );
+        let sent = self.0.publish(publish);
+        sent.await.map_err(|_| closed())
     }
 
     /// Queues one SUBSCRIBE carrying every filter. Fails only when the driver has stopped.
     pub async fn subscribe(&self, request: SubscribeRequest) -> Result<(), CliError> {
-        let ok = match self {
-            Self::V4(client) => client
-                .subscribe_many(
-                    request
-                        .filters
-                        .iter()
-                        .map(|f| rumqttc::SubscribeFilter::new(f.filter.clone(), v4_qos(f.qos))),
+        let filters = request
+            .filters
+            .iter()
+            .map(|f| {
+                adapter::filter(
+                    f.filter.clone(),
+                    v5_qos(f.qos),
+                    f.no_local,
+                    f.retain_as_published,
+                    f.retain_handling,
                 )
-                .await
-                .is_ok(),
-            Self::V5(client) => {
-                let filters = request.filters.iter().map(|f| p5::Filter {
-                    path: f.filter.clone(),
-                    qos: v5_qos(f.qos),
-                    nolocal: f.no_local,
-                    preserve_retain: f.retain_as_published,
-                    retain_forward_rule: match f.retain_handling {
-                        1 => p5::RetainForwardRule::OnNewSubscribe,
-                        2 => p5::RetainForwardRule::Never,
-                        _ => p5::RetainForwardRule::OnEverySubscribe,
-                    },
-                });
-                let properties = p5::SubscribeProperties {
-                    id: request.subscription_id.map(|id| id as usize),
-                    user_properties: request.user_properties,
-                };
-                client
-                    .subscribe_many_with_properties(filters, properties)
-                    .await
-                    .is_ok()
-            }
+            })
+            .collect();
+        let properties = adapter::SubscribeProperties {
+            id: request.subscription_id.map(|id| id as usize),
+            user_properties: request.user_properties,
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(CliError::ConnectionLost("the connection is closed".into()))
-        }
+        let sent = self.0.subscribe(filters, Some(properties));
+        sent.await.map_err(|_| closed())
     }
 }
 
-async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>) {
-    use rumqttc::{ConnectionError, Event, Outgoing, Packet};
+fn closed() -> CliError {
+    CliError::ConnectionLost("the connection is closed".into())
+}
+
+/// Polls `connection` until DISCONNECT is written, the first failure (reported as
+/// [`LinkEvent::Failed`]) or the caller drops its receiver. `v5`: messages carry their
+/// properties (a 3.1.1 message has none).
+async fn drive(mut connection: Connection, v5: bool, tx: mpsc::Sender<LinkEvent>) {
     let mut connected = false;
     loop {
-        let event = match eventloop.poll().await {
-            Ok(Event::Incoming(packet)) => match packet {
-                Packet::ConnAck(ack) => {
-                    connected = true;
-                    LinkEvent::Connected {
-                        session_present: ack.session_present,
-                    }
-                }
-                Packet::Publish(publish) => LinkEvent::Message(Message {
-                    topic: publish.topic,
-                    payload: publish.payload,
-                    qos: publish.qos as u8,
-                    retain: publish.retain,
-                    properties: None,
-                }),
-                Packet::PubAck(_) => LinkEvent::PubAck(0),
-                Packet::PubRec(_) => LinkEvent::PubRec(0),
-                Packet::PubComp(_) => LinkEvent::PubComp(0),
-                Packet::SubAck(ack) => {
-                    LinkEvent::SubAck(ack.return_codes.iter().map(suback_v4).collect())
-                }
-                _ => continue,
-            },
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-            Ok(Event::Outgoing(_)) => continue,
-            Err(error) => {
-                let failure = match error {
-                    ConnectionError::ConnectionRefused(code) => {
-                        LinkFailure::Refused(connack_v4(code))
-                    }
-                    other if !connected => LinkFailure::Unreachable(other.to_string()),
-                    other => LinkFailure::Lost(other.to_string()),
+        let event = match connection.poll().await {
+            Ok(Event::ConnAck { session_present }) => {
+                connected = true;
+                LinkEvent::Connected { session_present }
+            }
+            Ok(Event::Publish(publish)) => LinkEvent::Message(message(*publish, v5)),
+            Ok(Event::PubAck { reason, .. }) => LinkEvent::PubAck(reason),
+            Ok(Event::PubRec { reason, .. }) => LinkEvent::PubRec(reason),
+            Ok(Event::PubComp { reason, .. }) => LinkEvent::PubComp(reason),
+            Ok(Event::SubAck { codes, .. }) => LinkEvent::SubAck(codes),
+            Ok(Event::OutgoingDisconnect) => break,
+            Ok(_) => continue,
+            Err(failure) => {
+                let failure = match failure.kind {
+                    FailureKind::Refused(code) => LinkFailure::Refused(code),
+                    FailureKind::Disconnected(reason) => LinkFailure::Disconnected(reason),
+                    FailureKind::Lost if !connected => LinkFailure::Unreachable(failure.message),
+                    FailureKind::Lost => LinkFailure::Lost(failure.message),
                 };
                 let _ = tx.send(LinkEvent::Failed(failure)).await;
                 break;
@@ -361,69 +291,23 @@ async fn drive_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEvent>
     }
 }
 
-async fn drive_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<LinkEvent>) {
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{ConnectionError, Event, StateError};
-    let mut connected = false;
-    loop {
-        let event = match eventloop.poll().await {
-            Ok(Event::Incoming(packet)) => match packet {
-                Packet::ConnAck(ack) => {
-                    connected = true;
-                    LinkEvent::Connected {
-                        session_present: ack.session_present,
-                    }
-                }
-                Packet::Publish(publish) => LinkEvent::Message(message_v5(publish)),
-                Packet::PubAck(ack) => LinkEvent::PubAck(puback_reason(&ack.reason)),
-                Packet::PubRec(rec) => LinkEvent::PubRec(pubrec_reason(&rec.reason)),
-                Packet::PubComp(comp) => LinkEvent::PubComp(pubcomp_reason(&comp.reason)),
-                Packet::SubAck(ack) => {
-                    LinkEvent::SubAck(ack.return_codes.iter().map(suback_v5).collect())
-                }
-                _ => continue,
-            },
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-            Ok(Event::Outgoing(_)) => continue,
-            Err(error) => {
-                let failure = match error {
-                    ConnectionError::ConnectionRefused(code) => {
-                        LinkFailure::Refused(connack_v5(code))
-                    }
-                    ConnectionError::MqttState(StateError::ServerDisconnect {
-                        reason_code,
-                        reason_string,
-                    }) => LinkFailure::Disconnected(match reason_string {
-                        Some(text) => format!("{} ({text})", disconnect_reason(reason_code)),
-                        None => disconnect_reason(reason_code),
-                    }),
-                    other if !connected => LinkFailure::Unreachable(other.to_string()),
-                    other => LinkFailure::Lost(other.to_string()),
-                };
-                let _ = tx.send(LinkEvent::Failed(failure)).await;
-                break;
-            }
-        };
-        if tx.send(event).await.is_err() {
-            break;
-        }
-    }
-}
-
-fn message_v5(publish: p5::Publish) -> Message {
-    let props = publish.properties.unwrap_or_default();
-    Message {
-        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
-        payload: publish.payload,
-        qos: publish.qos as u8,
-        retain: publish.retain,
-        properties: Some(crate::format::MessageProperties {
+fn message(publish: adapter::Publish, v5: bool) -> Message {
+    let properties = v5.then(|| {
+        let props = publish.properties.unwrap_or_default();
+        crate::format::MessageProperties {
             user_properties: props.user_properties,
             content_type: props.content_type,
             response_topic: props.response_topic,
             correlation_data: props.correlation_data,
             message_expiry: props.message_expiry_interval,
             subscription_ids: props.subscription_identifiers,
-        }),
+        }
+    });
+    Message {
+        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+        payload: publish.payload,
+        qos: publish.qos as u8,
+        retain: publish.retain,
+        properties,
     }
 }

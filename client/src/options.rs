@@ -1,5 +1,5 @@
-//! Connection settings: validates [`ConnectArgs`] once, then builds rumqttc `MqttOptions` for
-//! MQTT 3.1.1 (rumqttc's v4 API) or 5.0 (`rumqttc::v5`).
+//! Connection settings: validates [`ConnectArgs`] once, then builds the rumqttc adapter's
+//! [`adapter::Options`] (and from them rumqttc's `MqttOptions` for 3.1.1 or 5.0).
 //!
 //! Owns every rule about which connection options fit together. It must never open a
 //! connection, and it must never hand rumqttc a value its builders `assert!` on (keep-alive
@@ -8,6 +8,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::adapter;
 use crate::cli::{ConnectArgs, ProtocolVersion, Qos};
 use crate::error::CliError;
 use crate::url::host_for_connect;
@@ -15,6 +16,9 @@ use crate::url::host_for_connect;
 /// Largest packet MQTT can encode (remaining length 268,435,455 plus a 5-byte fixed header);
 /// rumqttc's default of 10 KiB would refuse ordinary files.
 pub const MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// Capacity of rumqttc's request channel for CLI connections.
+pub const REQUEST_CAPACITY: usize = 64;
 
 /// The will message registered in CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,66 +142,56 @@ impl ConnectSettings {
         format!("{}:{}", host_for_connect(&self.host), self.port)
     }
 
-    /// rumqttc options for MQTT 3.1.1.
-    pub fn v4_options(&self) -> rumqttc::MqttOptions {
-        let mut options = rumqttc::MqttOptions::new(
+    /// Options for the rumqttc adapter (a request channel of [`REQUEST_CAPACITY`], no
+    /// reconnect backoff: the CLI reports the first failure).
+    pub fn adapter_options(&self) -> adapter::Options {
+        let version = match self.version {
+            ProtocolVersion::V311 => adapter::Version::V311,
+            ProtocolVersion::V5 => adapter::Version::V5,
+        };
+        let mut o = adapter::Options::new(
+            version,
             self.client_id.clone(),
             host_for_connect(&self.host),
             self.port,
         );
-        options.set_keep_alive(Duration::from_secs(u64::from(self.keepalive)));
-        // from_args guarantees a non-empty client id whenever `clean` is false.
-        options.set_clean_session(self.clean || self.client_id.is_empty());
-        options.set_max_packet_size(MAX_PACKET_SIZE as usize, MAX_PACKET_SIZE as usize);
-        if let Some((user, pass)) = &self.credentials {
-            options.set_credentials(user.clone(), pass.clone());
-        }
-        if let Some(will) = &self.will {
-            options.set_last_will(rumqttc::LastWill::new(
-                will.topic.clone(),
-                will.payload.clone(),
-                v4_qos(will.qos),
-                will.retain,
-            ));
-        }
-        options
-    }
-
-    /// rumqttc options for MQTT 5.0.
-    pub fn v5_options(&self) -> rumqttc::v5::MqttOptions {
-        let mut options = rumqttc::v5::MqttOptions::new(
-            self.client_id.clone(),
-            host_for_connect(&self.host),
-            self.port,
-        );
-        // from_args guarantees keepalive >= 5, rumqttc's v5 minimum.
-        options.set_keep_alive(Duration::from_secs(u64::from(self.keepalive.max(5))));
-        options.set_clean_start(self.clean);
-        options.set_connection_timeout(self.connect_timeout.as_secs());
-        options.set_max_packet_size(Some(MAX_PACKET_SIZE));
-        options.set_session_expiry_interval(self.session_expiry);
-        if let Some((user, pass)) = &self.credentials {
-            options.set_credentials(user.clone(), pass.clone());
-        }
-        if let Some(will) = &self.will {
-            options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+        // from_args guarantees keepalive >= 5 with 5.0, rumqttc's v5 minimum.
+        let keep_alive = match self.version {
+            ProtocolVersion::V311 => self.keepalive,
+            ProtocolVersion::V5 => self.keepalive.max(5),
+        };
+        o.keep_alive = Some(Duration::from_secs(u64::from(keep_alive)));
+        // from_args guarantees a non-empty client id whenever `clean` is false on 3.1.1.
+        o.clean = self.clean;
+        o.session_expiry = self.session_expiry;
+        o.credentials.clone_from(&self.credentials);
+        o.will = self.will.as_ref().map(|will| {
+            adapter::LastWill::new(
                 will.topic.clone(),
                 will.payload.clone(),
                 v5_qos(will.qos),
                 will.retain,
                 None,
-            ));
-        }
-        options
+            )
+        });
+        o.max_packet_size = Some(MAX_PACKET_SIZE);
+        o.connection_timeout = Some(self.connect_timeout);
+        o.request_capacity = REQUEST_CAPACITY;
+        o
     }
-}
 
-/// rumqttc v4 QoS for a [`Qos`].
-pub fn v4_qos(qos: Qos) -> rumqttc::QoS {
-    match qos {
-        Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
-        Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-        Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+    /// rumqttc options for MQTT 3.1.1.
+    pub fn v4_options(&self) -> rumqttc::MqttOptions {
+        let mut o = self.adapter_options();
+        o.keep_alive = Some(Duration::from_secs(u64::from(self.keepalive)));
+        o.v4()
+    }
+
+    /// rumqttc options for MQTT 5.0.
+    pub fn v5_options(&self) -> rumqttc::v5::MqttOptions {
+        let mut o = self.adapter_options();
+        o.keep_alive = Some(Duration::from_secs(u64::from(self.keepalive.max(5))));
+        o.v5()
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use canopy_client::adapter::new_publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Publish};
 use tokio::sync::{mpsc, watch};
@@ -291,14 +292,9 @@ impl Pump {
         if !self.lanes[IN].connected {
             return;
         }
-        let publish = Publish::new(
-            state_topic(&self.config),
-            QoS::AtLeastOnce,
-            state_payload(state, &self.config.remote.url),
-            None,
-        );
-        let mut publish = publish;
-        publish.retain = true;
+        let topic = state_topic(&self.config);
+        let payload = state_payload(state, &self.config.remote.url);
+        let publish = new_publish(topic, QoS::AtLeastOnce, true, payload, None);
         self.local.publish_tracked(STATE_SEQ, publish).await;
     }
 
@@ -315,8 +311,8 @@ impl Pump {
                 continue;
             }
             let topic = format!("{}/{}/{key}", self.config.state_prefix, self.config.name);
-            self.local
-                .try_publish(topic, QoS::AtMostOnce, true, value.to_string().into(), None);
+            let note = new_publish(topic, QoS::AtMostOnce, true, value.to_string(), None);
+            self.local.try_publish(note);
         }
         *last = now;
     }
@@ -369,23 +365,11 @@ impl Pump {
 
     async fn dispatch(&mut self, dest: Side, route: usize, m: Message, group: u64) {
         let lane = lane_to(dest);
-        let mut publish = Publish::new(
-            m.topic.clone(),
-            qos(m.qos),
-            m.payload.clone(),
-            Some(m.v5_properties()),
-        );
-        publish.retain = m.retain;
+        let publish = m.to_publish();
         let stats = &self.stats.routes[route];
         if m.qos == 0 {
             if self.lanes[lane].connected {
-                let sent = self.link(dest).try_publish(
-                    String::from_utf8_lossy(&publish.topic).into_owned(),
-                    publish.qos,
-                    publish.retain,
-                    publish.payload,
-                    publish.properties,
-                );
+                let sent = self.link(dest).try_publish(publish);
                 bump(if sent {
                     &stats.forwarded
                 } else {
@@ -437,16 +421,12 @@ impl Pump {
         if self.lanes[IN].connected {
             let payload =
                 serde_json::json!({"route": route, "topic": topic, "reason": why, "total": total});
-            self.local.try_publish(
-                format!(
-                    "{}/{}/dropped/last",
-                    self.config.state_prefix, self.config.name
-                ),
-                QoS::AtMostOnce,
-                false,
-                payload.to_string().into(),
-                None,
+            let topic = format!(
+                "{}/{}/dropped/last",
+                self.config.state_prefix, self.config.name
             );
+            let note = new_publish(topic, QoS::AtMostOnce, false, payload.to_string(), None);
+            self.local.try_publish(note);
         }
     }
 
@@ -483,13 +463,7 @@ impl Pump {
                 return;
             }
             for (key, route, m) in batch {
-                let mut publish = Publish::new(
-                    m.topic.clone(),
-                    qos(m.qos),
-                    m.payload.clone(),
-                    Some(m.v5_properties()),
-                );
-                publish.retain = m.retain;
+                let publish = m.to_publish();
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let l = &mut self.lanes[lane];

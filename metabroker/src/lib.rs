@@ -6,7 +6,6 @@
 //! counters). Must never block the runtime for long or panic on network input.
 #![warn(missing_docs)]
 
-pub mod backoff;
 mod bridge;
 pub mod config;
 pub mod link;
@@ -102,16 +101,7 @@ impl Bridge {
         let queue = queue::Queue::open(&dir, config.queue.max_messages, config.queue.max_bytes)?;
         let stats = Arc::new(BridgeStats::new(routes.len()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let local_id = config
-            .local
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("{}-local", config.name));
-        let remote_id = config
-            .remote
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("{}-remote", config.name));
+        let (local_id, remote_id) = (config.local_client_id(), config.remote_client_id());
         let local = Link::start(
             Side::Local,
             &config.local,

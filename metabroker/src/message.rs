@@ -6,8 +6,7 @@
 
 use bytes::Bytes;
 
-/// The user property naming the metabroker nodes a message went through, comma separated.
-pub const HOPS_PROPERTY: &str = "canopy-hops";
+pub use canopy_model::hops::HOPS_PROPERTY;
 
 /// One application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,20 +52,12 @@ impl Message {
 
     /// The node ids in the hop marker, in order.
     pub fn hops(&self) -> Vec<&str> {
-        self.user_properties
-            .iter()
-            .filter(|(k, _)| k == HOPS_PROPERTY)
-            .flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()))
-            .collect()
+        canopy_model::hops::hops(&self.user_properties)
     }
 
     /// Appends `node` to the hop marker (one property, replaced in place).
     pub fn push_hop(&mut self, node: &str) {
-        let mut hops: Vec<String> = self.hops().into_iter().map(str::to_owned).collect();
-        hops.push(node.to_owned());
-        self.user_properties.retain(|(k, _)| k != HOPS_PROPERTY);
-        self.user_properties
-            .push((HOPS_PROPERTY.to_owned(), hops.join(",")));
+        canopy_model::hops::push_hop(&mut self.user_properties, node);
     }
 
     /// Size counted against the queue's byte limit.
@@ -87,6 +78,17 @@ impl Message {
             m.correlation_data = props.correlation_data.clone();
         }
         m
+    }
+
+    /// The 5.0 PUBLISH that carries this message (no packet id yet).
+    pub(crate) fn to_publish(&self) -> rumqttc::v5::mqttbytes::v5::Publish {
+        canopy_client::adapter::new_publish(
+            self.topic.clone(),
+            crate::bridge::qos(self.qos),
+            self.retain,
+            self.payload.clone(),
+            Some(self.v5_properties()),
+        )
     }
 
     pub(crate) fn v5_properties(&self) -> rumqttc::v5::mqttbytes::v5::PublishProperties {

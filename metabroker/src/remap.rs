@@ -95,19 +95,7 @@ impl Remap {
     /// The prefix rule: `local` filter, topics get `prefix` in front on the other side.
     pub fn prefix(filter: &str, prefix: &str) -> Result<Remap, RemapError> {
         let levels = split_filter(filter)?;
-        let mut n = 0;
-        let body: Vec<String> = levels
-            .iter()
-            .map(|l| {
-                if l == "+" || l == "#" {
-                    n += 1;
-                    format!("{{{n}}}")
-                } else {
-                    l.clone()
-                }
-            })
-            .collect();
-        Remap::new(filter, &format!("{prefix}{}", body.join("/")))
+        Remap::new(filter, &format!("{prefix}{}", numbered(&levels)))
     }
 
     /// The filter topics are matched against.
@@ -115,14 +103,18 @@ impl Remap {
         self.filter.join("/")
     }
 
-    /// The reverse mapping (other side's topics back to this side), for `in` and `both`.
-    pub fn reverse(&self) -> Result<Remap, RemapError> {
-        let kinds: Vec<&str> = self
-            .filter
+    /// The filter's wildcards (`+` or `#`) in order: what `{1}`, `{2}`, … capture.
+    fn wildcards(&self) -> Vec<&str> {
+        self.filter
             .iter()
             .filter(|l| *l == "+" || *l == "#")
             .map(String::as_str)
-            .collect();
+            .collect()
+    }
+
+    /// The reverse mapping (other side's topics back to this side), for `in` and `both`.
+    pub fn reverse(&self) -> Result<Remap, RemapError> {
+        let kinds = self.wildcards();
         let not = || RemapError::NotReversible(self.template.clone());
         let mut next = 1;
         let mut rev_filter = Vec::new();
@@ -143,20 +135,7 @@ impl Remap {
         if next != kinds.len() + 1 {
             return Err(not());
         }
-        let mut n = 0;
-        let template: Vec<String> = self
-            .filter
-            .iter()
-            .map(|l| {
-                if l == "+" || l == "#" {
-                    n += 1;
-                    format!("{{{n}}}")
-                } else {
-                    l.clone()
-                }
-            })
-            .collect();
-        Remap::new(&rev_filter.join("/"), &template.join("/"))
+        Remap::new(&rev_filter.join("/"), &numbered(&self.filter))
     }
 
     /// Maps `topic`, or `None` when it does not match the filter. `$`-topics match a
@@ -167,17 +146,30 @@ impl Remap {
     }
 }
 
+/// The template that copies `levels` and fills each wildcard with what it captured:
+/// `a/+/b/#` gives `a/{1}/b/{2}`.
+fn numbered(levels: &[String]) -> String {
+    let mut n = 0;
+    let body: Vec<String> = levels
+        .iter()
+        .map(|l| {
+            if l == "+" || l == "#" {
+                n += 1;
+                format!("{{{n}}}")
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    body.join("/")
+}
+
 impl Remap {
     /// A filter every topic this mapping can produce matches (wildcards where placeholders
     /// are; a `#` capture anywhere turns the rest into `#`), and whether its first level
     /// came from a capture (so it may start with `$`, which a wildcard would not match).
     fn image(&self) -> (Vec<String>, bool) {
-        let kinds: Vec<&str> = self
-            .filter
-            .iter()
-            .filter(|l| *l == "+" || *l == "#")
-            .map(String::as_str)
-            .collect();
+        let kinds = self.wildcards();
         let mut out = Vec::new();
         let mut first_captured = false;
         for (i, level) in self.template.split('/').enumerate() {

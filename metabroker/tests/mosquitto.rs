@@ -7,55 +7,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use canopy_metabroker::Direction;
+use common::mosq;
 use common::*;
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(15);
-
-async fn start_mosquitto(bin: &std::path::Path) -> (Child, SocketAddr) {
-    let dir = temp_dir("mosquitto");
-    std::fs::create_dir_all(&dir).unwrap();
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return (child, addr);
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill().await;
-    }
-    panic!("mosquitto did not start");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
@@ -63,7 +24,14 @@ async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
         return;
     };
     init_log();
-    let (mut mosq, m_addr) = start_mosquitto(&bin).await;
+    let mut mosquitto = mosq::start(&bin, 1, |p, _| {
+        format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+            p[0]
+        )
+    })
+    .await;
+    let m_addr = mosq::addr(mosquitto.ports[0]);
     let (leaf, root) = (broker().await, broker().await);
 
     // leaf (Canopy) -> mosquitto, in process.
@@ -166,5 +134,5 @@ async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
         }
     }
     first.shutdown().await;
-    let _ = mosq.kill().await;
+    let _ = mosquitto.child.kill().await;
 }

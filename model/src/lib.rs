@@ -7,4 +7,8 @@
 //! depend on it, never the other way round.
 #![warn(missing_docs)]
 
+pub mod bridge;
+pub mod config_doc;
 pub mod config_error;
+pub mod hops;
+pub mod status;

@@ -70,6 +70,24 @@ impl RawClient {
         (c, ack)
     }
 
+    /// Leaves a 5.0 session behind: connects `client_id` with Clean Start 0 and Session
+    /// Expiry `expiry_secs`, subscribes `filter` at QoS 1 and disconnects. Returns the
+    /// CONNECT, to come back with [`RawClient::connect_with`].
+    pub async fn park_v5_session(
+        addr: SocketAddr,
+        client_id: &str,
+        filter: &str,
+        expiry_secs: u32,
+    ) -> Connect {
+        let c = Connect::v5(client_id)
+            .clean(false)
+            .props(wire::Props::new().u32(wire::prop::SESSION_EXPIRY, expiry_secs));
+        let (mut s, _) = Self::connect_with(addr, &c).await;
+        s.subscribe(filter, 1).await;
+        s.disconnect().await;
+        c
+    }
+
     /// Connects a clean session of `version` with `client_id`, asserting success.
     pub async fn connect(addr: SocketAddr, version: u8, client_id: &str) -> Self {
         Self::connect_with(addr, &Connect::new(version, client_id))

@@ -8,10 +8,12 @@ use std::time::Duration;
 use canopy_proto::TopicFilter;
 
 use super::tests::{addr, fail, listener, parse};
-use super::{AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig};
+use super::{
+    AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ResourceConfig, ResourceMode,
+};
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 8] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
@@ -19,11 +21,12 @@ const TABLES: [(&str, &str); 7] = [
     ("### `[dns]`", "[dns]\n"),
     ("### `[config]`", "[config]\n"),
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
+    ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 7] = [
-    "listener", "auth", "limits", "dns", "config", "carousel", "bridge",
+const TABLE_KEYS: [&str; 8] = [
+    "listener", "auth", "limits", "dns", "config", "carousel", "bridge", "resource",
 ];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.
@@ -100,6 +103,15 @@ fn documented_complete_example_parses_to_the_documented_values() {
             period: Duration::from_secs(30),
             max_bytes_per_sec: 1024 * 1024,
         }],
+        resource: vec![ResourceConfig {
+            name: "license".to_owned(),
+            max_concurrent: 5,
+            lease: Duration::from_secs(60),
+            queue_limit: 1000,
+            mode: ResourceMode::Queue,
+            slot: Duration::from_secs(60),
+            grace: Duration::ZERO,
+        }],
         ..Config::default()
     };
     assert_eq!(config, expected);
@@ -167,7 +179,7 @@ fn documented_parse_error_messages_match_the_code() {
 fn documented_defaults_are_the_real_defaults() {
     let mut checked = 0;
     for (heading, prefix) in TABLES {
-        // A carousel exists only once written, so its defaults are those of a bare carousel.
+        // A carousel or resource exists only once written, so its defaults are those of a bare one.
         let baseline = parse(prefix);
         let section = &DOC[DOC.find(heading).unwrap() + heading.len()..];
         let section = &section[..section.find("\n#").unwrap_or(section.len())];
@@ -186,7 +198,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 31, "rows with a literal default");
+    assert_eq!(checked, 37, "rows with a literal default");
 }
 
 #[test]

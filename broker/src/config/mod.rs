@@ -8,11 +8,14 @@
 
 mod error;
 mod limits;
+mod resources;
 mod services;
 mod values;
 
 #[cfg(test)]
 mod doc_tests;
+#[cfg(test)]
+mod resources_tests;
 #[cfg(test)]
 mod services_tests;
 #[cfg(test)]
@@ -27,6 +30,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
+pub use resources::{ResourceConfig, ResourceMode};
 pub use services::{CarouselConfig, ConfigDocs, DnsConfig};
 
 use error::Violation;
@@ -165,6 +169,8 @@ pub struct Config {
     /// Metabrokers run inside the broker (`[[bridge]]`, the same schema as a
     /// `canopy-metabroker` file; see docs/metabroker.md); default none.
     pub bridge: Vec<canopy_metabroker::BridgeConfig>,
+    /// Scarce resources (`[[resource]]`, SPEC §7; see docs/resources.md); default none.
+    pub resource: Vec<ResourceConfig>,
 }
 
 impl Default for Config {
@@ -185,6 +191,7 @@ impl Default for Config {
             config_docs: ConfigDocs::default(),
             carousel: Vec::new(),
             bridge: Vec::new(),
+            resource: Vec::new(),
         }
     }
 }
@@ -319,6 +326,19 @@ impl Config {
                         "{:?} is already the filter of carousel[{j}]",
                         later.filter.as_str()
                     ),
+                });
+            }
+        }
+        for (i, later) in self.resource.iter().enumerate() {
+            let earlier = self
+                .resource
+                .iter()
+                .take(i)
+                .position(|r| r.name == later.name);
+            if let Some(j) = earlier {
+                return Err(Violation {
+                    key: format!("resource[{i}].name"),
+                    message: format!("{:?} is already the name of resource[{j}]", later.name),
                 });
             }
         }

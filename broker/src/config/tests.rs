@@ -224,7 +224,6 @@ fn later_feature_sections_are_rejected_as_unknown_keys() {
     for (section, key) in [
         ("[presence]\nenabled = true\n", "presence"),
         ("[cluster]\npolicy = \"redirect\"\n", "cluster"),
-        ("[[resource]]\nname = \"license\"\n", "resource"),
     ] {
         let err = fail(&format!("node_id = \"x\"\n{section}"));
         assert_error(&err, 2, key);

@@ -49,8 +49,9 @@ impl Router {
         }
     }
 
-    /// Ends a loop turn: acknowledgements go out now, or with the next commit when
-    /// `sync` durability makes them wait for the disk.
+    /// Ends a loop turn: acknowledgements (and, under `sync`, the turn's deliveries) go
+    /// out now, or with the next commit when `sync` durability makes them wait for the
+    /// disk.
     pub fn end_turn(&mut self) {
         match self.durability {
             Durability::Memory | Durability::Batched => self.release(false),
@@ -79,6 +80,8 @@ impl Router {
                 self.in_flight = Some(batch);
                 if self.durability == Durability::Sync {
                     self.waiting_acks.append(&mut self.held_acks);
+                    let staged = self.journal.take_staged();
+                    self.waiting_deliveries.extend(staged);
                 }
                 if let Some(done) = self.committer.ready() {
                     self.on_commit_done(done);
@@ -99,6 +102,11 @@ impl Router {
         }
         self.in_flight = None;
         let failed = d.result.is_err();
+        // Deliveries of the batch first, then its acknowledgements: a client that
+        // subscribes to its own topic sees the message before its PUBACK/PUBREC.
+        for (outbox, n) in self.waiting_deliveries.drain(..) {
+            outbox.release(n);
+        }
         let mut waiting = std::mem::take(&mut self.waiting_acks);
         self.send_acks(&mut waiting, failed);
         self.waiting_acks = waiting;
@@ -110,6 +118,9 @@ impl Router {
     /// Sends the held acknowledgements, or on a store failure disconnects their clients
     /// instead (they will resend: nothing acknowledged is lost).
     pub(super) fn release(&mut self, failed: bool) {
+        for (outbox, n) in self.journal.take_staged() {
+            outbox.release(n);
+        }
         let mut held = std::mem::take(&mut self.held_acks);
         self.send_acks(&mut held, failed);
         self.held_acks = held;

@@ -36,6 +36,7 @@ pub fn registered(
         Box::new(ConfigDocs::new()),
         Box::new(Carousels::new(&config.carousel, now)),
         Box::new(SysService::new(metrics.clone(), config.sys_interval, now)),
+        Box::new(crate::services::resources::ResourceService::new(config)),
     ]
 }
 

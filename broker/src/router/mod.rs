@@ -156,6 +156,9 @@ pub struct Router {
     held_acks: Vec<(usize, u64, Packet)>,
     /// Acknowledgements waiting for batch `in_flight`.
     waiting_acks: Vec<(usize, u64, Packet)>,
+    /// Outboxes whose deliveries wait for batch `in_flight` (`sync`), with how many
+    /// of their held items belong to it.
+    waiting_deliveries: Vec<(Arc<crate::outbox::Outbox>, usize)>,
     metrics: Arc<Metrics>,
     limits: QueueLimits,
     /// Queue limits of embedded bridges' local sessions, by client id.
@@ -210,12 +213,16 @@ impl Router {
             next_commit: (config.durability == Durability::Batched)
                 .then(|| now + config.commit_interval),
             commit_interval: config.commit_interval,
-            journal: Journal::new(config.durability != Durability::Memory),
+            journal: Journal::new(
+                config.durability != Durability::Memory,
+                config.durability == Durability::Sync,
+            ),
             committer,
             durability: config.durability,
             in_flight: None,
             held_acks: Vec::new(),
             waiting_acks: Vec::new(),
+            waiting_deliveries: Vec::new(),
             metrics,
             limits: QueueLimits {
                 max_messages: limits.max_queued_messages,
@@ -226,11 +233,7 @@ impl Router {
                 .bridge
                 .iter()
                 .map(|b| {
-                    let id = b
-                        .local
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-local", b.name));
+                    let id = b.local_client_id();
                     let lim = QueueLimits {
                         max_messages: usize::try_from(b.queue.max_messages).unwrap_or(usize::MAX),
                         max_bytes: usize::try_from(b.queue.max_bytes).unwrap_or(usize::MAX),

@@ -54,7 +54,7 @@ impl Router {
             .properties
             .user_properties
             .iter()
-            .any(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY);
+            .any(|(k, _)| k == canopy_model::hops::HOPS_PROPERTY);
         let who = crate::access::Who {
             client_id: &client_id,
             user: user.as_deref(),

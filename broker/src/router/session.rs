@@ -401,7 +401,7 @@ impl Session {
                         },
                         other => other,
                     };
-                    conn.outbox.push(item);
+                    journal.deliver(&conn.outbox, item);
                 }
                 Err(d) => {
                     self.queued_bytes += d.msg.weight();

@@ -15,10 +15,7 @@ use canopy_proto::{QoS, TopicName};
 use super::{ClientInfo, Disposition, Host, Service};
 use crate::message::Message;
 
-/// Prefix of configuration documents.
-pub const CONFIG_PREFIX: &str = "$config/";
-/// The document of clients that have none of their own.
-pub const CONFIG_DEFAULT: &str = "$config/default";
+pub use canopy_model::config_doc::{CONFIG_DEFAULT, CONFIG_PREFIX};
 
 /// Delivers `$config/default` to clients without a document of their own.
 #[derive(Debug, Default)]

@@ -14,8 +14,11 @@
 pub mod carousel;
 pub mod config_docs;
 pub mod dns;
+pub mod resources;
 pub mod status;
 pub mod sys;
+#[cfg(test)]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,21 +1,22 @@
 //! Device status as a topic: the document kept retained at `$status/<client-id>`.
 //!
-//! Owns the status document's shape, the [`StatusBook`] (a read-mostly table of the
-//! latest document per client, written here and read by the DNS listener) and the
+//! Owns the [`StatusBook`] (a read-mostly table of the latest document per client,
+//! written here and read by the DNS listener; the document's shape is
+//! `canopy_model::status`) and the
 //! [`StatusService`], which publishes a client's document when its connection begins
 //! and ends, turns stale `online` documents `offline` after a restart, and learns the
 //! documents other brokers forward. It publishes only through its [`Host`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
-use serde::Serialize;
 
 use super::{ClientInfo, Disposition, Host, Service};
 use crate::message::Message;
+
+pub use canopy_model::status::{STATUS_PREFIX, State, StatusDoc};
 
 /// Seconds an `offline` status document stays retained (one day).
 pub const OFFLINE_STATUS_EXPIRY: u32 = 86_400;
@@ -82,7 +83,7 @@ impl Service for StatusService {
             let Some(id) = topic.strip_prefix(STATUS_PREFIX) else {
                 return;
             };
-            match StatusDoc::parse(&msg.payload) {
+            match StatusDoc::from_payload(&msg.payload) {
                 Some(d) if d.state == State::Online => stale.push(id.to_string()),
                 Some(d) => self.book.set(id, d),
                 None => {}
@@ -103,7 +104,7 @@ impl Service for StatusService {
     ) -> Disposition {
         if from.is_some()
             && let Some(id) = msg.topic.strip_prefix(STATUS_PREFIX)
-            && let Some(doc) = StatusDoc::parse(&msg.payload)
+            && let Some(doc) = StatusDoc::from_payload(&msg.payload)
         {
             self.book.set(id, doc);
         }
@@ -116,75 +117,6 @@ impl Service for StatusService {
 
     fn on_disconnect(&mut self, host: &mut dyn Host, client: &ClientInfo, reason: &str) {
         self.set(host, &client.client_id, State::Offline, reason);
-    }
-}
-
-/// Topic prefix of status documents.
-pub const STATUS_PREFIX: &str = "$status/";
-
-/// Whether a client is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// A connection is open.
-    Online,
-    /// No connection is open.
-    Offline,
-}
-
-/// The JSON document at `$status/<client-id>`:
-/// `{"state":"online"|"offline","since":<unix ms>,"node":"<node id>","reason":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatusDoc {
-    /// Online or offline.
-    pub state: State,
-    /// When this state began, Unix milliseconds.
-    pub since: u64,
-    /// The broker node that saw it.
-    pub node: String,
-    /// Why the state changed: `connected`, `disconnected`, `keepalive timeout`,
-    /// `connection lost`, `protocol error`, `disconnected by the broker`, `shutdown`,
-    /// `broker restart`.
-    pub reason: String,
-}
-
-impl StatusDoc {
-    /// A document for `state` beginning now.
-    pub fn now(state: State, node: &str, reason: &str) -> StatusDoc {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        StatusDoc {
-            state,
-            since,
-            node: node.to_string(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// The JSON text published on the topic.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Reads a document back from its JSON text; `None` if it is not one.
-    pub fn parse(payload: &[u8]) -> Option<StatusDoc> {
-        let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-        let state = match v.get("state")?.as_str()? {
-            "online" => State::Online,
-            "offline" => State::Offline,
-            _ => return None,
-        };
-        Some(StatusDoc {
-            state,
-            since: v.get("since")?.as_u64()?,
-            node: v.get("node")?.as_str()?.to_string(),
-            reason: v
-                .get("reason")
-                .and_then(|r| r.as_str())
-                .unwrap_or_default()
-                .to_string(),
-        })
     }
 }
 
@@ -227,20 +159,6 @@ impl StatusBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn document_serialises_with_the_spec_field_names() {
-        let d = StatusDoc {
-            state: State::Online,
-            since: 5,
-            node: "n1".into(),
-            reason: "connected".into(),
-        };
-        assert_eq!(
-            d.to_json(),
-            r#"{"state":"online","since":5,"node":"n1","reason":"connected"}"#
-        );
-    }
 
     #[test]
     fn book_returns_the_latest_document() {

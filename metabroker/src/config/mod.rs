@@ -211,6 +211,16 @@ pub fn hierarchy_routes() -> Vec<RouteConfig> {
 }
 
 impl BridgeConfig {
+    /// The client id on the local broker: `local.client_id`, else `<name>-local`.
+    pub fn local_client_id(&self) -> String {
+        canopy_model::bridge::local_client_id(&self.name, self.local.client_id.as_deref())
+    }
+
+    /// The client id on the remote broker: `remote.client_id`, else `<name>-remote`.
+    pub fn remote_client_id(&self) -> String {
+        canopy_model::bridge::remote_client_id(&self.name, self.remote.client_id.as_deref())
+    }
+
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {

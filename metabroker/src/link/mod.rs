@@ -1,13 +1,13 @@
-//! One metabroker connection to a broker (MQTT 5.0 or 3.1.1 over rumqttc with manual acks):
-//! the task that polls the rumqttc event loop, reconnect backoff, and the bookkeeping that
-//! turns rumqttc's packet ids back into the pump's sequence numbers. The pump always speaks
-//! in 5.0 terms; [`v4`] translates for 3.1.1 brokers (properties are dropped there).
+//! One metabroker connection to a broker (MQTT 5.0 or 3.1.1 with manual acks, through the
+//! workspace's rumqttc adapter `canopy_client::adapter`, which speaks 5.0 terms for both and
+//! owns the reconnect backoff): the task that polls the connection, and the bookkeeping that
+//! turns rumqttc's packet ids back into the pump's sequence numbers.
 //!
-//! Owns: the `EventLoop`, the packet id -> sequence map, QoS 2 duplicate suppression for
-//! incoming messages, and the repair of rumqttc state across reconnects (see below).
-//! Must never publish, subscribe or ack from the polling task (rumqttc deadlocks when the
-//! request channel fills while nobody polls): everything is sent by the pump through the
-//! [`AsyncClient`]; the polling task only reports [`LinkEvent`]s.
+//! Owns: the adapter's `Connection`, the packet id -> sequence map, QoS 2 duplicate
+//! suppression for incoming messages, and the repair of rumqttc state across reconnects (see
+//! below). Must never publish, subscribe or ack from the polling task (rumqttc deadlocks when
+//! the request channel fills while nobody polls): everything is sent by the pump through the
+//! adapter's `Client`; the polling task only reports [`LinkEvent`]s.
 //!
 //! rumqttc repairs done here, at each disconnect:
 //! - it clears its memory of incoming QoS 2 packet ids, so the broker's PUBREL after a resumed
@@ -20,18 +20,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use canopy_client::adapter::{self, Client, Connection, Event, Options, Version};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Publish};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::config::{BackoffConfig, Endpoint, Protocol};
-use crate::transport::{Scheme, Target, parse_url, tls_config};
-
-mod v4;
-mod v5;
+use crate::transport::{Scheme, parse_url, tls_config};
 
 /// Which side of the bridge a link serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,13 +90,6 @@ struct Correlation {
     subscribing: VecDeque<String>,
 }
 
-/// The rumqttc client of either protocol version.
-#[derive(Clone)]
-enum Client {
-    V5(rumqttc::v5::AsyncClient),
-    V4(rumqttc::AsyncClient),
-}
-
 /// The pump's handle on a link.
 #[derive(Clone)]
 pub struct Link {
@@ -108,7 +99,7 @@ pub struct Link {
     epoch: Arc<AtomicU64>,
 }
 
-/// What a polling task reports to the shared bookkeeping, whatever the protocol version.
+/// What the polling task reports to the shared bookkeeping.
 enum Ev {
     ConnAck {
         session_present: bool,
@@ -124,10 +115,10 @@ enum Ev {
     },
     /// Our SUBSCRIBE left with this packet id.
     OutgoingSubscribe(u16),
-    /// SUBACK: `Some(reason)` when the broker refused the filter.
+    /// SUBACK: the first refusal code (0x80 or more), if any.
     SubAck {
         pkid: u16,
-        refused: Option<String>,
+        refused: Option<u8>,
     },
 }
 
@@ -147,7 +138,6 @@ struct Poller {
     connected_once: bool,
     /// A `Down` was reported and no CONNACK came since.
     down: bool,
-    backoff: Backoff,
     events: mpsc::UnboundedSender<LinkEvent>,
     /// Our client id on this side, for the hint of a refused subscription.
     client_id: String,
@@ -158,14 +148,6 @@ struct Poller {
 /// Request channel capacity: room for the window, its acks and the pump's bursts.
 fn channel_capacity(max_inflight: u16) -> usize {
     usize::from(max_inflight) * 2 + 2048
-}
-
-fn v4_qos(q: QoS) -> rumqttc::QoS {
-    match q {
-        QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
-        QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-        QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
-    }
 }
 
 impl Link {
@@ -186,6 +168,32 @@ impl Link {
             Scheme::Tls => Transport::Tls(TlsConfiguration::Rustls(tls_config(endpoint)?)),
             Scheme::Ws => Transport::Ws,
         };
+        // rumqttc wants the whole URL as the host for WebSockets.
+        let host = match target.scheme {
+            Scheme::Ws => target.ws_url(),
+            _ => target.host.clone(),
+        };
+        let version = match endpoint.protocol {
+            Protocol::V5 => Version::V5,
+            Protocol::V311 => Version::V311,
+        };
+        let mut options = Options::new(version, client_id, host, target.port);
+        options.transport = Some(transport);
+        options.manual_acks = true;
+        options.clean = false;
+        options.session_expiry = Some(u32::MAX);
+        options.keep_alive = Some(endpoint.keep_alive.max(Duration::from_secs(5)));
+        options.receive_maximum = Some(1000);
+        options.pending_throttle = Some(Duration::ZERO);
+        options.request_capacity = channel_capacity(max_inflight);
+        options.max_inflight = Some(max_inflight.saturating_add(1));
+        options.connection_timeout = Some(Duration::from_secs(5));
+        options.backoff = Some((backoff.base, backoff.cap));
+        if let (Some(u), Some(p)) = (&endpoint.username, &endpoint.password) {
+            options.credentials = Some((u.clone(), p.clone()));
+        }
+        options.will = will;
+        let (client, connection) = options.connect();
         let shared = Arc::new(Mutex::new(Correlation::default()));
         let epoch = Arc::new(AtomicU64::new(0));
         let poller = Poller {
@@ -198,22 +206,11 @@ impl Link {
             awaiting_rel: HashSet::new(),
             connected_once: false,
             down: false,
-            backoff: Backoff::new(backoff),
             events,
             client_id: client_id.to_owned(),
             subscribed: HashMap::new(),
         };
-        let setup = Setup {
-            endpoint,
-            target: &target,
-            transport,
-            client_id,
-            max_inflight,
-        };
-        let client = match endpoint.protocol {
-            Protocol::V5 => Client::V5(v5::start(setup, will, poller)),
-            Protocol::V311 => Client::V4(v4::start(setup, will, poller)),
-        };
+        tokio::spawn(poller.run(connection));
         Ok(Link {
             client,
             side,
@@ -232,39 +229,14 @@ impl Link {
         if let Ok(mut c) = self.shared.lock() {
             c.subscribing.push_back(path.clone());
         }
-        let _ = match &self.client {
-            Client::V5(c) => {
-                let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(path, qos);
-                f.nolocal = true;
-                f.preserve_retain = true;
-                c.subscribe_many([f]).await.map_err(drop)
-            }
-            Client::V4(c) => c.subscribe(path, v4_qos(qos)).await.map_err(drop),
-        };
+        let filter = adapter::filter(path, qos, true, true, 0);
+        let _ = self.client.subscribe(vec![filter], None).await;
     }
 
     /// Publishes without waiting for room in the request channel (QoS 0, state notes);
-    /// false when the channel is full. `properties` are dropped on 3.1.1 links.
-    pub fn try_publish(
-        &self,
-        topic: String,
-        qos: QoS,
-        retain: bool,
-        payload: Bytes,
-        properties: Option<PublishProperties>,
-    ) -> bool {
-        match &self.client {
-            Client::V5(c) => c
-                .try_publish_with_properties(
-                    topic,
-                    qos,
-                    retain,
-                    payload,
-                    properties.unwrap_or_default(),
-                )
-                .is_ok(),
-            Client::V4(c) => c.try_publish(topic, v4_qos(qos), retain, payload).is_ok(),
-        }
+    /// false when the channel is full. Properties are dropped on 3.1.1 links.
+    pub fn try_publish(&self, publish: Publish) -> bool {
+        self.client.try_publish(publish).is_ok()
     }
 
     /// Publishes at QoS 1/2 tracked by `seq` (reported back as [`LinkEvent::Acked`]).
@@ -272,23 +244,7 @@ impl Link {
         if let Ok(mut c) = self.shared.lock() {
             c.fifo.push_back(seq);
         }
-        let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-        match &self.client {
-            Client::V5(c) => c
-                .publish_with_properties(
-                    topic,
-                    publish.qos,
-                    publish.retain,
-                    publish.payload,
-                    publish.properties.unwrap_or_default(),
-                )
-                .await
-                .is_ok(),
-            Client::V4(c) => c
-                .publish_bytes(topic, v4_qos(publish.qos), publish.retain, publish.payload)
-                .await
-                .is_ok(),
-        }
+        self.client.publish(publish).await.is_ok()
     }
 
     /// Acknowledges an incoming publish, unless its session is gone (then the broker no longer
@@ -297,48 +253,76 @@ impl Link {
         if epoch != self.epoch.load(Ordering::Acquire) {
             return;
         }
-        let _ = match &self.client {
-            Client::V5(c) => c.ack(publish).await.map_err(drop),
-            Client::V4(c) => {
-                let mut p = rumqttc::Publish::new("", v4_qos(publish.qos), Vec::new());
-                p.pkid = publish.pkid;
-                c.ack(&p).await.map_err(drop)
-            }
-        };
+        let _ = self.client.ack(publish).await;
     }
 
     /// Sends DISCONNECT (the will is not published).
     pub async fn disconnect(&self) {
-        let _ = match &self.client {
-            Client::V5(c) => c.disconnect().await.map_err(drop),
-            Client::V4(c) => c.disconnect().await.map_err(drop),
-        };
+        let _ = self.client.disconnect().await;
     }
 }
 
-/// What both protocol versions need to build their rumqttc options.
-struct Setup<'a> {
-    endpoint: &'a Endpoint,
-    target: &'a Target,
-    transport: Transport,
-    client_id: &'a str,
-    max_inflight: u16,
-}
-
-impl Setup<'_> {
-    /// Broker address as rumqttc wants it: the whole URL for WebSockets, else the host.
-    fn broker_addr(&self) -> String {
-        match self.target.scheme {
-            Scheme::Ws => self.target.ws_url(),
-            _ => self.target.host.clone(),
-        }
-    }
+/// The pump's view of an adapter event, if it needs one.
+fn translate(event: Event) -> Option<Ev> {
+    Some(match event {
+        Event::ConnAck { session_present } => Ev::ConnAck { session_present },
+        Event::Publish(p) => Ev::Publish(p),
+        Event::OutgoingPubRec(pkid) => Ev::OutgoingPubRec(pkid),
+        Event::PubRel { pkid } => Ev::IncomingPubRel(pkid),
+        Event::OutgoingPublish(pkid) => Ev::OutgoingPublish(pkid),
+        Event::OutgoingSubscribe(pkid) => Ev::OutgoingSubscribe(pkid),
+        Event::SubAck { pkid, codes } => Ev::SubAck {
+            pkid,
+            refused: codes.into_iter().find(|c| *c >= 0x80),
+        },
+        // Success and "no matching subscribers" are below 0x80 (3.1.1 acks read as 0).
+        Event::PubAck { pkid, reason } | Event::PubRec { pkid, reason } => Ev::Acked {
+            pkid,
+            accepted: reason < 0x80,
+        },
+        _ => return None,
+    })
 }
 
 impl Poller {
-    /// The connection failed or broke: report `Down` once, then wait out the backoff.
-    /// Err when the pump is gone.
-    async fn went_down(&mut self, reason: String) -> Result<(), ()> {
+    /// Polls until the pump is gone: events go to the bookkeeping; after a failure, repairs
+    /// rumqttc's state, reports `Down` and waits out the backoff before reconnecting.
+    async fn run(mut self, mut connection: Connection) {
+        loop {
+            match connection.poll().await {
+                Ok(event) => {
+                    if let Some(ev) = translate(event)
+                        && self.on_ev(ev).is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(failure) => {
+                    self.repair(&mut connection);
+                    if self.went_down(failure.message).is_err() {
+                        return;
+                    }
+                    connection.pause().await;
+                    if self.events.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After rumqttc's own clean-up at a disconnect: order pending publishes by first-send
+    /// order, note which unnumbered requests were moved there, re-register incoming QoS 2 ids.
+    fn repair(&mut self, connection: &mut Connection) {
+        let unnumbered = connection.reorder_pending(|pkid| self.first_sent(pkid));
+        self.note_drained(unnumbered);
+        for pkid in &self.awaiting_rel {
+            connection.expect_pubrel(*pkid);
+        }
+    }
+
+    /// The connection failed or broke: report `Down` once. Err when the pump is gone.
+    fn went_down(&mut self, reason: String) -> Result<(), ()> {
         if !self.down {
             self.down = true;
             let event = LinkEvent::Down {
@@ -348,10 +332,6 @@ impl Poller {
             self.events.send(event).map_err(|_| ())?;
         }
         tracing::debug!(side = ?self.side, error = %reason, "link down");
-        tokio::time::sleep(self.backoff.next_delay()).await;
-        if self.events.is_closed() {
-            return Err(());
-        }
         Ok(())
     }
 
@@ -368,20 +348,15 @@ impl Poller {
         }
     }
 
-    /// Order key of a pending publish: when it was first sent (unnumbered ones last).
+    /// Order key of a numbered pending publish: when it was first sent.
     fn first_sent(&self, pkid: u16) -> u64 {
-        if pkid == 0 {
-            u64::MAX
-        } else {
-            self.inflight.get(&pkid).copied().unwrap_or(0)
-        }
+        self.inflight.get(&pkid).copied().unwrap_or(0)
     }
 
     fn on_ev(&mut self, ev: Ev) -> Result<(), ()> {
         let side = self.side;
         let out = match ev {
             Ev::ConnAck { session_present } => {
-                self.backoff.reset();
                 self.down = false;
                 let mut lost = Vec::new();
                 if !session_present {
@@ -450,7 +425,8 @@ impl Poller {
             }
             Ev::SubAck { pkid, refused } => {
                 let filter = self.subscribed.remove(&pkid);
-                if let (Some(reason), Some(filter)) = (refused, filter) {
+                if let (Some(code), Some(filter)) = (refused, filter) {
+                    let reason = canopy_client::reason::describe(code);
                     tracing::error!(
                         "{}",
                         refusal_message(side, &filter, &reason, &self.client_id)
@@ -500,18 +476,23 @@ mod tests {
 
     #[test]
     fn refused_config_subscription_says_which_admins_entry_to_add() {
-        let m = refusal_message(Side::Remote, "$config/#", "NotAuthorized", "site-local");
+        let m = refusal_message(
+            Side::Remote,
+            "$config/#",
+            "Not authorized (0x87)",
+            "site-remote",
+        );
         assert!(
             m.starts_with(
-                "the remote broker refused the subscription to \"$config/#\" (NotAuthorized)"
+                "the remote broker refused the subscription to \"$config/#\" (Not authorized (0x87))"
             ),
             "{m}"
         );
         assert!(
-            m.contains("add \"site-local\" to `admins` in the [config] table"),
+            m.contains("add \"site-remote\" to `admins` in the [config] table"),
             "{m}"
         );
-        let m = refusal_message(Side::Local, "map/#", "Failure", "x");
+        let m = refusal_message(Side::Local, "map/#", "Failure (0x80)", "x");
         assert!(m.contains("local broker allows client \"x\""), "{m}");
     }
 }

@@ -1,4 +1,5 @@
-//! Test support: in-process Canopy brokers, bridge configs, v5 subscribers and bounded waits.
+//! Test support: in-process Canopy brokers, bridge configs, 5.0 subscribers (through the
+//! workspace's rumqttc adapter) and bounded waits.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod mosq;
@@ -7,10 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use canopy_client::adapter::{self, Event, Options, Version};
 use canopy_metabroker::{BridgeConfig, Direction, RouteConfig};
+use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::Filter;
 use tokio::sync::mpsc;
 
 pub async fn broker() -> canopy_broker::BrokerHandle {
@@ -79,18 +81,24 @@ pub async fn subscriber_opts(
     qos: QoS,
     clean: bool,
 ) -> (AsyncClient, mpsc::UnboundedReceiver<Got>) {
-    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    opts.set_clean_start(clean);
+    let mut opts = Options::new(Version::V5, id, addr.ip().to_string(), addr.port());
+    opts.clean = clean;
     if !clean {
-        opts.set_session_expiry_interval(Some(3600));
+        opts.session_expiry = Some(3600);
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    opts.request_capacity = 1000;
+    // Reconnect every 50 ms: brokers in these tests stop and restart.
+    opts.backoff = Some((Duration::from_millis(50), Duration::from_millis(50)));
+    let (client, mut connection) = opts.connect();
+    let adapter::Client::V5(client) = client else {
+        unreachable!("a 5.0 Options builds a 5.0 client")
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let (subacked_tx, mut subacked) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
+            match connection.poll().await {
+                Ok(Event::Publish(p)) => {
                     let got = Got {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload.clone(),
@@ -104,7 +112,7 @@ pub async fn subscriber_opts(
                         return;
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                Ok(Event::SubAck { .. }) => {
                     let _ = subacked_tx.send(());
                 }
                 Ok(_) => {}
@@ -112,7 +120,7 @@ pub async fn subscriber_opts(
                     if tx.is_closed() {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    connection.pause().await;
                 }
             }
         }

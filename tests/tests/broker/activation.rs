@@ -40,6 +40,19 @@ async fn register(c: &mut RawClient, v: u8, filter: &str, params: &[(&str, &str)
     }
 }
 
+/// A subscriber that registered `filter` with activation `params`, and a publisher.
+async fn registered_pair(
+    b: &TestBroker,
+    v: u8,
+    filter: &str,
+    params: &[(&str, &str)],
+) -> (RawClient, RawClient) {
+    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
+    register(&mut s, v, filter, params).await;
+    let p = RawClient::connect(b.addr(), v, &unique("p")).await;
+    (s, p)
+}
+
 async fn broker(test: &str) -> Option<TestBroker> {
     TestBroker::start_with(Settings::default(), test).await
 }
@@ -67,15 +80,13 @@ async fn inactive_subscription_receives_nothing_until_activated(v: u8) {
         return;
     };
     let t = unique("act");
-    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
-    register(
-        &mut s,
+    let (mut s, mut p) = registered_pair(
+        &b,
         v,
         &format!("{t}/data/#"),
         &[("activate-on", &format!("{t}/on"))],
     )
     .await;
-    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
     p.publish(&format!("{t}/data/1"), b"before", 1, false).await;
     s.expect_nothing(QUIET).await;
     p.publish(&format!("{t}/on"), b"", 1, false).await;
@@ -93,15 +104,13 @@ async fn activation_replays_retained_then_live_without_gap_or_duplicate(v: u8) {
         return;
     };
     let t = unique("rep");
-    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
-    register(
-        &mut s,
+    let (mut s, mut p) = registered_pair(
+        &b,
         v,
         &format!("{t}/data/#"),
         &[("activate-on", &format!("{t}/on"))],
     )
     .await;
-    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
     p.publish(&format!("{t}/data/r"), b"kept", 1, true).await;
     // One burst: the activation and 20 live messages back to back on one connection.
     let mut burst = Publish::new(v, &format!("{t}/on"), b"")
@@ -137,9 +146,8 @@ async fn deactivation_stops_delivery_and_the_deactivating_message_still_arrives(
         return;
     };
     let t = unique("deact");
-    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
-    register(
-        &mut s,
+    let (mut s, mut p) = registered_pair(
+        &b,
         v,
         &format!("{t}/#"),
         &[
@@ -149,7 +157,6 @@ async fn deactivation_stops_delivery_and_the_deactivating_message_still_arrives(
         ],
     )
     .await;
-    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
     p.publish(&format!("{t}/x"), b"1", 1, false).await;
     p.publish(&format!("{t}/ctl/off"), b"off", 1, false).await;
     p.publish(&format!("{t}/x"), b"2", 1, false).await;
@@ -170,15 +177,13 @@ async fn activating_message_is_not_delivered_live(v: u8) {
         return;
     };
     let t = unique("self");
-    let mut s = RawClient::connect(b.addr(), v, &unique("s")).await;
-    register(
-        &mut s,
+    let (mut s, mut p) = registered_pair(
+        &b,
         v,
         &format!("{t}/#"),
         &[("activate-on", &format!("{t}/go")), ("replay", "none")],
     )
     .await;
-    let mut p = RawClient::connect(b.addr(), v, &unique("p")).await;
     p.publish(&format!("{t}/go"), b"go", 1, false).await;
     p.publish(&format!("{t}/next"), b"next", 1, false).await;
     let got: Vec<String> = texts(&mut s).await;

@@ -37,6 +37,8 @@ mod malformed;
 mod properties;
 mod publish;
 mod real_clients;
+#[cfg(feature = "in-process")]
+mod resources;
 mod retain;
 mod services;
 mod session;

@@ -1,49 +1,57 @@
-//! Real clients (rumqttc v4 = MQTT 3.1.1, v5 = MQTT 5.0) through the broker: QoS 0/1/2,
-//! retained messages, persistent session resume.
+//! Real clients (rumqttc's 3.1.1 and 5.0 APIs, through the workspace's rumqttc adapter)
+//! through the broker: QoS 0/1/2, retained messages, persistent session resume.
 
-use canopy_tests::real::{v4_connect, v5_connect};
+use canopy_tests::real::{Event, QoS, RealClient, Version, connect, v4_connect, v5_connect};
 use canopy_tests::{TestBroker, unique};
-use rumqttc::QoS;
-use rumqttc::v5::mqttbytes::QoS as QoS5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v4_publishes_and_subscribes_all_qos() {
+/// One test per protocol version running the same `async fn(Version)` body.
+macro_rules! on_both_versions {
+    ($body:ident, $v4:ident, $v5:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v4() {
+            $body(Version::V311).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v5() {
+            $body(Version::V5).await;
+        }
+    };
+}
+
+/// Session expiry sent by 5.0 clients that keep their session (3.1.1 sends none).
+fn expiry(version: Version, keep: bool) -> Option<u32> {
+    match (version, keep) {
+        (Version::V311, _) => None,
+        (Version::V5, true) => Some(300),
+        (Version::V5, false) => Some(0),
+    }
+}
+
+/// A client with a clean session that expires at disconnect.
+async fn clean_client(b: &TestBroker, version: Version, tag: &str) -> RealClient {
+    connect(
+        b.addr(),
+        version,
+        &unique(tag),
+        true,
+        expiry(version, false),
+    )
+    .await
+}
+
+async fn publishes_and_subscribes_all_qos(version: Version) {
     let b = TestBroker::start().await;
-    let t = unique("rc4");
-    let mut s = v4_connect(b.addr(), &unique("s"), true).await;
+    let t = unique("rc");
+    let mut s = clean_client(&b, version, "s").await;
     s.subscribe(&format!("{t}/#"), QoS::ExactlyOnce).await;
-    let p = v4_connect(b.addr(), &unique("p"), true).await;
+    let p = clean_client(&b, version, "p").await;
     for (i, q) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
         .into_iter()
         .enumerate()
     {
-        p.client
-            .publish(format!("{t}/{i}"), q, false, vec![i as u8])
-            .await
-            .expect("publish");
-        let m = s.next_publish().await;
-        assert_eq!(
-            (m.topic, m.qos, m.payload.to_vec()),
-            (format!("{t}/{i}"), q, vec![i as u8])
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v5_publishes_and_subscribes_all_qos() {
-    let b = TestBroker::start().await;
-    let t = unique("rc5");
-    let mut s = v5_connect(b.addr(), &unique("s"), true, 0).await;
-    s.subscribe(&format!("{t}/#"), QoS5::ExactlyOnce).await;
-    let p = v5_connect(b.addr(), &unique("p"), true, 0).await;
-    for (i, q) in [QoS5::AtMostOnce, QoS5::AtLeastOnce, QoS5::ExactlyOnce]
-        .into_iter()
-        .enumerate()
-    {
-        p.client
-            .publish(format!("{t}/{i}"), q, false, vec![i as u8])
-            .await
-            .expect("publish");
+        p.publish(&format!("{t}/{i}"), q, false, vec![i as u8])
+            .await;
         let m = s.next_publish().await;
         assert_eq!(
             (m.topic.to_vec(), m.qos, m.payload.to_vec()),
@@ -52,15 +60,18 @@ async fn rumqttc_v5_publishes_and_subscribes_all_qos() {
     }
 }
 
+on_both_versions!(
+    publishes_and_subscribes_all_qos,
+    rumqttc_v4_publishes_and_subscribes_all_qos,
+    rumqttc_v5_publishes_and_subscribes_all_qos
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttc_v4_and_v5_receive_retained_messages() {
     let b = TestBroker::start().await;
     let t = unique("rcret");
     let p = v4_connect(b.addr(), &unique("p"), true).await;
-    p.client
-        .publish(&t, QoS::AtLeastOnce, true, "kept")
-        .await
-        .expect("publish");
+    p.publish(&t, QoS::AtLeastOnce, true, "kept").await;
     let mut s4 = v4_connect(b.addr(), &unique("s4"), true).await;
     let mut s5 = v5_connect(b.addr(), &unique("s5"), true, 0).await;
     // The retained message may still be on its way: a subscriber that subscribed before it
@@ -78,49 +89,31 @@ async fn rumqttc_v4_and_v5_receive_retained_messages() {
             "never got a retained copy"
         );
     }
-    s5.subscribe(&t, QoS5::AtLeastOnce).await;
+    s5.subscribe(&t, QoS::AtLeastOnce).await;
     let m = s5.next_publish().await;
     assert!(m.retain);
     assert_eq!(m.payload.as_ref(), b"kept");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v4_resumes_persistent_session() {
+/// A persistent subscriber disconnects; a QoS 1 message published meanwhile is delivered
+/// when it comes back with its session [MQTT-3.1.2-4], [MQTT-3.1.2-5].
+async fn resumes_persistent_session(version: Version) {
     let b = TestBroker::start().await;
-    let t = unique("rcp4");
-    let id = unique("persist4");
-    let mut s = v4_connect(b.addr(), &id, false).await;
+    let t = unique("rcp");
+    let id = unique("persist");
+    let mut s = connect(b.addr(), version, &id, false, expiry(version, true)).await;
     s.subscribe(&t, QoS::AtLeastOnce).await;
     s.disconnect().await;
-    let p = v4_connect(b.addr(), &unique("p"), true).await;
-    p.client
-        .publish(&t, QoS::AtLeastOnce, false, "while away")
-        .await
-        .expect("publish");
-    let mut p = p;
-    p.wait_packet(|pk| matches!(pk, rumqttc::Packet::PubAck(_)))
-        .await;
-    let mut s = v4_connect(b.addr(), &id, false).await;
-    assert!(s.connack.session_present);
+    let mut p = clean_client(&b, version, "p").await;
+    p.publish(&t, QoS::AtLeastOnce, false, "while away").await;
+    p.wait_event(|e| matches!(e, Event::PubAck { .. })).await;
+    let mut s = connect(b.addr(), version, &id, false, expiry(version, true)).await;
+    assert!(s.session_present);
     assert_eq!(s.next_publish().await.payload.as_ref(), b"while away");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rumqttc_v5_resumes_persistent_session() {
-    let b = TestBroker::start().await;
-    let t = unique("rcp5");
-    let id = unique("persist5");
-    let mut s = v5_connect(b.addr(), &id, false, 300).await;
-    s.subscribe(&t, QoS5::AtLeastOnce).await;
-    s.disconnect().await;
-    let mut p = v5_connect(b.addr(), &unique("p"), true, 0).await;
-    p.subscribe(&t, QoS5::AtLeastOnce).await;
-    p.client
-        .publish(&t, QoS5::AtLeastOnce, false, "while away")
-        .await
-        .expect("publish");
-    assert_eq!(p.next_publish().await.payload.as_ref(), b"while away");
-    let mut s = v5_connect(b.addr(), &id, false, 300).await;
-    assert!(s.connack.session_present);
-    assert_eq!(s.next_publish().await.payload.as_ref(), b"while away");
-}
+on_both_versions!(
+    resumes_persistent_session,
+    rumqttc_v4_resumes_persistent_session,
+    rumqttc_v5_resumes_persistent_session
+);

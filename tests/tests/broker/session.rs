@@ -187,12 +187,7 @@ async fn session_expiry_interval_keeps_session_v5() {
     let b = TestBroker::start().await;
     let id = unique("exp60");
     let t = unique("e60");
-    let c = Connect::v5(&id)
-        .clean(false)
-        .props(Props::new().u32(prop::SESSION_EXPIRY, 60));
-    let (mut s, _) = RawClient::connect_with(b.addr(), &c).await;
-    s.subscribe(&t, 1).await;
-    s.disconnect().await;
+    let c = RawClient::park_v5_session(b.addr(), &id, &t, 60).await;
     let mut p = RawClient::connect(b.addr(), V5, &unique("p")).await;
     p.publish(&t, b"kept", 1, false).await;
     let (mut s, ack) = RawClient::connect_with(b.addr(), &c).await;

@@ -5,12 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod durability;
 mod pressure;
 mod services;
 mod timing;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +27,25 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing};
 use crate::services::status::StatusBook;
 use crate::store::MemoryStore;
-use crate::store::worker::Inline;
+use crate::store::Mutation;
+use crate::store::worker::{Commit, Done, Inline};
+
+/// A committer whose batches complete when the test says so.
+struct Deferred {
+    next: u64,
+    submitted: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Commit for Deferred {
+    fn submit(&mut self, _ops: Vec<Mutation>) -> Option<u64> {
+        let batch = self.next;
+        self.next += 1;
+        self.submitted.lock().unwrap().push(batch);
+        Some(batch)
+    }
+
+    fn close(&mut self) {}
+}
 
 /// A router on a fake clock, with the clients it has seen.
 pub struct Harness {
@@ -70,8 +89,46 @@ pub struct Got {
 
 impl Harness {
     /// A router with `Config::ephemeral()` edited by `edit`, the memory store and no
-    /// threads.
+    /// threads; commits complete at once.
     pub fn new(edit: impl FnOnce(&mut Config)) -> Harness {
+        Harness::with_committer(edit, Box::new(Inline::new(Box::new(MemoryStore::new()))))
+    }
+
+    /// As [`Harness::new`] with `durability = "sync"` and commits that complete only
+    /// when the test calls [`Harness::complete_commits`].
+    pub fn sync(edit: impl FnOnce(&mut Config)) -> (Harness, Arc<Mutex<Vec<u64>>>) {
+        let submitted = Arc::new(Mutex::new(Vec::new()));
+        let committer = Box::new(Deferred {
+            next: 1,
+            submitted: submitted.clone(),
+        });
+        let h = Harness::with_committer(
+            |c| {
+                c.durability = crate::config::Durability::Sync;
+                edit(c);
+            },
+            committer,
+        );
+        (h, submitted)
+    }
+
+    /// Completes every commit submitted, including those submitted meanwhile.
+    pub fn complete_commits(&mut self, submitted: &Mutex<Vec<u64>>) {
+        loop {
+            let batches: Vec<u64> = std::mem::take(&mut *submitted.lock().unwrap());
+            if batches.is_empty() {
+                return;
+            }
+            for batch in batches {
+                self.router.on_commit_done(Done {
+                    batch,
+                    result: Ok(()),
+                });
+            }
+        }
+    }
+
+    fn with_committer(edit: impl FnOnce(&mut Config), committer: Box<dyn Commit>) -> Harness {
         let mut config = Config::ephemeral();
         config.sys_interval = Duration::ZERO; // tests that want `$SYS` turn it on
         edit(&mut config);
@@ -82,7 +139,7 @@ impl Harness {
         let router = Router::new(
             &config,
             Default::default(),
-            Box::new(Inline::new(Box::new(MemoryStore::new()))),
+            committer,
             metrics,
             services,
             now,

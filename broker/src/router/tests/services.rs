@@ -7,7 +7,7 @@ use super::{Conn, Harness};
 
 fn forwarded() -> PublishProperties {
     PublishProperties {
-        user_properties: vec![(canopy_metabroker::HOPS_PROPERTY.into(), "1".into())],
+        user_properties: vec![(canopy_model::hops::HOPS_PROPERTY.into(), "1".into())],
         ..Default::default()
     }
 }

@@ -1,12 +1,11 @@
 //! Decorrelated-jitter reconnect backoff: `next = min(cap, random(base, prev * 3))`.
 //!
-//! Owns: the delay sequence. Must never return a delay below `base` or above `cap`.
+//! Owns: the delay sequence of one connection. Must never sleep itself (the connection
+//! does, see [`super::Connection::pause`]) nor return a delay below `base` or above `cap`.
 
 use std::time::Duration;
 
 use rand::Rng;
-
-use crate::config::BackoffConfig;
 
 /// The reconnect delay generator of one link.
 #[derive(Debug, Clone)]
@@ -17,19 +16,20 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Starts at `base`.
-    pub fn new(config: BackoffConfig) -> Backoff {
+    /// Starts at `base`; no delay exceeds `cap` (raised to `base` if smaller).
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
         Backoff {
-            base: config.base,
-            cap: config.cap.max(config.base),
-            prev: config.base,
+            base,
+            cap: cap.max(base),
+            prev: base,
         }
     }
 
     /// The next delay.
     pub fn next_delay(&mut self) -> Duration {
-        let lo = self.base.as_micros() as u64;
-        let hi = (self.prev.as_micros() as u64).saturating_mul(3).max(lo + 1);
+        let lo = u64::try_from(self.base.as_micros()).unwrap_or(u64::MAX / 4);
+        let prev = u64::try_from(self.prev.as_micros()).unwrap_or(u64::MAX / 4);
+        let hi = prev.saturating_mul(3).max(lo.saturating_add(1));
         let pick = rand::rng().random_range(lo..hi);
         self.prev = Duration::from_micros(pick).min(self.cap);
         self.prev
@@ -47,10 +47,7 @@ mod tests {
 
     #[test]
     fn delays_stay_between_base_and_cap_and_grow() {
-        let mut b = Backoff::new(BackoffConfig {
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(500),
-        });
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
         let delays: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
         assert!(
             delays

@@ -1,0 +1,306 @@
+//! [`Connection`]: a rumqttc event loop of either version, polled into one [`Event`] type
+//! in 5.0 terms, with reconnect backoff and the repairs of rumqttc's state a client that
+//! resumes sessions needs.
+//!
+//! Owns the event loop. Must never publish, subscribe or ack (the [`super::Client`] does,
+//! from another task) and never sleep except in [`Connection::pause`].
+
+use rumqttc::Outgoing;
+use rumqttc::v5::mqttbytes::v5 as p5;
+
+use super::backoff::Backoff;
+use super::{Publish, QoS, publish_from_v4};
+use crate::reason::{
+    connack_v4, connack_v5, disconnect_reason, puback_reason, pubcomp_reason, pubrec_reason,
+    suback_v4, suback_v5,
+};
+
+/// What happened on the connection, whatever its protocol version. Reason codes are MQTT
+/// 5.0 numbers; on 3.1.1 acknowledgements are 0 (success) and SUBACK codes the granted QoS
+/// or 0x80.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// CONNACK with success.
+    ConnAck {
+        /// The broker kept a session for this client id.
+        session_present: bool,
+    },
+    /// An application message arrived (a 3.1.1 one has no properties).
+    Publish(Box<Publish>),
+    /// PUBACK for one of our QoS 1 publishes.
+    PubAck {
+        /// Packet id.
+        pkid: u16,
+        /// Reason code.
+        reason: u8,
+    },
+    /// PUBREC for one of our QoS 2 publishes.
+    PubRec {
+        /// Packet id.
+        pkid: u16,
+        /// Reason code.
+        reason: u8,
+    },
+    /// PUBCOMP ending one of our QoS 2 publishes.
+    PubComp {
+        /// Packet id.
+        pkid: u16,
+        /// Reason code.
+        reason: u8,
+    },
+    /// PUBREL for an incoming QoS 2 message.
+    PubRel {
+        /// Packet id.
+        pkid: u16,
+    },
+    /// SUBACK, one code per filter in request order.
+    SubAck {
+        /// Packet id.
+        pkid: u16,
+        /// Return / reason codes.
+        codes: Vec<u8>,
+    },
+    /// A PUBLISH of ours was written with this packet id (0 for QoS 0).
+    OutgoingPublish(u16),
+    /// A PUBREC of ours was written for this packet id.
+    OutgoingPubRec(u16),
+    /// A SUBSCRIBE of ours was written with this packet id (its SUBACK carries the same).
+    OutgoingSubscribe(u16),
+    /// Our DISCONNECT was written; the caller normally stops polling.
+    OutgoingDisconnect,
+    /// Anything else (pings, UNSUBACK, other outgoing packets).
+    Other,
+}
+
+/// What kind of end a [`Failure`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The broker refused the connection; the CONNACK code's name.
+    Refused(String),
+    /// The broker sent DISCONNECT (5.0); the reason's name and reason string.
+    Disconnected(String),
+    /// Anything else: unreachable, timed out, connection lost, protocol error.
+    Lost,
+}
+
+/// Why the connection failed; polling again reconnects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind of end.
+    pub kind: FailureKind,
+    /// rumqttc's text for it.
+    pub message: String,
+}
+
+/// The event loop of either version.
+pub(super) enum Loop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// One connection's event loop, owned by the task that polls it.
+pub struct Connection {
+    event_loop: Loop,
+    backoff: Option<Backoff>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let version = match self.event_loop {
+            Loop::V4(_) => "3.1.1",
+            Loop::V5(_) => "5.0",
+        };
+        f.debug_struct("Connection")
+            .field("version", &version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(super) fn new(event_loop: Loop, backoff: Option<Backoff>) -> Connection {
+        Connection {
+            event_loop,
+            backoff,
+        }
+    }
+
+    /// The next event; connects (again) first if needed. A CONNACK resets the backoff.
+    pub async fn poll(&mut self) -> Result<Event, Failure> {
+        let event = match &mut self.event_loop {
+            Loop::V4(el) => el.poll().await.map(event_v4).map_err(failure_v4)?,
+            Loop::V5(el) => el.poll().await.map(event_v5).map_err(failure_v5)?,
+        };
+        if let (Event::ConnAck { .. }, Some(b)) = (&event, &mut self.backoff) {
+            b.reset();
+        }
+        Ok(event)
+    }
+
+    /// Waits the next reconnect delay (decorrelated jitter between the configured base and
+    /// cap); returns at once when no backoff was configured.
+    pub async fn pause(&mut self) {
+        if let Some(b) = &mut self.backoff {
+            tokio::time::sleep(b.next_delay()).await;
+        }
+    }
+
+    /// After a failure, before polling again: reorders the QoS 1/2 publishes rumqttc will
+    /// resend by `first_sent(packet id)` (it resends in packet-id order, which breaks publish
+    /// order once ids wrap; unnumbered ones get id 0). Returns how many had no packet id
+    /// yet (they were never written).
+    pub fn reorder_pending(&mut self, first_sent: impl Fn(u16) -> u64) -> usize {
+        macro_rules! reorder {
+            ($el:expr, $Request:path, $qos0:expr) => {{
+                use $Request as Request;
+                let pending: Vec<Request> = $el.pending.drain(..).collect();
+                let (mut publishes, others): (Vec<Request>, Vec<Request>) = pending
+                    .into_iter()
+                    .partition(|r| matches!(r, Request::Publish(p) if p.qos != $qos0));
+                let unnumbered = publishes
+                    .iter()
+                    .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                    .count();
+                publishes.sort_by_key(|r| match r {
+                    Request::Publish(p) if p.pkid != 0 => first_sent(p.pkid),
+                    _ => u64::MAX,
+                });
+                $el.pending.extend(others);
+                $el.pending.extend(publishes);
+                unnumbered
+            }};
+        }
+        match &mut self.event_loop {
+            Loop::V4(el) => reorder!(el, rumqttc::Request, rumqttc::QoS::AtMostOnce),
+            Loop::V5(el) => reorder!(el, rumqttc::v5::Request, QoS::AtMostOnce),
+        }
+    }
+
+    /// After a failure, before polling again: makes rumqttc expect a PUBREL for incoming
+    /// QoS 2 `pkid` (it forgets them at a disconnect, and the broker's PUBREL on a resumed
+    /// session would then end the connection as unsolicited).
+    pub fn expect_pubrel(&mut self, pkid: u16) {
+        match &mut self.event_loop {
+            Loop::V4(el) => {
+                let mut fake = rumqttc::Publish::new("", rumqttc::QoS::ExactlyOnce, Vec::new());
+                fake.pkid = pkid;
+                let packet = rumqttc::Packet::Publish(fake);
+                if el.state.handle_incoming_packet(packet).is_ok() {
+                    el.state.events.pop_back();
+                }
+            }
+            Loop::V5(el) => {
+                let mut fake = p5::Publish::new("", QoS::ExactlyOnce, Vec::new(), None);
+                fake.pkid = pkid;
+                let packet = p5::Packet::Publish(fake);
+                if el.state.handle_incoming_packet(packet).is_ok() {
+                    el.state.events.pop_back();
+                }
+            }
+        }
+    }
+}
+
+fn outgoing(o: Outgoing) -> Event {
+    match o {
+        Outgoing::Publish(pkid) => Event::OutgoingPublish(pkid),
+        Outgoing::PubRec(pkid) => Event::OutgoingPubRec(pkid),
+        Outgoing::Subscribe(pkid) => Event::OutgoingSubscribe(pkid),
+        Outgoing::Disconnect => Event::OutgoingDisconnect,
+        _ => Event::Other,
+    }
+}
+
+fn event_v4(event: rumqttc::Event) -> Event {
+    use rumqttc::Packet;
+    match event {
+        rumqttc::Event::Incoming(packet) => match packet {
+            Packet::ConnAck(ack) => Event::ConnAck {
+                session_present: ack.session_present,
+            },
+            Packet::Publish(p) => Event::Publish(Box::new(publish_from_v4(p))),
+            // 3.1.1 acknowledgements carry no reason code: an ack is a success.
+            Packet::PubAck(a) => Event::PubAck {
+                pkid: a.pkid,
+                reason: 0,
+            },
+            Packet::PubRec(r) => Event::PubRec {
+                pkid: r.pkid,
+                reason: 0,
+            },
+            Packet::PubComp(c) => Event::PubComp {
+                pkid: c.pkid,
+                reason: 0,
+            },
+            Packet::PubRel(r) => Event::PubRel { pkid: r.pkid },
+            Packet::SubAck(a) => Event::SubAck {
+                pkid: a.pkid,
+                codes: a.return_codes.iter().map(suback_v4).collect(),
+            },
+            _ => Event::Other,
+        },
+        rumqttc::Event::Outgoing(o) => outgoing(o),
+    }
+}
+
+fn event_v5(event: rumqttc::v5::Event) -> Event {
+    use p5::Packet;
+    match event {
+        rumqttc::v5::Event::Incoming(packet) => match packet {
+            Packet::ConnAck(ack) => Event::ConnAck {
+                session_present: ack.session_present,
+            },
+            Packet::Publish(p) => Event::Publish(Box::new(p)),
+            Packet::PubAck(a) => Event::PubAck {
+                pkid: a.pkid,
+                reason: puback_reason(&a.reason),
+            },
+            Packet::PubRec(r) => Event::PubRec {
+                pkid: r.pkid,
+                reason: pubrec_reason(&r.reason),
+            },
+            Packet::PubComp(c) => Event::PubComp {
+                pkid: c.pkid,
+                reason: pubcomp_reason(&c.reason),
+            },
+            Packet::PubRel(r) => Event::PubRel { pkid: r.pkid },
+            Packet::SubAck(a) => Event::SubAck {
+                pkid: a.pkid,
+                codes: a.return_codes.iter().map(suback_v5).collect(),
+            },
+            _ => Event::Other,
+        },
+        rumqttc::v5::Event::Outgoing(o) => outgoing(o),
+    }
+}
+
+fn failure_v4(error: rumqttc::ConnectionError) -> Failure {
+    let kind = match &error {
+        rumqttc::ConnectionError::ConnectionRefused(code) => {
+            FailureKind::Refused(connack_v4(*code))
+        }
+        _ => FailureKind::Lost,
+    };
+    Failure {
+        kind,
+        message: error.to_string(),
+    }
+}
+
+fn failure_v5(error: rumqttc::v5::ConnectionError) -> Failure {
+    use rumqttc::v5::{ConnectionError, StateError};
+    let kind = match &error {
+        ConnectionError::ConnectionRefused(code) => FailureKind::Refused(connack_v5(*code)),
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => FailureKind::Disconnected(match reason_string {
+            Some(text) => format!("{} ({text})", disconnect_reason(*reason_code)),
+            None => disconnect_reason(*reason_code),
+        }),
+        _ => FailureKind::Lost,
+    };
+    Failure {
+        kind,
+        message: error.to_string(),
+    }
+}
