@@ -89,12 +89,7 @@ impl Router {
                     if !active {
                         pending.push(filter.to_string());
                     }
-                    Some(Activation {
-                        activate_on: None,
-                        deactivate_on: None,
-                        replay_retained: true,
-                        active,
-                    })
+                    Some(Activation::gated(active))
                 }
                 None => activation.map(|mut a| {
                     a.active = self.initial_state(now, &a);

@@ -152,3 +152,44 @@ fn a_client_cannot_write_an_aggregate_or_read_every_user() {
     h.subscribe("bob", "$presence/alice/requests/bob", QoS::AtMostOnce);
     assert!(aggregates(&mut h, "bob").is_empty());
 }
+
+#[test]
+fn a_ctl_registration_of_a_watcher_is_gated_too() {
+    let mut h = Harness::new(|_| {});
+    h.connect("alice-phone", Conn::default());
+    set(
+        &mut h,
+        "alice-phone",
+        PHONE,
+        r#"{"availability":"busy","activity":"active"}"#,
+    );
+    h.connect("bob", v311());
+    let reg = r#"{"filter":"$presence/alice","qos":1,"activate_on":"x/on","initial":"active"}"#;
+    h.publish(
+        "bob",
+        "$ctl/subscribe",
+        reg,
+        QoS::AtMostOnce,
+        false,
+        PublishProperties::default(),
+    );
+    h.publish(
+        "alice-phone",
+        "x/on",
+        "",
+        QoS::AtMostOnce,
+        false,
+        PublishProperties::default(),
+    );
+    assert!(
+        aggregates(&mut h, "bob").is_empty(),
+        "pending despite its own triggers"
+    );
+    set(
+        &mut h,
+        "alice-phone",
+        "$presence/alice/watchers",
+        r#"["bob"]"#,
+    );
+    assert_eq!(aggregates(&mut h, "bob").len(), 1);
+}
