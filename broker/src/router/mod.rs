@@ -176,6 +176,8 @@ pub struct Router {
     hit_groups: Vec<usize>,
     /// Counts of persistent subscriptions, for `$SYS`.
     subscription_count: usize,
+    /// Sessions whose durable record changed since the last batch (`record_dirty`).
+    dirty_sessions: Vec<usize>,
     /// Online subscribers the publish being routed overflowed (see `pressure.rs`).
     overflow: Vec<usize>,
     /// Last gate id handed out.
@@ -252,6 +254,7 @@ impl Router {
             matches: Vec::new(),
             hit_groups: Vec::new(),
             subscription_count: 0,
+            dirty_sessions: Vec::new(),
             overflow: Vec::new(),
             next_gate: 0,
             slow_consumer_timeout: limits.slow_consumer_timeout,
