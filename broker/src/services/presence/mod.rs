@@ -12,7 +12,7 @@
 //! It publishes only through [`Host`], switches only the subscriptions it gated, and must
 //! never decide access (the access seam's `$presence` rules do) or touch the store.
 
-pub mod doc;
+pub use canopy_model::presence as doc;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

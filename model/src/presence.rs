@@ -3,8 +3,9 @@
 //! list `$presence/<user>/watchers` and a watcher's request
 //! `$presence/<user>/requests/<watcher>`.
 //!
-//! Pure: parsing, ranking and rendering only. Must never know about connections, clocks or
-//! the router; the service (`super`) decides when documents change.
+//! Shared by the broker's presence agent and the client library's device-side agent. Pure:
+//! parsing, ranking and rendering only. Must never know about connections, clocks or the
+//! router; the agents decide when documents change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -251,5 +252,5 @@ impl<'a> Topic<'a> {
 }
 
 #[cfg(test)]
-#[path = "doc_tests.rs"]
+#[path = "presence_tests.rs"]
 mod tests;
