@@ -12,6 +12,7 @@
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
 //! - [`resource`]: `canopy resource acquire|reserve|status`;
 //! - [`presence`]: `canopy presence set|watch|allow`;
+//! - [`presence_agent`]: the device-side presence agent for brokers without one;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -25,6 +26,7 @@ pub mod format;
 pub mod link;
 pub mod options;
 pub mod presence;
+pub mod presence_agent;
 pub mod publish;
 pub mod reason;
 pub mod resource;
