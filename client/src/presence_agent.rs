@@ -80,6 +80,41 @@ impl AgentHandle {
     }
 }
 
+/// The broker's feature document.
+pub const FEATURES_TOPIC: &str = "$SYS/broker/features";
+
+/// Whether the broker at `options` runs its own presence agent: it keeps
+/// `$SYS/broker/features` with `"presence": true` (a Canopy broker also says so in a 5.0
+/// CONNACK user property `presence` = `agent`). A broker that has no such document within
+/// `within` (Mosquitto) has none: run [`spawn`] on one of the user's devices.
+pub async fn broker_runs_agent(options: Options, within: Duration) -> bool {
+    let (client, connection) = options.connect();
+    let (tx, mut events) = mpsc::channel(64);
+    let poller = tokio::spawn(poll(connection, tx));
+    let probe = async {
+        while let Some(e) = events.recv().await {
+            match e {
+                Event::ConnAck { .. } => {
+                    let f = adapter::filter(FEATURES_TOPIC, QoS::AtMostOnce, false, false, 0);
+                    let _ = client.subscribe(vec![f], None).await;
+                }
+                Event::Publish(p) if &p.topic[..] == FEATURES_TOPIC.as_bytes() => {
+                    let doc: serde_json::Value =
+                        serde_json::from_slice(&p.payload).unwrap_or_default();
+                    return doc["presence"] == true;
+                }
+                _ => {}
+            }
+        }
+        false
+    };
+    let found = tokio::time::timeout(within, probe).await.unwrap_or(false);
+    let _ = client.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    poller.abort();
+    found
+}
+
 fn topic(user: &str, rest: &str) -> String {
     if rest.is_empty() {
         format!("$presence/{user}")

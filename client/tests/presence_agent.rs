@@ -124,6 +124,11 @@ async fn one_device_aggregates_and_another_takes_over_when_it_dies() {
         return;
     };
     let (_mosq, port) = start_mosquitto(&bin).await;
+    let probe = Options::new(Version::V311, "probe", "127.0.0.1", port);
+    assert!(
+        !presence_agent::broker_runs_agent(probe, Duration::from_millis(500)).await,
+        "mosquitto has no agent"
+    );
     let (phone, _p) = client(port, "alice-phone");
     let (laptop, _l) = client(port, "alice-laptop");
     publish(
@@ -174,4 +179,45 @@ async fn one_device_aggregates_and_another_takes_over_when_it_dies() {
     let doc = aggregate_where(&mut w, |d| d["availability"] == "available").await;
     assert_eq!(doc["devices"]["phone"]["activity"], "active");
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canopy_broker_advertises_its_agent_and_a_disabled_one_does_not() {
+    for enabled in [true, false] {
+        let mut cfg = canopy_broker::config::Config::ephemeral();
+        cfg.presence.enabled = enabled;
+        let broker = canopy_broker::start(cfg).await.unwrap();
+        let addr = broker.mqtt_addr();
+        let probe = Options::new(Version::V5, "probe", addr.ip().to_string(), addr.port());
+        assert_eq!(
+            presence_agent::broker_runs_agent(probe, STEP).await,
+            enabled
+        );
+        broker.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_side_agent_serves_a_canopy_broker_whose_agent_is_disabled() {
+    let mut cfg = canopy_broker::config::Config::ephemeral();
+    cfg.presence.enabled = false;
+    let broker = canopy_broker::start(cfg).await.unwrap();
+    let port = broker.mqtt_addr().port();
+    let (phone, _p) = client(port, "alice-phone");
+    publish(
+        &phone,
+        "$presence/alice/devices/phone",
+        r#"{"availability":"busy","activity":"idle"}"#,
+    )
+    .await;
+    let opts = Options::new(Version::V5, "alice-agent", "127.0.0.1", port);
+    let mut agent = presence_agent::spawn(opts, "alice");
+    assert!(agent.wait_acting(true, STEP).await);
+    let (watcher, mut w) = client(port, "bob");
+    let f = adapter::filter("$presence/alice", QoS::AtLeastOnce, false, false, 0);
+    watcher.subscribe(vec![f], None).await.unwrap();
+    let doc = aggregate_where(&mut w, |d| d["availability"] == "busy").await;
+    assert_eq!(doc["devices"]["phone"]["activity"], "idle");
+    agent.stop().await;
+    broker.shutdown().await;
 }
