@@ -228,3 +228,68 @@ async fn the_broker_advertises_its_presence_agent() {
     let (_c, ack) = RawClient::connect_with(off.addr(), &Connect::v5("probe")).await;
     assert!(ack.props.user().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_flows_up_the_hierarchy_to_a_watcher_at_the_root() {
+    let Some(root) = broker("hierarchy", |_| {}).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        r#"
+durability = "memory"
+[[listener]]
+bind = "127.0.0.1:{port}"
+[[bridge]]
+name = "leaf1"
+hierarchy = true
+[bridge.local]
+url = "mqtt://127.0.0.1:{port}"
+[bridge.remote]
+url = "mqtt://{root}"
+"#,
+        root = root.addr()
+    );
+    let mut cfg = Config::from_toml(&text, "leaf.toml").unwrap();
+    cfg.data_dir = std::env::temp_dir().join(canopy_tests::unique("presence-leaf"));
+    let leaf = canopy_broker::start(cfg).await.unwrap();
+    // A watcher at the root: pending until alice's list (published at the leaf) arrives.
+    let mut carol = RawClient::connect(root.addr(), V5, "carol").await;
+    let s = carol
+        .subscribe_opts(1, &[("$presence/alice", 1)], wire::Props::new())
+        .await;
+    assert!(
+        s.props
+            .user()
+            .contains(&("pending".to_owned(), "$presence/alice".to_owned()))
+    );
+    let mut phone = RawClient::connect(leaf.mqtt_addr(), V5, "alice-phone").await;
+    phone
+        .publish(
+            "$presence/alice/devices/phone",
+            &device("busy", "active"),
+            1,
+            true,
+        )
+        .await;
+    phone
+        .publish("$presence/alice/watchers", br#"["carol"]"#, 1, true)
+        .await;
+    let doc = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let got = carol.receive_and_ack(1).await;
+            if let Some(d) = aggregates(&got, "alice").pop() {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("the leaf's aggregate reaches the root watcher");
+    assert_eq!(doc["availability"], "busy");
+    assert_eq!(doc["devices"]["phone"]["activity"], "active");
+    leaf.shutdown().await;
+}
