@@ -70,6 +70,9 @@ pub struct Access {
     /// Embedded bridges' local client ids and the state prefix each may write
     /// (`<state_prefix>/<name>/`), even under `$SYS`.
     bridge_writers: Vec<(String, String)>,
+    /// With a password file: the users whose hop-marked messages are forwarded hierarchy
+    /// documents. `None` without one: every hop-marked message is (loopback brokers).
+    bridge_users: Option<Vec<String>>,
     /// The ACL file, when configured.
     acl: Option<Arc<dyn Acl>>,
     /// Whether the broker's presence agent runs (`[presence] enabled`): it writes the
@@ -97,8 +100,23 @@ impl Access {
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),
+            bridge_users: config
+                .auth
+                .password_file
+                .is_some()
+                .then(|| config.auth.bridge_users.clone()),
             acl: None,
             presence_agent: config.presence.enabled,
+        }
+    }
+
+    /// Whether `who` may forward hierarchy documents: a configured bridge user once a
+    /// password file authenticates users; anyone on a broker without one. A hop marker
+    /// is never a privilege by itself.
+    fn trusted_bridge(&self, who: &Who<'_>) -> bool {
+        match &self.bridge_users {
+            None => true,
+            Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
         }
     }
 
@@ -127,7 +145,7 @@ impl Access {
         online_here: &dyn Fn(&str) -> bool,
     ) -> Result<(), Denied> {
         match *req {
-            Request::Publish { topic, forwarded } if forwarded => {
+            Request::Publish { topic, forwarded } if forwarded && self.trusted_bridge(who) => {
                 forwarded_publish(topic, online_here)?
             }
             Request::Publish { topic, .. } | Request::Will { topic } => self.publish(who, topic)?,
@@ -199,11 +217,17 @@ impl Access {
         Ok(())
     }
 
-    /// Whether `client_id` is a bridge's local client (an embedded `[[bridge]]` or a
-    /// metabroker with its default local id), which carries hierarchy topics.
-    fn is_bridge(&self, client_id: &str) -> bool {
-        self.bridge_writers.iter().any(|(id, _)| id == client_id)
-            || canopy_model::bridge::name_of_default_local(client_id).is_some()
+    /// Whether `who` is a bridge's local client, which carries hierarchy topics: an
+    /// embedded `[[bridge]]`; with a password file, a configured bridge user; without one,
+    /// a metabroker with its default local id `<name>-local`.
+    fn is_bridge(&self, who: &Who<'_>) -> bool {
+        self.bridge_writers
+            .iter()
+            .any(|(id, _)| id == who.client_id)
+            || match &self.bridge_users {
+                None => canopy_model::bridge::name_of_default_local(who.client_id).is_some(),
+                Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
+            }
     }
 
     /// The broker's own rules for a SUBSCRIBE filter (the filter inside `$share/`).
@@ -245,7 +269,7 @@ impl Access {
                     )),
                 }
             }
-            PRESENCE if self.is_admin(client_id) || self.is_bridge(client_id) => Ok(()),
+            PRESENCE if self.is_admin(client_id) || self.is_bridge(who) => Ok(()),
             PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),
         }

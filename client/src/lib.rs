@@ -11,6 +11,7 @@
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
 //! - [`resource`]: `canopy resource acquire|reserve|status`;
+//! - [`passwd`]: `canopy passwd`, the broker password file editor;
 //! - [`presence`]: `canopy presence set|watch|allow`;
 //! - [`presence_agent`]: the device-side presence agent for brokers without one;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod format;
 pub mod link;
 pub mod options;
+pub mod passwd;
 pub mod presence;
 pub mod presence_agent;
 pub mod publish;

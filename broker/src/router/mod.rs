@@ -187,6 +187,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// Installs the ACL file's rules behind the access seam (see [`Access::set_acl`]).
+    pub fn set_acl(&mut self, acl: Option<Arc<dyn crate::access::Acl>>) {
+        self.access.set_acl(acl);
+    }
+
     /// Builds the router from the configuration and the store's `snapshot`, committing
     /// through `committer`, with `services` registered (see `hosting::registered`).
     pub fn new(
