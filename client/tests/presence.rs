@@ -2,7 +2,7 @@
 //! in-process on a free port (anonymous access: the watcher is named by its client id).
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::process::{Output, Stdio};
