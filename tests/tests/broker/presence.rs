@@ -293,3 +293,58 @@ url = "mqtt://{root}"
     assert_eq!(doc["devices"]["phone"]["activity"], "active");
     leaf.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_lists_and_pending_subscriptions_survive_a_restart() {
+    if is_external() {
+        eprintln!("skipped in external mode: restart");
+        return;
+    }
+    let dir = std::env::temp_dir().join(canopy_tests::unique("presence-restart"));
+    let start = || {
+        let mut cfg = Config::ephemeral();
+        cfg.data_dir = dir.clone();
+        cfg.durability = canopy_broker::config::Durability::Sync;
+        canopy_broker::start(cfg)
+    };
+    let b = start().await.unwrap();
+    let mut phone = RawClient::connect(b.mqtt_addr(), V5, "alice-phone").await;
+    phone
+        .publish(
+            "$presence/alice/devices/phone",
+            &device("busy", "active"),
+            1,
+            true,
+        )
+        .await;
+    // Bob's persistent session holds a pending subscription.
+    let (mut bob, _) =
+        RawClient::connect_with(b.mqtt_addr(), &Connect::v311("bob").clean(false)).await;
+    bob.subscribe("$presence/alice", 1).await;
+    bob.disconnect().await;
+    b.shutdown().await;
+
+    let b = start().await.unwrap();
+    let mut tablet = RawClient::connect(b.mqtt_addr(), V5, "alice-tablet").await;
+    tablet.subscribe("$presence/alice/requests/bob", 1).await;
+    let req: Value = serde_json::from_slice(&tablet.receive_and_ack(1).await[0].payload).unwrap();
+    assert_eq!(req["state"], "pending");
+    let (mut bob, ack) =
+        RawClient::connect_with(b.mqtt_addr(), &Connect::v311("bob").clean(false)).await;
+    assert!(ack.session_present);
+    assert!(
+        bob.collect_publishes(SHORT).await.is_empty(),
+        "still pending after the restart"
+    );
+    let mut laptop = RawClient::connect(b.mqtt_addr(), V5, "alice-laptop").await;
+    laptop
+        .publish("$presence/alice/watchers", br#"["bob"]"#, 1, true)
+        .await;
+    let got = bob.receive_and_ack(1).await;
+    assert_eq!(
+        aggregates(&got, "alice")[0]["devices"]["phone"]["activity"],
+        "active"
+    );
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
