@@ -75,12 +75,17 @@ pub struct Access {
     bridge_users: Option<Vec<String>>,
     /// The ACL file, when configured.
     acl: Option<Arc<dyn Acl>>,
+    /// Whether the broker's presence agent runs (`[presence] enabled`): it writes the
+    /// aggregates; without it a user's own device-side agent may.
+    presence_agent: bool,
 }
 
 /// Prefix of status documents.
 const STATUS: &str = "$status";
 /// Prefix of configuration documents.
 const CONFIG: &str = "$config";
+/// Prefix of presence documents.
+const PRESENCE: &str = "$presence";
 
 impl Access {
     /// The rules `config` grants.
@@ -101,6 +106,7 @@ impl Access {
                 .is_some()
                 .then(|| config.auth.bridge_users.clone()),
             acl: None,
+            presence_agent: config.presence.enabled,
         }
     }
 
@@ -142,10 +148,8 @@ impl Access {
             Request::Publish { topic, forwarded } if forwarded && self.trusted_bridge(who) => {
                 forwarded_publish(topic, online_here)?
             }
-            Request::Publish { topic, .. } | Request::Will { topic } => {
-                self.publish(who.client_id, topic)?
-            }
-            Request::Subscribe { filter } => self.subscribe(who.client_id, filter)?,
+            Request::Publish { topic, .. } | Request::Will { topic } => self.publish(who, topic)?,
+            Request::Subscribe { filter } => self.subscribe(who, filter)?,
             Request::Deliver { .. } => {}
         }
         match &self.acl {
@@ -155,7 +159,8 @@ impl Access {
     }
 
     /// The broker's own rules for a client's PUBLISH or will.
-    fn publish(&self, client_id: &str, topic: &str) -> Result<(), Denied> {
+    fn publish(&self, who: &Who<'_>, topic: &str) -> Result<(), Denied> {
+        let client_id = who.client_id;
         if self
             .bridge_writers
             .iter()
@@ -184,12 +189,50 @@ impl Access {
             "$resource" if !resource_request(topic) => Err(Denied(
                 "clients write only $resource/<name>/acquire, reserve and release",
             )),
+            PRESENCE => self.presence_publish(who, topic),
             _ => Ok(()),
         }
     }
 
+    /// `$presence` writes: a user's own connections write its devices, watcher list and
+    /// decisions on requests; the aggregate and the agent claim only when no broker agent
+    /// runs. With anonymous access there is no identity: the `<user>` level is trusted.
+    fn presence_publish(&self, who: &Who<'_>, topic: &str) -> Result<(), Denied> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let (user, kind_ok) = match levels.as_slice() {
+            [PRESENCE, user, "devices", d] => (*user, !d.is_empty()),
+            [PRESENCE, user, "watchers"] => (*user, true),
+            [PRESENCE, user, "requests", w] => (*user, !w.is_empty()),
+            [PRESENCE, user] | [PRESENCE, user, "agent"] => (*user, !self.presence_agent),
+            _ => ("", false),
+        };
+        if !kind_ok || user.is_empty() {
+            return Err(Denied(
+                "clients write $presence/<user>/devices/<device>, /watchers and /requests/<watcher>; the presence agent writes $presence/<user>",
+            ));
+        }
+        if who.user.is_some_and(|u| u != user) {
+            return Err(Denied("a user writes only its own $presence/<user>/..."));
+        }
+        Ok(())
+    }
+
+    /// Whether `who` is a bridge's local client, which carries hierarchy topics: an
+    /// embedded `[[bridge]]`; with a password file, a configured bridge user; without one,
+    /// a metabroker with its default local id `<name>-local`.
+    fn is_bridge(&self, who: &Who<'_>) -> bool {
+        self.bridge_writers
+            .iter()
+            .any(|(id, _)| id == who.client_id)
+            || match &self.bridge_users {
+                None => canopy_model::bridge::name_of_default_local(who.client_id).is_some(),
+                Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
+            }
+    }
+
     /// The broker's own rules for a SUBSCRIBE filter (the filter inside `$share/`).
-    fn subscribe(&self, client_id: &str, filter: &str) -> Result<(), Denied> {
+    fn subscribe(&self, who: &Who<'_>, filter: &str) -> Result<(), Denied> {
+        let client_id = who.client_id;
         let inner = TopicFilter::new(filter)
             .ok()
             .and_then(|f| SharedFilter::parse(&f).ok().flatten())
@@ -226,8 +269,28 @@ impl Access {
                     )),
                 }
             }
+            PRESENCE if self.is_admin(client_id) || self.is_bridge(who) => Ok(()),
+            PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),
         }
+    }
+}
+
+/// `$presence` reads: anyone subscribes to one user's aggregate `$presence/<user>` (the
+/// presence agent gates watchers); deeper levels only the user itself (anonymous: the
+/// `<user>` level is trusted), and a watcher its own `requests/<watcher>`. No wildcard in
+/// the user level, which would read every user.
+fn presence_subscribe(who: &Who<'_>, filter: &str) -> Result<(), Denied> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    let watcher = who.user.unwrap_or(who.client_id);
+    let own = |user: &str| who.user.is_none_or(|u| u == user);
+    match levels.as_slice() {
+        [PRESENCE, user] if !is_wild(user) && !user.is_empty() => Ok(()),
+        [PRESENCE, user, ..] if !is_wild(user) && !user.is_empty() && own(user) => Ok(()),
+        [PRESENCE, user, "requests", w] if !is_wild(user) && *w == watcher => Ok(()),
+        _ => Err(Denied(
+            "a client reads $presence/<user> of one user, its own $presence/<user>/... and its own requests",
+        )),
     }
 }
 

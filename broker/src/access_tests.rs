@@ -165,6 +165,160 @@ fn the_acl_is_asked_only_after_the_broker_rules_allow() {
     assert!(a.check(&who("dev"), &deliver, &nobody_here).is_err());
 }
 
+fn as_user<'a>(client_id: &'a str, user: Option<&'a str>) -> Who<'a> {
+    Who { client_id, user }
+}
+
+#[test]
+fn presence_publish_table() {
+    let on = access(&[]);
+    let mut cfg = Config::ephemeral();
+    cfg.presence.enabled = false;
+    let off = Access::new(&cfg);
+    // (client, user, topic, allowed with the agent, allowed without it)
+    let rows: &[(&str, Option<&str>, &str, bool, bool)] = &[
+        (
+            "a1",
+            Some("alice"),
+            "$presence/alice/devices/phone",
+            true,
+            true,
+        ),
+        (
+            "b1",
+            Some("bob"),
+            "$presence/alice/devices/phone",
+            false,
+            false,
+        ),
+        ("anon", None, "$presence/alice/devices/phone", true, true),
+        ("a1", Some("alice"), "$presence/alice/watchers", true, true),
+        ("b1", Some("bob"), "$presence/alice/watchers", false, false),
+        (
+            "a1",
+            Some("alice"),
+            "$presence/alice/requests/bob",
+            true,
+            true,
+        ),
+        (
+            "b1",
+            Some("bob"),
+            "$presence/alice/requests/bob",
+            false,
+            false,
+        ),
+        ("a1", Some("alice"), "$presence/alice", false, true),
+        ("b1", Some("bob"), "$presence/alice", false, false),
+        ("anon", None, "$presence/alice", false, true),
+        ("a1", Some("alice"), "$presence/alice/agent", false, true),
+        (
+            "a1",
+            Some("alice"),
+            "$presence/alice/devices/",
+            false,
+            false,
+        ),
+        ("a1", Some("alice"), "$presence/alice/other", false, false),
+        (
+            "a1",
+            Some("alice"),
+            "$presence/alice/devices/phone/x",
+            false,
+            false,
+        ),
+        ("a1", Some("alice"), "$presence", false, false),
+    ];
+    for &(client, user, topic, with_agent, without) in rows {
+        let w = as_user(client, user);
+        let req = Request::Publish {
+            topic,
+            forwarded: false,
+        };
+        assert_eq!(
+            on.check(&w, &req, &nobody_here).is_ok(),
+            with_agent,
+            "{client} publish {topic} (agent)"
+        );
+        assert_eq!(
+            off.check(&w, &req, &nobody_here).is_ok(),
+            without,
+            "{client} publish {topic} (no agent)"
+        );
+        let will = Request::Will { topic };
+        assert_eq!(
+            on.check(&w, &will, &nobody_here).is_ok(),
+            with_agent,
+            "{client} will {topic}"
+        );
+    }
+    // Forwarded from another broker: the hierarchy carries presence up.
+    let req = Request::Publish {
+        topic: "$presence/alice",
+        forwarded: true,
+    };
+    assert!(on.check(&who("leaf-bridge"), &req, &nobody_here).is_ok());
+}
+
+#[test]
+fn presence_subscribe_table() {
+    let mut cfg = Config::ephemeral();
+    cfg.config_docs.admins = vec!["admin".into()];
+    let a = Access::new(&cfg);
+    let rows: &[(&str, Option<&str>, &str, bool)] = &[
+        ("b1", Some("bob"), "$presence/alice", true),
+        ("anon", None, "$presence/alice", true),
+        ("b1", Some("bob"), "$presence/alice/devices/phone", false),
+        ("b1", Some("bob"), "$presence/alice/devices/+", false),
+        ("b1", Some("bob"), "$presence/alice/watchers", false),
+        ("b1", Some("bob"), "$presence/alice/#", false),
+        ("b1", Some("bob"), "$presence/alice/requests/bob", true),
+        ("b1", Some("bob"), "$presence/alice/requests/carol", false),
+        ("b1", Some("bob"), "$presence/alice/requests/+", false),
+        ("a1", Some("alice"), "$presence/alice/#", true),
+        ("a1", Some("alice"), "$presence/alice/requests/+", true),
+        ("a1", Some("alice"), "$presence/alice/devices/+", true),
+        ("b1", Some("bob"), "$presence/+", false),
+        ("b1", Some("bob"), "$presence/#", false),
+        ("b1", Some("bob"), "$presence/+/devices/+", false),
+        (
+            "b1",
+            Some("bob"),
+            "$share/g/$presence/alice/watchers",
+            false,
+        ),
+        ("anon", None, "$presence/#", false),
+        ("kiosk", None, "$presence/alice/requests/kiosk", true),
+        ("admin", None, "$presence/#", true),
+        ("site-local", None, "$presence/#", true),
+    ];
+    for &(client, user, filter, allowed) in rows {
+        let w = as_user(client, user);
+        assert_eq!(
+            a.check(&w, &Request::Subscribe { filter }, &nobody_here)
+                .is_ok(),
+            allowed,
+            "{client} subscribe {filter}"
+        );
+    }
+    // With a password file, a bridge is a configured bridge user, not a client id's spelling.
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["site-bridge".into()];
+    let a = Access::new(&cfg);
+    let all = Request::Subscribe {
+        filter: "$presence/#",
+    };
+    assert!(
+        a.check(&as_user("x", Some("site-bridge")), &all, &nobody_here)
+            .is_ok()
+    );
+    assert!(
+        a.check(&as_user("site-local", Some("mallory")), &all, &nobody_here)
+            .is_err()
+    );
+}
+
 #[test]
 fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
     let mut cfg = Config::ephemeral();

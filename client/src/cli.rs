@@ -45,6 +45,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Acquire, reserve or inspect scarce resources (`$resource/<name>/...`).
     Resource(crate::resource::ResourceArgs),
+    /// Publish a device's presence, watch a user's, allow a watcher (`$presence/...`).
+    Presence(crate::presence::PresenceArgs),
     /// Add, change or delete a user in a broker password file (`[auth] password_file`).
     Passwd(PasswdArgs),
 }

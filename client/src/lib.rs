@@ -12,6 +12,8 @@
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
 //! - [`resource`]: `canopy resource acquire|reserve|status`;
 //! - [`passwd`]: `canopy passwd`, the broker password file editor;
+//! - [`presence`]: `canopy presence set|watch|allow`;
+//! - [`presence_agent`]: the device-side presence agent for brokers without one;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -25,6 +27,8 @@ pub mod format;
 pub mod link;
 pub mod options;
 pub mod passwd;
+pub mod presence;
+pub mod presence_agent;
 pub mod publish;
 pub mod reason;
 pub mod resource;

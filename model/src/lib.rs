@@ -1,5 +1,5 @@
 //! canopy-model: the documents and names that several Canopy crates read and write
-//! (status documents, configuration documents, the hop marker, bridge identities,
+//! (status documents, configuration documents, presence documents, the hop marker, bridge identities,
 //! configuration-file error reporting).
 //!
 //! Owns only shapes and pure functions over them. It must never do IO, hold state or
@@ -13,4 +13,5 @@ pub mod config_error;
 pub mod hops;
 /// The password file format, argon2id hashing and verification.
 pub mod password;
+pub mod presence;
 pub mod status;

@@ -148,7 +148,7 @@ real="{bin_dir}/canopy"
 case " $* " in *" -p "*|*" --port "*|*" -L "*|*" --url "*) exec "$real" "$@";; esac
 case "$1" in
   pub|sub) sub=$1; shift; exec "$real" "$sub" -p {mqtt} "$@";;
-  config|resource) a=$1; b=$2; shift 2; exec "$real" "$a" "$b" -p {mqtt} "$@";;
+  config|resource|presence) a=$1; b=$2; shift 2; exec "$real" "$a" "$b" -p {mqtt} "$@";;
   *) exec "$real" "$@";;
 esac
 """,

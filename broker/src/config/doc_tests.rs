@@ -14,20 +14,21 @@ use super::{
 };
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 8] = [
+const TABLES: [(&str, &str); 9] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
     ("### `[limits]`", "[limits]\n"),
     ("### `[dns]`", "[dns]\n"),
     ("### `[config]`", "[config]\n"),
+    ("### `[presence]`", "[presence]\n"),
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
     ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 8] = [
-    "listener", "auth", "limits", "dns", "config", "carousel", "bridge", "resource",
+const TABLE_KEYS: [&str; 9] = [
+    "listener", "auth", "limits", "dns", "config", "presence", "carousel", "bridge", "resource",
 ];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.
@@ -168,7 +169,7 @@ fn documented_parse_error_messages_match_the_code() {
             "[[listener]]\nbind = \"0.0.0.0:1883\"\ntls = { cert = \"c\" }\n",
             1,
         ),
-        ("[presence]\nenabled = true\n", 2),
+        ("[cluster]\npolicy = \"redirect\"\n", 2),
         ("[limits]\nmax_connections = \"many\"\n", 3),
         ("sys_interval = 10\n", 4),
         ("sys_interval = \"10 parsecs\"\n", 5),
@@ -211,7 +212,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 40, "rows with a literal default");
+    assert_eq!(checked, 42, "rows with a literal default");
 }
 
 #[test]

@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
 pub use resources::{ResourceConfig, ResourceMode};
-pub use services::{CarouselConfig, ConfigDocs, DnsConfig};
+pub use services::{CarouselConfig, ConfigDocs, DnsConfig, PresenceConfig};
 
 use error::Violation;
 use values::{
@@ -199,6 +199,8 @@ pub struct Config {
     /// Configuration documents (`[config]`).
     #[serde(rename = "config")]
     pub config_docs: ConfigDocs,
+    /// The presence agent (`[presence]`).
+    pub presence: PresenceConfig,
     /// Map carousels (`[[carousel]]`); default none.
     pub carousel: Vec<CarouselConfig>,
     /// Metabrokers run inside the broker (`[[bridge]]`, the same schema as a
@@ -224,6 +226,7 @@ impl Default for Config {
             limits: Limits::default(),
             dns: DnsConfig::default(),
             config_docs: ConfigDocs::default(),
+            presence: PresenceConfig::default(),
             carousel: Vec::new(),
             bridge: Vec::new(),
             resource: Vec::new(),

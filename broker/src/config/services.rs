@@ -53,6 +53,28 @@ impl Default for DnsConfig {
     }
 }
 
+/// The broker's presence agent (`[presence]`, SPEC §5; see docs/presence.md).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Whether the broker aggregates `$presence/<user>/devices/<device>` into
+    /// `$presence/<user>` and gates watchers. Default `true`.
+    pub enabled: bool,
+    /// How long a device whose connection ended stays as it was before it turns offline
+    /// (a device that reconnects within it does not flicker). Default `"5s"`; 0s to 1day.
+    #[serde(deserialize_with = "duration::<_, 0, 86_400_000>")]
+    pub offline_grace: Duration,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            offline_grace: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Configuration documents (`[config]`): who may write `$config/...`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

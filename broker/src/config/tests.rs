@@ -224,14 +224,22 @@ fn unknown_nested_key_matches_the_documented_format() {
 
 #[test]
 fn later_feature_sections_are_rejected_as_unknown_keys() {
-    for (section, key) in [
-        ("[presence]\nenabled = true\n", "presence"),
-        ("[cluster]\npolicy = \"redirect\"\n", "cluster"),
-    ] {
-        let err = fail(&format!("node_id = \"x\"\n{section}"));
-        assert_error(&err, 2, key);
-        assert!(err.to_string().contains("unknown key"), "{err}");
-    }
+    let err = fail("node_id = \"x\"\n[cluster]\npolicy = \"redirect\"\n");
+    assert_error(&err, 2, "cluster");
+    assert!(err.to_string().contains("unknown key"), "{err}");
+}
+
+#[test]
+fn presence_section_parses_with_its_defaults() {
+    let config = parse("[presence]\noffline_grace = \"250ms\"\n");
+    assert!(config.presence.enabled);
+    assert_eq!(
+        config.presence.offline_grace,
+        std::time::Duration::from_millis(250)
+    );
+    assert!(!parse("[presence]\nenabled = false\n").presence.enabled);
+    let err = fail("[presence]\noffline_grace = \"2days\"\n");
+    assert_error(&err, 2, "presence.offline_grace");
 }
 
 #[test]

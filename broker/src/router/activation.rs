@@ -228,6 +228,17 @@ pub fn ctl_target(payload: &[u8]) -> Option<String> {
 }
 
 impl Activation {
+    /// A subscription a service gates (`Service::gate_subscription`): no triggers, switched
+    /// only by the service, replaying retained messages when switched on.
+    pub fn gated(active: bool) -> Activation {
+        Activation {
+            activate_on: None,
+            deactivate_on: None,
+            replay_retained: true,
+            active,
+        }
+    }
+
     /// The store's record of this activation.
     pub fn record(&self) -> ActivationRecord {
         ActivationRecord {
@@ -455,7 +466,12 @@ impl Router {
                     qos: reg.qos.min(self.maximum_qos),
                     ..Default::default()
                 };
-                self.register(now, key, &reg.filter, options, None, reg.activation);
+                // A subscription a service gates (a presence watcher) is gated here too.
+                let activation = match self.services_gate(now, key, reg.filter.as_str()) {
+                    Some(active) => Some(Activation::gated(active)),
+                    None => reg.activation,
+                };
+                self.register(now, key, &reg.filter, options, None, activation);
                 Ok(())
             }),
             CTL_UNSUBSCRIBE => parse_ctl_unsubscribe(payload).map(|f| {

@@ -37,6 +37,9 @@ pub fn registered(
         Box::new(Carousels::new(&config.carousel, now)),
         Box::new(SysService::new(metrics.clone(), config.sys_interval, now)),
         Box::new(crate::services::resources::ResourceService::new(config)),
+        Box::new(crate::services::presence::PresenceService::new(
+            &config.presence,
+        )),
     ]
 }
 
@@ -130,6 +133,24 @@ impl Host for RouterHost<'_> {
         s.subscriptions.get(filter).map(|e| e.options.qos)
     }
 
+    fn set_subscription_active(&mut self, client_id: &str, filter: &str, active: bool) -> bool {
+        let r = &mut *self.router;
+        let Some(&key) = r.by_id.get(client_id) else {
+            return false;
+        };
+        let Some((name, gated)) = r.sessions.get(key).and_then(|s| {
+            s.subscriptions
+                .get_key_value(filter)
+                .map(|(k, e)| (k.clone(), e.activation.is_some()))
+        }) else {
+            return false;
+        };
+        if gated {
+            r.set_active(self.now, key, &name, active);
+        }
+        gated
+    }
+
     fn stats(&self) -> RouterStats {
         self.router.stats()
     }
@@ -208,6 +229,22 @@ impl Router {
 
     pub(super) fn services_session_end(&mut self, now: Instant, client_id: &str) {
         self.with_services(now, |s, host| s.on_session_end(host, client_id));
+    }
+
+    /// Asks the services whether one gates `key`'s subscription to `filter` (the first
+    /// that answers decides): `Some(active)` or `None`.
+    pub(super) fn services_gate(&mut self, now: Instant, key: usize, filter: &str) -> Option<bool> {
+        if !filter.starts_with('$') {
+            return None;
+        }
+        let info = self.sessions.get(key).map(|s| client_info(s, None))?;
+        let mut gate = None;
+        self.with_services(now, |s, host| {
+            if gate.is_none() {
+                gate = s.gate_subscription(host, &info, filter);
+            }
+        });
+        gate
     }
 
     pub(super) fn services_subscribe(&mut self, now: Instant, key: usize, filter: &str, qos: QoS) {

@@ -30,6 +30,7 @@ impl Router {
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
         let mut granted_filters = Vec::new();
+        let mut pending: Vec<String> = Vec::new();
         for (filter, options) in sub.filters {
             let too_big =
                 filter.len() > self.max_filter_length || filter.depth() > self.max_filter_levels;
@@ -76,10 +77,25 @@ impl Router {
                 qos: granted,
                 ..options
             };
-            let activation = activation.map(|mut a| {
-                a.active = self.initial_state(now, &a);
-                a
-            });
+            // A service may gate the subscription (presence watchers): switchable by the
+            // service only, pending until it says otherwise.
+            let gate = if shared.is_none() {
+                self.services_gate(now, key, filter.as_str())
+            } else {
+                None
+            };
+            let activation = match gate {
+                Some(active) => {
+                    if !active {
+                        pending.push(filter.to_string());
+                    }
+                    Some(Activation::gated(active))
+                }
+                None => activation.map(|mut a| {
+                    a.active = self.initial_state(now, &a);
+                    a
+                }),
+            };
             let active = activation.as_ref().is_none_or(|a| a.active);
             let existed =
                 self.add_subscription(key, &filter, shared.as_ref(), options, id, activation);
@@ -99,7 +115,14 @@ impl Router {
         if let Some(s) = self.sessions.get(key) {
             let properties = AckProperties {
                 reason_string: reason_string.filter(|_| v5),
-                ..Default::default()
+                user_properties: if v5 {
+                    pending
+                        .into_iter()
+                        .map(|f| ("pending".to_owned(), f))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             };
             s.send(Packet::SubAck(SubAck {
                 pkid: sub.pkid,

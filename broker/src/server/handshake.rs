@@ -235,8 +235,14 @@ pub fn validate(
 }
 
 /// The CONNACK for an accepted CONNECT, with the 5.0 properties that tell the client
-/// the limits in force.
-pub fn connack(a: &Accepted, limits: &crate::config::Limits, session_present: bool) -> ConnAck {
+/// the limits in force, and the user property `presence` = `agent` when the broker runs
+/// its presence agent (docs/presence.md).
+pub fn connack(
+    a: &Accepted,
+    limits: &crate::config::Limits,
+    session_present: bool,
+    presence_agent: bool,
+) -> ConnAck {
     let mut ack = ConnAck {
         session_present,
         reason: ReasonCode::SUCCESS,
@@ -258,6 +264,10 @@ pub fn connack(a: &Accepted, limits: &crate::config::Limits, session_present: bo
         p.assigned_client_identifier = a.assigned.clone();
         p.topic_alias_maximum = Some(limits.topic_alias_maximum);
         p.server_keep_alive = a.server_keep_alive;
+        if presence_agent {
+            p.user_properties
+                .push(("presence".to_owned(), "agent".to_owned()));
+        }
     }
     ack
 }
@@ -351,7 +361,12 @@ pub async fn establish<S: Transport>(
         refuse(stream, protocol, ReasonCode::SERVER_UNAVAILABLE, ctx, why).await;
         return None;
     };
-    let ack = connack(&accepted, limits, reply.session_present);
+    let ack = connack(
+        &accepted,
+        limits,
+        reply.session_present,
+        ctx.config.presence.enabled,
+    );
     let mut buf = BytesMut::new();
     if canopy_proto::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_err()
         || stream.write_all(&buf).await.is_err()

@@ -43,7 +43,7 @@ fn empty_client_id_of_v5_gets_an_assigned_identifier() {
     let a = validate(&connect(Protocol::V5, "", true), &cfg, true, 0, || 7).unwrap();
     let assigned = a.assigned.clone().unwrap();
     assert_eq!(&*a.client_id, assigned.as_str());
-    let ack = connack(&a, &cfg.limits, false);
+    let ack = connack(&a, &cfg.limits, false, false);
     assert_eq!(ack.properties.assigned_client_identifier, Some(assigned));
 }
 
@@ -92,7 +92,9 @@ fn keep_alive_above_the_maximum_is_lowered_and_announced_to_v5() {
     let a = validate(&connect(Protocol::V5, "dev", true), &cfg, true, 0, || 0).unwrap();
     assert_eq!(a.keep_alive, 10);
     assert_eq!(
-        connack(&a, &cfg.limits, false).properties.server_keep_alive,
+        connack(&a, &cfg.limits, false, false)
+            .properties
+            .server_keep_alive,
         Some(10)
     );
 }
@@ -105,9 +107,35 @@ fn session_expiry_is_capped_and_the_cap_announced() {
     c.properties.session_expiry_interval = Some(3600);
     let a = validate(&c, &cfg, true, 0, || 0).unwrap();
     assert_eq!(a.session_expiry, 60);
-    let ack = connack(&a, &cfg.limits, true);
+    let ack = connack(&a, &cfg.limits, true, false);
     assert_eq!(ack.properties.session_expiry_interval, Some(60));
     assert!(ack.session_present);
     let a = validate(&connect(Protocol::V311, "dev", false), &cfg, true, 0, || 0).unwrap();
     assert_eq!(a.requested_expiry, u32::MAX);
+}
+
+#[test]
+fn a_v5_connack_advertises_the_presence_agent_when_it_runs() {
+    let cfg = Config::ephemeral();
+    let agent = ("presence".to_owned(), "agent".to_owned());
+    let a = validate(&connect(Protocol::V5, "dev", true), &cfg, true, 0, || 7).unwrap();
+    assert!(
+        connack(&a, &cfg.limits, false, true)
+            .properties
+            .user_properties
+            .contains(&agent)
+    );
+    assert!(
+        connack(&a, &cfg.limits, false, false)
+            .properties
+            .user_properties
+            .is_empty()
+    );
+    let a = validate(&connect(Protocol::V311, "dev", true), &cfg, true, 0, || 7).unwrap();
+    assert!(
+        connack(&a, &cfg.limits, false, true)
+            .properties
+            .user_properties
+            .is_empty()
+    );
 }

@@ -14,6 +14,7 @@
 pub mod carousel;
 pub mod config_docs;
 pub mod dns;
+pub mod presence;
 pub mod resources;
 pub mod status;
 pub mod sys;
@@ -77,6 +78,10 @@ pub trait Host {
     fn route(&mut self, msg: &Arc<Message>) -> usize;
     /// The QoS granted to `client_id`'s subscription to exactly `filter`, if it has one.
     fn subscription_qos(&self, client_id: &str, filter: &str) -> Option<QoS>;
+    /// Switches `client_id`'s subscription to exactly `filter` on or off, if it is one a
+    /// service gated (see [`Service::gate_subscription`]); switching on replays the retained
+    /// messages it matches. Returns false if there is no such gated subscription.
+    fn set_subscription_active(&mut self, client_id: &str, filter: &str, active: bool) -> bool;
     /// Figures only the router knows (sessions, subscriptions, retained messages).
     fn stats(&self) -> sys::RouterStats;
 }
@@ -106,6 +111,20 @@ pub trait Service: Send {
         _msg: &Arc<Message>,
     ) -> Disposition {
         Disposition::Route
+    }
+
+    /// A session asks to subscribe to `filter` (the access seam allowed it). `None`: not
+    /// this service's concern. `Some(active)`: the service gates the subscription — it is
+    /// installed switchable by [`Host::set_subscription_active`] only, on when `active`,
+    /// otherwise pending (no retained replay, and a 5.0 SUBACK carries the user property
+    /// `pending` = `<filter>`). Event-activation properties the client sent are ignored.
+    fn gate_subscription(
+        &mut self,
+        _host: &mut dyn Host,
+        _client: &ClientInfo,
+        _filter: &str,
+    ) -> Option<bool> {
+        None
     }
 
     /// A session's subscription to `filter` was granted at `qos` (active or not).

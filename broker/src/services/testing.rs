@@ -36,6 +36,8 @@ pub struct FakeHost {
     clients: HashMap<String, ClientInfo>,
     /// Subscriptions by client id: filter and granted QoS.
     subscriptions: HashMap<String, Vec<(String, QoS)>>,
+    /// Gated subscriptions (client id, filter) and whether each is active now.
+    pub gated: BTreeMap<(String, String), bool>,
 }
 
 impl Default for FakeHost {
@@ -57,6 +59,7 @@ impl FakeHost {
             retained: BTreeMap::new(),
             clients: HashMap::new(),
             subscriptions: HashMap::new(),
+            gated: BTreeMap::new(),
         }
     }
 
@@ -91,6 +94,28 @@ impl FakeHost {
         };
         self.clients.insert(client_id.to_owned(), info.clone());
         info
+    }
+
+    /// As [`FakeHost::connect`], authenticated as `user`.
+    pub fn connect_user(&mut self, client_id: &str, user: &str, protocol: Protocol) -> ClientInfo {
+        let mut info = self.connect(client_id, false, protocol);
+        info.user = Some(Arc::from(user));
+        self.clients.insert(client_id.to_owned(), info.clone());
+        info
+    }
+
+    /// Records a gated subscription, as the router installs one after
+    /// [`Service::gate_subscription`] answered `Some(active)`.
+    pub fn gate(&mut self, client_id: &str, filter: &str, active: bool) {
+        self.gated
+            .insert((client_id.to_owned(), filter.to_owned()), active);
+    }
+
+    /// Whether `client_id`'s gated subscription to `filter` is active (`None`: no such one).
+    pub fn gate_state(&self, client_id: &str, filter: &str) -> Option<bool> {
+        self.gated
+            .get(&(client_id.to_owned(), filter.to_owned()))
+            .copied()
     }
 
     /// The client's connection ends; a persistent session stays, a clean one is removed.
@@ -263,6 +288,19 @@ impl Host for FakeHost {
             .iter()
             .find(|(f, _)| f == filter)
             .map(|(_, q)| *q)
+    }
+
+    fn set_subscription_active(&mut self, client_id: &str, filter: &str, active: bool) -> bool {
+        match self
+            .gated
+            .get_mut(&(client_id.to_owned(), filter.to_owned()))
+        {
+            Some(a) => {
+                *a = active;
+                true
+            }
+            None => false,
+        }
     }
 
     fn stats(&self) -> RouterStats {

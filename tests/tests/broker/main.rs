@@ -34,6 +34,8 @@ mod activation;
 mod bridge;
 mod connect;
 mod malformed;
+#[cfg(feature = "in-process")]
+mod presence;
 mod properties;
 mod publish;
 mod real_clients;
