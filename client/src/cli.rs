@@ -231,8 +231,8 @@ pub struct ConnectArgs {
         value_name = "VERSION"
     )]
     pub protocol_version: ProtocolVersion,
-    /// Client identifier. Default: a generated `canopypub…`/`canopysub…` id for 3.1.1, and an
-    /// empty id for 5.0 so the broker assigns one.
+    /// Client identifier. Default: empty, so the broker assigns one (3.1.1 and 5.0; -c
+    /// needs -i).
     #[arg(short = 'i', long = "id", value_name = "ID")]
     pub id: Option<String>,
     /// User name.

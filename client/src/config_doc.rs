@@ -21,9 +21,6 @@ pub use canopy_model::config_doc::CONFIG_PREFIX;
 /// How long `canopy config get` waits for a document when neither -W nor --watch is given.
 pub const DEFAULT_GET_TIMEOUT_SECS: u64 = 5;
 
-/// Role tag in generated client ids (`canopycfg…`).
-const ROLE: &str = "cfg";
-
 /// The topic of `client`'s document; refuses ids that cannot be part of a topic name.
 pub fn config_topic(client: &str) -> Result<String, CliError> {
     if client.is_empty() {
@@ -40,7 +37,7 @@ pub fn config_topic(client: &str) -> Result<String, CliError> {
 
 /// What `canopy config get` will do: one subscription to the document's topic.
 pub fn get_plan(args: &ConfigGetArgs) -> Result<SubscribePlan, CliError> {
-    let connect = ConnectSettings::from_args(&args.connect, ROLE)?;
+    let connect = ConnectSettings::from_args(&args.connect)?;
     let whose = match (&args.for_client, args.connect.id.as_deref()) {
         (Some(client), _) => client.clone(),
         (None, Some(own)) if !own.is_empty() => own.to_owned(),
@@ -79,7 +76,7 @@ pub fn get_plan(args: &ConfigGetArgs) -> Result<SubscribePlan, CliError> {
 
 /// What `canopy config set` will do: one retained QoS 1 PUBLISH to the document's topic.
 pub fn set_plan(args: &ConfigSetArgs) -> Result<PublishPlan, CliError> {
-    let connect = ConnectSettings::from_args(&args.connect, ROLE)?;
+    let connect = ConnectSettings::from_args(&args.connect)?;
     if args.content_type.is_some() && connect.version != ProtocolVersion::V5 {
         return Err(CliError::RequiresV5("--content-type"));
     }

@@ -6,7 +6,7 @@
 //! below their minimum, clean session off with an empty client id): those are checked here and
 //! returned as [`CliError`] instead of panicking.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::adapter;
 use crate::cli::{ConnectArgs, ProtocolVersion, Qos};
@@ -59,8 +59,8 @@ pub struct ConnectSettings {
 }
 
 impl ConnectSettings {
-    /// Validates connection arguments. `role` (`pub`, `sub`) goes into generated client ids.
-    pub fn from_args(args: &ConnectArgs, role: &str) -> Result<Self, CliError> {
+    /// Validates connection arguments.
+    pub fn from_args(args: &ConnectArgs) -> Result<Self, CliError> {
         let v5 = args.protocol_version == ProtocolVersion::V5;
         let (mut host, mut port) = (args.host.clone(), args.port);
         let (mut username, mut password) = (args.username.clone(), args.password.clone());
@@ -99,11 +99,10 @@ impl ConnectSettings {
                 "--connect-timeout must be at least 1".into(),
             ));
         }
-        let client_id = match &args.id {
-            Some(id) => id.clone(),
-            None if v5 => String::new(),
-            None => generated_client_id(role),
-        };
+        // Without -i the session is clean (-c needs -i): send no id, the broker assigns
+        // one [MQTT-3.1.3-6], [MQTT-3.1.3-7], and a throw-away session leaves no
+        // `$status` document behind.
+        let client_id = args.id.clone().unwrap_or_default();
         let session_expiry = match (args.session_expiry, args.disable_clean_session) {
             (Some(secs), _) => Some(secs),
             (None, true) if v5 => Some(u32::MAX),
@@ -202,18 +201,6 @@ pub fn v5_qos(qos: Qos) -> rumqttc::v5::mqttbytes::QoS {
         Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
         Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
     }
-}
-
-/// A client id unlikely to collide: `canopy<role><pid><nanoseconds in hex>`, cut to 23
-/// alphanumeric bytes, the form every 3.1.1 server must accept [MQTT-3.1.3-5].
-fn generated_client_id(role: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let mut id = format!("canopy{role}{}{nanos:x}", std::process::id());
-    id.truncate(23);
-    id
 }
 
 #[cfg(test)]

@@ -17,9 +17,6 @@ use crate::subscribe::SubscribePlan;
 /// Root of every presence topic.
 pub const PREFIX: &str = "$presence/";
 
-/// Role tag in generated client ids (`canopyprs…`).
-const ROLE: &str = "prs";
-
 /// Arguments of `canopy presence`: one of its subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct PresenceArgs {
@@ -165,7 +162,7 @@ impl<T: ValueEnum> ValueEnumName for T {
 
 /// What `canopy presence set` will do.
 pub fn set_plan(args: &SetArgs) -> Result<PublishPlan, CliError> {
-    let connect = ConnectSettings::from_args(&args.connect, ROLE)?;
+    let connect = ConnectSettings::from_args(&args.connect)?;
     let user = match (&args.user, &args.connect.username) {
         (Some(u), _) | (None, Some(u)) => u.clone(),
         (None, None) => {
@@ -184,7 +181,7 @@ pub fn set_plan(args: &SetArgs) -> Result<PublishPlan, CliError> {
 
 /// What `canopy presence allow` will do.
 pub fn allow_plan(args: &AllowArgs) -> Result<PublishPlan, CliError> {
-    let connect = ConnectSettings::from_args(&args.connect, ROLE)?;
+    let connect = ConnectSettings::from_args(&args.connect)?;
     let topic = format!(
         "{PREFIX}{}/requests/{}",
         level("user", &args.user)?,
@@ -213,7 +210,7 @@ fn retained(connect: ConnectSettings, topic: String, doc: String) -> PublishPlan
 
 /// What `canopy presence watch` will do.
 pub fn watch_plan(args: &WatchArgs) -> Result<SubscribePlan, CliError> {
-    let connect = ConnectSettings::from_args(&args.connect, ROLE)?;
+    let connect = ConnectSettings::from_args(&args.connect)?;
     Ok(SubscribePlan {
         connect,
         request: SubscribeRequest {

@@ -54,7 +54,7 @@ pub struct PublishPlan {
 impl PublishPlan {
     /// Validates the arguments of `canopy pub`.
     pub fn from_args(args: &PubArgs) -> Result<Self, CliError> {
-        let connect = ConnectSettings::from_args(&args.connect, "pub")?;
+        let connect = ConnectSettings::from_args(&args.connect)?;
         let topic = args
             .topic
             .clone()

@@ -132,7 +132,7 @@ fn unix_ms() -> u64 {
 }
 
 fn settings(args: &ConnectArgs) -> Result<ConnectSettings, CliError> {
-    let mut connect = ConnectSettings::from_args(args, "res")?;
+    let mut connect = ConnectSettings::from_args(args)?;
     if connect.client_id.is_empty() {
         // The answers' topic names the client id, so a 5.0 client picks its own too.
         connect.client_id = format!(

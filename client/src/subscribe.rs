@@ -37,7 +37,7 @@ pub struct SubscribePlan {
 impl SubscribePlan {
     /// Validates the arguments of `canopy sub`.
     pub fn from_args(args: &SubArgs) -> Result<Self, CliError> {
-        let connect = ConnectSettings::from_args(&args.connect, "sub")?;
+        let connect = ConnectSettings::from_args(&args.connect)?;
         let v5 = connect.version == ProtocolVersion::V5;
         let v5_only: [(bool, &'static str); 5] = [
             (!args.user_properties.is_empty(), "--user-property (-U)"),

@@ -107,6 +107,8 @@ pub struct ConnectRequest {
     pub max_packet_size: Option<u32>,
     /// The authenticated user name, if the client logged in with one.
     pub user: Option<Arc<str>>,
+    /// Whether the broker assigned `client_id` (the client sent an empty one).
+    pub assigned: bool,
     /// The connection's outbox.
     pub outbox: Arc<Outbox>,
     /// Where to answer.

@@ -52,6 +52,7 @@ pub fn client_info(s: &Session, conn: Option<&Conn>) -> ClientInfo {
         persistent: s.persistent(),
         online: s.online(),
         protocol: conn.map_or(Protocol::V311, |c| c.protocol),
+        assigned: s.assigned_id,
     }
 }
 

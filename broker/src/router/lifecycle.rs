@@ -69,6 +69,7 @@ impl Router {
             max_packet_size: req.max_packet_size,
         });
         s.user = req.user;
+        s.assigned_id = req.assigned;
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
         s.will = req.will;

@@ -130,6 +130,8 @@ pub struct Session {
     /// The user the last connection authenticated as, if any: what the access seam
     /// checks deliveries against, also while the session is offline.
     pub user: Option<Arc<str>>,
+    /// Whether the broker assigned the client identifier.
+    pub assigned_id: bool,
     /// The live connection, if any.
     pub conn: Option<Conn>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
@@ -206,6 +208,7 @@ impl Session {
         Session {
             client_id,
             user: None,
+            assigned_id: false,
             conn: None,
             expiry_interval,
             subscriptions: HashMap::new(),

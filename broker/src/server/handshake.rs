@@ -340,6 +340,7 @@ pub async fn establish<S: Transport>(
     });
     let req = ConnectRequest {
         client_id: accepted.client_id.clone(),
+        assigned: accepted.assigned.is_some(),
         clean_start: connect.clean_start,
         session_expiry: accepted.session_expiry,
         will,

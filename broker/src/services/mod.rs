@@ -42,6 +42,9 @@ pub struct ClientInfo {
     pub online: bool,
     /// Protocol level of the current (or last) connection.
     pub protocol: Protocol,
+    /// Whether the broker assigned the client identifier (the client sent none): such a
+    /// client cannot be named by anyone else.
+    pub assigned: bool,
 }
 
 /// What the router does with a PUBLISH after a service has seen it.

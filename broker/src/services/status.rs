@@ -111,12 +111,19 @@ impl Service for StatusService {
         Disposition::Route
     }
 
+    /// A client whose identifier the broker assigned (it sent none: a throw-away tool
+    /// such as `canopy pub`) gets no status document: nobody else can know its id, and
+    /// its offline document would only fill `$status/#` for a day.
     fn on_connect(&mut self, host: &mut dyn Host, client: &ClientInfo, _present: bool) {
-        self.set(host, &client.client_id, State::Online, "connected");
+        if !client.assigned {
+            self.set(host, &client.client_id, State::Online, "connected");
+        }
     }
 
     fn on_disconnect(&mut self, host: &mut dyn Host, client: &ClientInfo, reason: &str) {
-        self.set(host, &client.client_id, State::Offline, reason);
+        if !client.assigned {
+            self.set(host, &client.client_id, State::Offline, reason);
+        }
     }
 }
 

@@ -91,6 +91,7 @@ impl FakeHost {
             persistent,
             online: true,
             protocol,
+            assigned: false,
         };
         self.clients.insert(client_id.to_owned(), info.clone());
         info

@@ -79,6 +79,8 @@ pub struct Conn {
     pub clean: bool,
     pub expiry: u32,
     pub will: Option<Will>,
+    /// The broker assigned the client id (the client sent none).
+    pub assigned: bool,
 }
 
 impl Default for Conn {
@@ -88,6 +90,7 @@ impl Default for Conn {
             clean: true,
             expiry: 0,
             will: None,
+            assigned: false,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Harness {
             receive_maximum: 100,
             max_packet_size: None,
             user: None,
+            assigned: c.assigned,
             outbox: outbox.clone(),
             reply: tx,
         };

@@ -151,3 +151,21 @@ fn a_will_on_a_broker_topic_is_not_published() {
         "forged will published"
     );
 }
+
+#[test]
+fn a_client_whose_id_the_broker_assigned_leaves_no_status_document() {
+    let mut h = Harness::new(|_| {});
+    h.connect("w", Conn::default());
+    h.subscribe("w", "$status/#", QoS::AtMostOnce);
+    h.received("w");
+    h.connect(
+        "canopy-1883-7",
+        Conn {
+            assigned: true,
+            ..Conn::default()
+        },
+    );
+    h.disconnect("canopy-1883-7", false, "disconnected");
+    assert!(h.received("w").is_empty());
+    assert!(h.status.get("canopy-1883-7").is_none());
+}
