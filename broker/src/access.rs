@@ -2,7 +2,7 @@
 //! receive a delivery, and where.
 //!
 //! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
-//! `$presence`, `$cluster`, `$resource`), the roles that configuration grants (admins,
+//! `$presence`, `$cluster`, `$resource`, `$interest`), the roles that configuration grants (admins,
 //! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
 //! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
 //! `$` rules before its ACL). Privilege comes from configuration and identity, never
@@ -78,6 +78,8 @@ pub struct Access {
 const STATUS: &str = "$status";
 /// Prefix of configuration documents.
 const CONFIG: &str = "$config";
+/// Prefix of the interest document read by bridges (`services::interest`).
+const INTEREST: &str = "$interest";
 
 impl Access {
     /// The rules `config` grants.
@@ -110,6 +112,13 @@ impl Access {
     /// Whether `client_id` is an admin.
     pub fn is_admin(&self, client_id: &str) -> bool {
         self.admins.iter().any(|a| a == client_id)
+    }
+
+    /// Whether `client_id` is a bridge's local client: an embedded `[[bridge]]`'s, or a
+    /// standalone metabroker's default `<name>-local`.
+    pub fn is_bridge(&self, client_id: &str) -> bool {
+        self.bridge_writers.iter().any(|(id, _)| id == client_id)
+            || canopy_model::bridge::name_of_default_local(client_id).is_some()
     }
 
     /// Decides `req` for `who`. `online_here` tells whether a client is connected to
@@ -157,6 +166,7 @@ impl Access {
         match first_level(topic) {
             "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
             STATUS => Err(Denied("$status topics are written by the broker only")),
+            INTEREST => Err(Denied("$interest topics are written by the broker only")),
             CONFIG if !self.is_admin(client_id) => {
                 Err(Denied("only admins write configuration documents"))
             }
@@ -189,6 +199,9 @@ impl Access {
                     ))
                 }
             }
+            INTEREST if !self.is_bridge(client_id) && !self.is_admin(client_id) => Err(Denied(
+                "$interest is read by bridges (embedded, or <name>-local) and admins only",
+            )),
             "$ctl" => match inner.strip_prefix("$ctl/errors/") {
                 Some(id) if id == client_id => Ok(()),
                 _ => Err(Denied(
@@ -217,8 +230,10 @@ impl Access {
 /// `$presence`, `$cluster` up, `$config` down) cross brokers this way; `$SYS` stays
 /// each broker's own, and a status of a client connected here is kept here.
 fn forwarded_publish(topic: &str, online_here: &dyn Fn(&str) -> bool) -> Result<(), Denied> {
-    if first_level(topic) == "$SYS" {
-        return Err(Denied("$SYS topics are written by the broker only"));
+    match first_level(topic) {
+        "$SYS" => return Err(Denied("$SYS topics are written by the broker only")),
+        INTEREST => return Err(Denied("$interest topics are written by the broker only")),
+        _ => {}
     }
     if let Some(id) = topic.strip_prefix("$status/")
         && online_here(id)

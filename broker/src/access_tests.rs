@@ -56,6 +56,9 @@ fn publish_table() {
         ("site-local", "$SYS/metabroker/site/state", true),
         ("site-local", "$SYS/metabroker/other/state", false),
         ("site", "$SYS/metabroker/site/state", false),
+        ("dev", "$interest/subscriptions", false),
+        ("site-local", "$interest/subscriptions", false),
+        ("admin", "$interest/subscriptions", false),
     ];
     for &(client, topic, allowed) in rows {
         assert_eq!(
@@ -107,6 +110,13 @@ fn subscribe_table() {
         ("dev", "$resource/+/client/dev", false),
         ("dev", "$resource/#", false),
         ("dev", "$resource/+", true),
+        ("dev", "$interest/subscriptions", false),
+        ("dev", "$interest/#", false),
+        ("dev", "$share/g/$interest/subscriptions", false),
+        ("site-local", "$interest/subscriptions", true),
+        ("site-local", "$interest/#", true),
+        ("admin", "$interest/subscriptions", true),
+        ("site-remote", "$interest/subscriptions", false),
     ];
     for &(client, filter, allowed) in rows {
         assert_eq!(
@@ -130,6 +140,10 @@ fn forwarded_hierarchy_documents_are_accepted_except_local_truth_and_sys() {
     assert!(a.check(&who("b"), &fwd("$config/dev"), &near).is_ok());
     assert!(
         a.check(&who("b"), &fwd("$SYS/broker/uptime"), &near)
+            .is_err()
+    );
+    assert!(
+        a.check(&who("b"), &fwd("$interest/subscriptions"), &near)
             .is_err()
     );
 }
