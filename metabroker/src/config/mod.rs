@@ -126,6 +126,10 @@ pub struct RouteConfig {
     /// Keep one message in every N.
     #[serde(default)]
     pub sample_every: Option<u32>,
+    /// `in`/`both` only: subscribe on the remote only to the part of `local` that the local
+    /// broker's subscribers want (docs/interest.md); the whole filter on a plain broker.
+    #[serde(default)]
+    pub interest: bool,
 }
 
 impl RouteConfig {
@@ -218,6 +222,10 @@ pub struct BridgeConfig {
     /// Most messages in flight to a destination at once.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Most distinct proxy filters per `interest` route; above, they are merged into
+    /// covering wildcards.
+    #[serde(default = "default_max_proxy_filters")]
+    pub max_proxy_filters: usize,
 }
 
 /// The hierarchy shorthand's routes, in the order they are added.
@@ -230,6 +238,7 @@ pub fn hierarchy_routes() -> Vec<RouteConfig> {
         qos: 1,
         max_rate: None,
         sample_every: None,
+        interest: false,
     };
     vec![
         route(Direction::Out, "$status/#"),
@@ -303,6 +312,7 @@ impl BridgeConfig {
             max_hops: default_max_hops(),
             state_prefix: default_state_prefix(),
             max_inflight: default_inflight(),
+            max_proxy_filters: default_max_proxy_filters(),
         }
     }
 
@@ -355,6 +365,9 @@ impl BridgeConfig {
         if self.backoff.base.is_zero() || self.backoff.cap < self.backoff.base {
             return Err(("backoff".into(), "need 0 < base <= cap".into()));
         }
+        if self.max_proxy_filters == 0 {
+            return Err(("max_proxy_filters".into(), "must be > 0".into()));
+        }
         if self.max_hops == 0 || self.max_inflight == 0 {
             return Err((
                 "max_hops".into(),
@@ -377,6 +390,12 @@ impl BridgeConfig {
                 remap
                     .reverse()
                     .map_err(|e| (key("remote"), e.to_string()))?;
+            }
+            if r.interest && r.direction == Direction::Out {
+                return Err((
+                    key("interest"),
+                    "only for routes with direction \"in\" or \"both\"".into(),
+                ));
             }
             if r.max_rate == Some(0) {
                 return Err((key("max_rate"), "must be > 0".into()));
@@ -441,6 +460,9 @@ fn default_state_prefix() -> String {
     "$SYS/metabroker".to_owned()
 }
 fn default_inflight() -> u16 {
+    64
+}
+fn default_max_proxy_filters() -> usize {
     64
 }
 
