@@ -129,6 +129,8 @@ pub(crate) struct Pump {
     pub(crate) queue: Queue,
     pub(crate) stats: Arc<BridgeStats>,
     pub(crate) proxy: Proxy,
+    /// Hop-marker ids of the local and the remote broker.
+    ids: [String; 2],
     lanes: [LaneState; 2],
     groups: HashMap<u64, Group>,
     next_seq: u64,
@@ -180,6 +182,7 @@ impl Pump {
         let interest: Vec<bool> = routes.iter().map(|r| r.interest).collect();
         Pump {
             proxy: Proxy::new(&interest, proxy_file),
+            ids: [config.broker_id(false), config.broker_id(true)],
             config,
             routes,
             local,
@@ -368,14 +371,21 @@ impl Pump {
                 epoch,
             },
         );
-        let hops = message.hops();
-        if hops.contains(&self.config.name.as_str()) || hops.len() >= self.config.max_hops {
+        let dest = match side {
+            Side::Local => Side::Remote,
+            Side::Remote => Side::Local,
+        };
+        let (from_id, to_id) = match side {
+            Side::Local => (&self.ids[0], &self.ids[1]),
+            Side::Remote => (&self.ids[1], &self.ids[0]),
+        };
+        if message.hops().contains(&self.config.name.as_str())
+            || message.node_count() >= self.config.max_hops
+            || message.visited(to_id)
+        {
             bump(&self.stats.loops);
         } else {
-            let dest = match side {
-                Side::Local => Side::Remote,
-                Side::Remote => Side::Local,
-            };
+            let (from_id, to_id) = (from_id.clone(), to_id.clone());
             let now = Instant::now();
             for ri in 0..self.routes.len() {
                 let Some(topic) = self.routes[ri].map(side, &message.topic) else {
@@ -392,7 +402,7 @@ impl Pump {
                     bump(&self.stats.routes[ri].filtered);
                 }
                 for mut m in batch {
-                    m.push_hop(&self.config.name);
+                    m.push_path(&from_id, &self.config.name, &to_id);
                     self.dispatch(dest, ri, m, group).await;
                 }
             }

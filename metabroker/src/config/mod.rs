@@ -65,6 +65,10 @@ pub enum Protocol {
 pub struct Endpoint {
     /// `mqtt://host:port`, `mqtts://host:port` (TLS) or `ws://host:port/path` (WebSocket).
     pub url: String,
+    /// The broker's id on hop-marker paths (`@<id>`); default `host:port` of `url`. Every
+    /// metabroker touching a broker must name it alike.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Client id; defaults to `<name>-local` / `<name>-remote`.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -261,6 +265,19 @@ impl BridgeConfig {
         canopy_model::bridge::remote_client_id(&self.name, self.remote.client_id.as_deref())
     }
 
+    /// The id of the local (`remote == false`) or remote broker on hop-marker paths:
+    /// the endpoint's `id`, else `host:port` of its URL.
+    pub fn broker_id(&self, remote: bool) -> String {
+        let ep = if remote { &self.remote } else { &self.local };
+        if let Some(id) = &ep.id {
+            return id.clone();
+        }
+        match crate::transport::parse_url(&ep.url) {
+            Ok(t) => format!("{}:{}", t.host, t.port),
+            Err(_) => ep.url.clone(),
+        }
+    }
+
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -292,6 +309,7 @@ impl BridgeConfig {
     pub fn new(name: &str, local_url: &str, remote_url: &str) -> BridgeConfig {
         let endpoint = |url: &str| Endpoint {
             url: url.to_owned(),
+            id: None,
             client_id: None,
             username: None,
             password: None,
@@ -333,12 +351,25 @@ impl BridgeConfig {
     }
 
     fn check(&self) -> Result<(), (String, String)> {
-        if self.name.is_empty() || self.name.contains(['/', '+', '#', ',']) {
-            return Err(("name".into(), "must be non-empty without / + # ,".into()));
+        if self.name.is_empty()
+            || self.name.contains(['/', '+', '#', ','])
+            || self.name.starts_with(canopy_model::hops::BROKER_MARK)
+        {
+            return Err((
+                "name".into(),
+                "must be non-empty without / + # , and not start with @".into(),
+            ));
         }
         for (side, ep) in [("local", &self.local), ("remote", &self.remote)] {
             let target =
                 crate::transport::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
+            if ep
+                .id
+                .as_ref()
+                .is_some_and(|id| id.is_empty() || id.contains(','))
+            {
+                return Err((format!("{side}.id"), "must be non-empty without ,".into()));
+            }
             let tls_keys = [
                 ("ca_file", ep.ca_file.is_some()),
                 ("cert_file", ep.cert_file.is_some()),
