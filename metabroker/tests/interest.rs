@@ -182,3 +182,116 @@ async fn a_plain_broker_below_gets_the_whole_filter() {
     assert_eq!(h.stats().proxied(), set(&["map/#"]));
     h.shutdown().await;
 }
+
+/// Root -> 2 sites -> 4 leaves each; `map/#` and `fx/#` routes down every edge. Subscribers
+/// at 2 of the 8 leaves; the root publishes one message on each of 100 map layers and 20
+/// effect streams. Returns (messages on the root's two links, on all ten links).
+async fn measure(interest: bool) -> (u64, u64) {
+    let root = broker().await;
+    let sites = [broker().await, broker().await];
+    let mut leaves = Vec::new();
+    for _ in 0..8 {
+        leaves.push(broker().await);
+    }
+    let edge = |name: String, local: &BrokerHandle, remote: &BrokerHandle| {
+        let mut routes = vec![
+            route(Direction::In, "map/#", None, 1),
+            route(Direction::In, "fx/#", None, 1),
+        ];
+        for r in &mut routes {
+            r.interest = interest;
+        }
+        bridge(
+            &format!("{name}-{interest}"),
+            &url(local.mqtt_addr()),
+            &url(remote.mqtt_addr()),
+            routes,
+        )
+    };
+    let mut configs = vec![
+        edge("m-site0".into(), &sites[0], &root),
+        edge("m-site1".into(), &sites[1], &root),
+    ];
+    for (i, leaf) in leaves.iter().enumerate() {
+        configs.push(edge(format!("m-leaf{i}"), leaf, &sites[i / 4]));
+    }
+    let h = canopy_metabroker::spawn(configs).unwrap();
+    wait_until(T, "bridges connected", || h.iter().all(connected)).await;
+    // Leaf 1 (site 0) wants 5 layers and 2 streams; leaf 6 (site 1) 3 layers and all of fx.
+    let want: [(usize, Vec<String>); 2] = [
+        (
+            1,
+            (0..5)
+                .map(|i| format!("map/layer{i}"))
+                .chain(["fx/s0".into(), "fx/s1".into()])
+                .collect(),
+        ),
+        (
+            6,
+            ["map/layer3", "map/layer50", "map/layer99", "fx/#"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+    ];
+    let mut inboxes = Vec::new();
+    for (leaf, filters) in &want {
+        let f: Vec<&str> = filters.iter().map(String::as_str).collect();
+        let (c, rx) = subscriber(
+            leaves[*leaf].mqtt_addr(),
+            &format!("user{leaf}"),
+            &f,
+            QoS::AtLeastOnce,
+        )
+        .await;
+        inboxes.push((c, rx));
+    }
+    if interest {
+        wait_until(T, "interest at the root's links", || {
+            h[0].stats().proxied().len() == 7 && h[1].stats().proxied().len() == 4
+        })
+        .await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let p = publisher(root.mqtt_addr(), "root-pub").await;
+    let topics: Vec<String> = (0..100)
+        .map(|i| format!("map/layer{i}"))
+        .chain((0..20).map(|i| format!("fx/s{i}")))
+        .collect();
+    for t in &topics {
+        p.publish(t.as_str(), QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
+    }
+    let expect = [7, 3 + 20];
+    for (i, (_, rx)) in inboxes.iter_mut().enumerate() {
+        take(rx, expect[i], T).await;
+        assert_quiet(rx, Duration::from_millis(300)).await;
+    }
+    let total =
+        |hs: &[BridgeHandle]| -> u64 { hs.iter().map(|b| b.stats().total(|r| &r.forwarded)).sum() };
+    let wait_settled = Duration::from_millis(500);
+    tokio::time::sleep(wait_settled).await;
+    let counts = (total(&h[..2]), total(&h));
+    for b in h {
+        b.shutdown().await;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interest_cuts_the_root_links_for_100_layers_and_20_streams_at_2_of_8_leaves() {
+    init_log();
+    let (root_all, links_all) = measure(false).await;
+    let (root_int, links_int) = measure(true).await;
+    println!(
+        "MEASURE root links: {root_all} without interest, {root_int} with; \
+         all links: {links_all} without, {links_int} with"
+    );
+    assert_eq!(root_all, 2 * 120);
+    assert_eq!(links_all, 10 * 120);
+    // Site 0 carries leaf 1's 7; site 1 carries leaf 6's 3 layers and 20 streams.
+    assert_eq!(root_int, 7 + 23);
+    assert_eq!(links_int, 2 * (7 + 23));
+}
