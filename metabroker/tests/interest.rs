@@ -295,3 +295,206 @@ async fn interest_cuts_the_root_links_for_100_layers_and_20_streams_at_2_of_8_le
     assert_eq!(root_int, 7 + 23);
     assert_eq!(links_int, 2 * (7 + 23));
 }
+
+/// Waits until the broker at `addr` lists exactly `want` as `client`'s subscriptions in its
+/// interest document (read as a bridge would, with a `<name>-local` client id).
+async fn held_converges(addr: std::net::SocketAddr, client: &str, want: &BTreeSet<String>) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (_c, mut rx) = subscriber(
+            addr,
+            "probe-local",
+            &["$interest/subscriptions"],
+            QoS::AtLeastOnce,
+        )
+        .await;
+        let doc = take(&mut rx, 1, T).await.remove(0);
+        let doc: serde_json::Value = serde_json::from_slice(&doc.payload).unwrap();
+        let held: BTreeSet<String> = doc["filters"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, cs)| cs.as_array().unwrap().iter().any(|c| c == client))
+            .map(|(f, _)| f.clone())
+            .collect();
+        if &held == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{client} holds {held:?}, oracle {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A small deterministic generator (xorshift64*), seeded from `CANOPY_SEED` or a constant.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_subscribe_unsubscribe_activate_and_bridge_restarts_converge_to_the_oracle() {
+    use rumqttc::v5::mqttbytes::v5::SubscribeProperties;
+    init_log();
+    let seed = std::env::var("CANOPY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
+    println!("seed {seed}");
+    let mut rng = Rng(seed.max(1));
+    let root = broker().await;
+    let sites = [broker().await, broker().await];
+    let leaves = [
+        broker().await,
+        broker().await,
+        broker().await,
+        broker().await,
+    ];
+    // Bridge k: 0, 1 the sites' (to the root); 2..6 the leaves' (leaf i to site i / 2).
+    let mut configs = vec![
+        interest_bridge("rsite0", &sites[0], &root),
+        interest_bridge("rsite1", &sites[1], &root),
+    ];
+    for (i, leaf) in leaves.iter().enumerate() {
+        configs.push(interest_bridge(&format!("rleaf{i}"), leaf, &sites[i / 2]));
+    }
+    let mut h: Vec<Option<BridgeHandle>> = canopy_metabroker::spawn(configs.clone())
+        .unwrap()
+        .into_iter()
+        .map(Some)
+        .collect();
+    let all_connected = |h: &[Option<BridgeHandle>]| h.iter().flatten().all(connected);
+    wait_until(T, "bridges connected", || all_connected(&h)).await;
+
+    let pool = ["map/a", "map/b", "map/c/#", "map/+/x"];
+    let mut users = Vec::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let (c, rx) = subscriber(leaf.mqtt_addr(), &format!("ru{i}"), &[], QoS::AtLeastOnce).await;
+        // One event-activated subscription per leaf, inactive at first.
+        let props = SubscribeProperties {
+            id: None,
+            user_properties: vec![
+                ("activate-on".into(), format!("ctl/{i}/on")),
+                ("deactivate-on".into(), format!("ctl/{i}/off")),
+            ],
+        };
+        c.subscribe_with_properties(format!("map/act{i}"), QoS::AtLeastOnce, props)
+            .await
+            .unwrap();
+        users.push((c, rx));
+    }
+    let mut subscribed: Vec<BTreeSet<String>> = vec![BTreeSet::new(); 4];
+    let mut active = [false; 4];
+    let oracle = |subscribed: &[BTreeSet<String>], active: &[bool; 4], leaf: usize| {
+        let mut s = subscribed[leaf].clone();
+        if active[leaf] {
+            s.insert(format!("map/act{leaf}"));
+        }
+        s
+    };
+    for step in 0..24 {
+        let leaf = rng.below(4);
+        let op = rng.below(6);
+        let (c, _) = &users[leaf];
+        match op {
+            0 | 1 => {
+                let f = pool[rng.below(pool.len())];
+                c.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+                subscribed[leaf].insert(f.to_owned());
+            }
+            2 => {
+                let f = pool[rng.below(pool.len())];
+                c.unsubscribe(f).await.unwrap();
+                subscribed[leaf].remove(f);
+            }
+            3 => {
+                let on = !active[leaf];
+                let t = format!("ctl/{leaf}/{}", if on { "on" } else { "off" });
+                c.publish(t, QoS::AtLeastOnce, false, "").await.unwrap();
+                active[leaf] = on;
+            }
+            _ => {
+                // Restart one bridge; change interest below it while it is away.
+                let k = rng.below(configs.len());
+                if let Some(b) = h[k].take() {
+                    b.shutdown().await;
+                }
+                let f = pool[rng.below(pool.len())];
+                if rng.below(2) == 0 {
+                    c.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+                    subscribed[leaf].insert(f.to_owned());
+                } else {
+                    c.unsubscribe(f).await.unwrap();
+                    subscribed[leaf].remove(f);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                h[k] = Some(
+                    canopy_metabroker::Bridge::new(configs[k].clone())
+                        .start()
+                        .unwrap(),
+                );
+            }
+        }
+        println!("step {step}: leaf {leaf} op {op}");
+        wait_until(T, "bridges connected", || all_connected(&h)).await;
+        let want: Vec<BTreeSet<String>> = (0..4).map(|l| oracle(&subscribed, &active, l)).collect();
+        wait_until(
+            T,
+            &format!("proxy sets match the oracle after step {step}"),
+            || {
+                (0..4).all(|l| {
+                    h[2 + l]
+                        .as_ref()
+                        .is_some_and(|b| b.stats().proxied() == want[l])
+                }) && (0..2).all(|s| {
+                    let below: BTreeSet<String> =
+                        want[2 * s].union(&want[2 * s + 1]).cloned().collect();
+                    h[s].as_ref().is_some_and(|b| b.stats().proxied() == below)
+                })
+            },
+        )
+        .await;
+        // What the upper brokers really hold for each bridge's remote client.
+        for l in 0..4 {
+            held_converges(
+                sites[l / 2].mqtt_addr(),
+                &format!("rleaf{l}-remote"),
+                &want[l],
+            )
+            .await;
+        }
+        for s in 0..2 {
+            let below: BTreeSet<String> = want[2 * s].union(&want[2 * s + 1]).cloned().collect();
+            held_converges(root.mqtt_addr(), &format!("rsite{s}-remote"), &below).await;
+        }
+    }
+    // Interest has propagated everywhere: a publish at the root reaches exactly the
+    // subscribers that match it, once.
+    let topics = [
+        "map/a", "map/b", "map/c/1", "map/d/x", "map/act0", "map/act1", "map/act2", "map/act3",
+    ];
+    let p = publisher(root.mqtt_addr(), "rroot-pub").await;
+    for t in topics {
+        p.publish(t, QoS::AtLeastOnce, false, t).await.unwrap();
+    }
+    for (leaf, (_, rx)) in users.iter_mut().enumerate() {
+        let want = oracle(&subscribed, &active, leaf);
+        let n = topics
+            .iter()
+            .filter(|t| want.iter().any(|f| matches(f, t)))
+            .count();
+        take(rx, n, T).await;
+        assert_quiet(rx, Duration::from_millis(300)).await;
+    }
+    for b in h.into_iter().flatten() {
+        b.shutdown().await;
+    }
+}
