@@ -70,6 +70,9 @@ pub struct Access {
     /// Embedded bridges' local client ids and the state prefix each may write
     /// (`<state_prefix>/<name>/`), even under `$SYS`.
     bridge_writers: Vec<(String, String)>,
+    /// With a password file: the users whose hop-marked messages are forwarded hierarchy
+    /// documents. `None` without one: every hop-marked message is (loopback brokers).
+    bridge_users: Option<Vec<String>>,
     /// The ACL file, when configured.
     acl: Option<Arc<dyn Acl>>,
 }
@@ -94,7 +97,22 @@ impl Access {
                     (id, format!("{}/{}/", b.state_prefix, b.name))
                 })
                 .collect(),
+            bridge_users: config
+                .auth
+                .password_file
+                .is_some()
+                .then(|| config.auth.bridge_users.clone()),
             acl: None,
+        }
+    }
+
+    /// Whether `who` may forward hierarchy documents: a configured bridge user once a
+    /// password file authenticates users; anyone on a broker without one. A hop marker
+    /// is never a privilege by itself.
+    fn trusted_bridge(&self, who: &Who<'_>) -> bool {
+        match &self.bridge_users {
+            None => true,
+            Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
         }
     }
 
@@ -130,7 +148,7 @@ impl Access {
         online_here: &dyn Fn(&str) -> bool,
     ) -> Result<(), Denied> {
         match *req {
-            Request::Publish { topic, forwarded } if forwarded => {
+            Request::Publish { topic, forwarded } if forwarded && self.trusted_bridge(who) => {
                 forwarded_publish(topic, online_here)?
             }
             Request::Publish { topic, .. } | Request::Will { topic } => {

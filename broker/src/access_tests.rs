@@ -178,3 +178,36 @@ fn the_acl_is_asked_only_after_the_broker_rules_allow() {
     let deliver = Request::Deliver { topic: "a/secret" };
     assert!(a.check(&who("dev"), &deliver, &nobody_here).is_err());
 }
+
+#[test]
+fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["site-bridge".into()];
+    let a = Access::new(&cfg);
+    let fwd = |topic| Request::Publish {
+        topic,
+        forwarded: true,
+    };
+    let bridge = Who {
+        client_id: "anything",
+        user: Some("site-bridge"),
+    };
+    let forger = Who {
+        client_id: "site-local",
+        user: Some("mallory"),
+    };
+    assert!(a.check(&bridge, &fwd("$status/far"), &nobody_here).is_ok());
+    assert!(a.check(&bridge, &fwd("$config/dev"), &nobody_here).is_ok());
+    // A forged hop marker is a loop marker only: the client rules apply.
+    assert!(a.check(&forger, &fwd("$status/far"), &nobody_here).is_err());
+    assert!(a.check(&forger, &fwd("$config/dev"), &nobody_here).is_err());
+    let anonymous = Who {
+        client_id: "x",
+        user: None,
+    };
+    assert!(
+        a.check(&anonymous, &fwd("$status/far"), &nobody_here)
+            .is_err()
+    );
+}

@@ -23,6 +23,17 @@ pub enum BrokerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The password or ACL file could not be loaded.
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// A listener's TLS files could not be loaded.
+    #[error("listener {addr}: {source}")]
+    Tls {
+        /// The listener's configured address.
+        addr: SocketAddr,
+        /// What is wrong with its files.
+        source: crate::server::tls::TlsError,
+    },
     /// An embedded `[[bridge]]` could not start.
     #[error("bridge: {0}")]
     Bridge(#[from] canopy_metabroker::BridgeError),

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod auth;
 pub mod config;
 mod error;
 mod levels;
@@ -59,6 +60,10 @@ pub struct BrokerHandle {
     bridges: Vec<canopy_metabroker::BridgeHandle>,
     /// What connection tasks share, for [`BrokerHandle::attach`].
     ctx: Arc<ServerCtx>,
+    /// Password and ACL files, for [`BrokerHandle::reload`].
+    auth: Arc<auth::Auth>,
+    /// Each listener's TLS and WebSocket layers, in `[[listener]]` order.
+    layers: Vec<Arc<server::layers::Layers>>,
 }
 
 impl BrokerHandle {
@@ -98,6 +103,33 @@ impl BrokerHandle {
             server::transport::Polled::new(stream),
             peer,
         );
+    }
+
+    /// Re-reads the password file, the ACL file and every listener's TLS files (SIGHUP).
+    /// Open connections stay; a file that fails keeps its old contents, and its error is
+    /// logged (file and line) and returned.
+    pub fn reload(&self) -> Vec<String> {
+        let mut errors: Vec<String> = self.auth.reload().iter().map(|e| e.to_string()).collect();
+        for (l, layers) in self.ctx.config.listener.iter().zip(&self.layers) {
+            if let Some(tls) = &layers.tls
+                && let Err(e) = tls.reload()
+            {
+                errors.push(format!("listener {}: {e}", l.bind));
+            }
+        }
+        for e in &errors {
+            tracing::error!(error = %e, "reload failed; the previous contents stay in force");
+        }
+        tracing::info!(
+            failed = errors.len(),
+            "reloaded password, ACL and TLS files"
+        );
+        errors
+    }
+
+    /// Logins refused since start-up (wrong password, unknown user, anonymous refused).
+    pub fn failed_logins(&self) -> u64 {
+        self.auth.failed_logins()
     }
 
     /// Stops the broker: no new connections, DISCONNECT 0x8B to 5.0 clients, store
@@ -142,7 +174,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let status = Arc::new(services::status::StatusBook::new());
     let now = Instant::now();
     let services = router::registered(&config, &metrics, &status, now);
-    let router = Router::new(
+    let mut router = Router::new(
         &config,
         snapshot,
         Box::new(committer),
@@ -150,6 +182,20 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         services,
         now,
     );
+    let auth = Arc::new(auth::Auth::load(&config.auth)?);
+    if config.auth.acl_file.is_some() {
+        // The seam reads the current rules on every check, so a reload needs no router call.
+        router.set_acl(Some(auth.clone()));
+    }
+    let mut layers = Vec::new();
+    for l in &config.listener {
+        let loaded =
+            server::layers::Layers::load(l, &config.limits).map_err(|source| BrokerError::Tls {
+                addr: l.bind,
+                source,
+            })?;
+        layers.push(Arc::new(loaded));
+    }
     let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
@@ -157,6 +203,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
         anonymous: config.auth.anonymous_allowed(&config.listener),
+        auth: auth.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
         open: AtomicUsize::new(0),
@@ -166,12 +213,13 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();
     let mut accept_tasks = Vec::new();
-    for (listener, addr) in listeners {
+    for ((listener, addr), layers) in listeners.into_iter().zip(&layers) {
         addrs.push(addr);
         accept_tasks.push(tokio::spawn(server::accept_loop(
             listener,
             ctx.clone(),
             connections.clone(),
+            layers.clone(),
         )));
     }
     if let Some(addr) = config.metrics_listen {
@@ -217,6 +265,8 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
     Ok(BrokerHandle {
         ctx,
+        auth,
+        layers,
         bridges,
         addrs,
         router: tx,
@@ -235,7 +285,36 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BrokerError> {
     let handle = start(config).await?;
+    let handle = Arc::new(handle);
+    let reloader = tokio::spawn(reload_on_sighup(Arc::clone(&handle)));
     shutdown.await;
-    handle.shutdown().await;
+    reloader.abort();
+    let _ = reloader.await;
+    match Arc::try_unwrap(handle) {
+        Ok(handle) => handle.shutdown().await,
+        Err(_) => tracing::error!("broker handle still shared at shutdown"),
+    }
     Ok(())
+}
+
+/// Calls [`BrokerHandle::reload`] on every SIGHUP (Unix; elsewhere never).
+async fn reload_on_sighup(handle: Arc<BrokerHandle>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received; reloading");
+                    handle.reload();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; no reloads"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = handle;
+        std::future::pending::<()>().await;
+    }
 }

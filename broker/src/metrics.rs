@@ -52,6 +52,8 @@ counters! {
     publish_denied,
     /// Connections cut off as slow consumers (not reading, or a full queue for too long).
     slow_consumers,
+    /// Logins refused for an unknown user or a wrong or missing password.
+    logins_failed,
     /// Publisher acknowledgements held back because a subscriber's queue was full.
     publishers_held,
 }

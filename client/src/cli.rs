@@ -1,6 +1,6 @@
 //! Command-line grammar of `canopy pub` and `canopy sub`, modelled on mosquitto_pub and
 //! mosquitto_sub so their users find the flags where they expect them, and of `canopy config`,
-//! which reuses their connection options.
+//! which reuses their connection options, and of `canopy passwd`.
 //!
 //! Owns only parsing (clap derive structs and value parsers). It must never touch the network,
 //! the file system or stdin: turning arguments into connection settings and publish or
@@ -45,6 +45,31 @@ pub enum Command {
     Config(ConfigArgs),
     /// Acquire, reserve or inspect scarce resources (`$resource/<name>/...`).
     Resource(crate::resource::ResourceArgs),
+    /// Add, change or delete a user in a broker password file (`[auth] password_file`).
+    Passwd(PasswdArgs),
+}
+
+/// Arguments of `canopy passwd`, like mosquitto_passwd.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  canopy passwd -c /etc/canopy/passwd alice   \
+(new file; asks twice)\n  echo \"$PW\" | canopy passwd --stdin /etc/canopy/passwd bob\n  \
+canopy passwd -D /etc/canopy/passwd bob\nThe broker re-reads the file on SIGHUP."
+)]
+pub struct PasswdArgs {
+    /// Create FILE, replacing any existing file.
+    #[arg(short = 'c', long, conflicts_with = "delete")]
+    pub create: bool,
+    /// Delete USER from FILE.
+    #[arg(short = 'D', long, conflicts_with = "stdin")]
+    pub delete: bool,
+    /// Read the password from the first line of stdin instead of asking twice on the terminal.
+    #[arg(long)]
+    pub stdin: bool,
+    /// The password file (`user:argon2id-hash` lines).
+    pub file: PathBuf,
+    /// The user name.
+    pub user: String,
 }
 
 /// Arguments of `canopy config`: one of its subcommands.

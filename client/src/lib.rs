@@ -11,6 +11,7 @@
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
 //! - [`resource`]: `canopy resource acquire|reserve|status`;
+//! - [`passwd`]: `canopy passwd`, the broker password file editor;
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -23,6 +24,7 @@ pub mod error;
 pub mod format;
 pub mod link;
 pub mod options;
+pub mod passwd;
 pub mod publish;
 pub mod reason;
 pub mod resource;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use canopy_client::cli::{Cli, Command};
-use canopy_client::{CliError, config_doc, publish, resource, subscribe};
+use canopy_client::{CliError, config_doc, passwd, publish, resource, subscribe};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +44,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Sub(args) => subscribe::run(subscribe::SubscribePlan::from_args(&args)?).await,
         Command::Config(args) => config_doc::run(args).await,
         Command::Resource(args) => resource::run(args).await,
+        Command::Passwd(args) => passwd::run(&args),
     }
 }
 

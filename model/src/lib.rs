@@ -10,4 +10,6 @@
 pub mod bridge;
 pub mod config_doc;
 pub mod hops;
+/// The password file format, argon2id hashing and verification.
+pub mod password;
 pub mod status;

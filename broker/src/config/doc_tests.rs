@@ -9,7 +9,8 @@ use canopy_proto::TopicFilter;
 
 use super::tests::{addr, fail, listener, parse};
 use super::{
-    AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ResourceConfig, ResourceMode,
+    AuthConfig, CarouselConfig, Config, ConfigDocs, DnsConfig, ListenerConfig, ResourceConfig,
+    ResourceMode, TlsConfig,
 };
 
 /// Every reference table: its heading and the TOML that opens its table.
@@ -85,11 +86,23 @@ fn documented_complete_example_parses_to_the_documented_values() {
         node_id: "site-7".to_owned(),
         metrics_listen: Some(addr("127.0.0.1:9100")),
         log_level: Some("info".to_owned()),
-        listener: vec![listener("0.0.0.0:1883"), listener("[::]:1883")],
+        listener: vec![
+            listener("0.0.0.0:1883"),
+            listener("[::]:1883"),
+            ListenerConfig {
+                tls: Some(TlsConfig {
+                    cert: PathBuf::from("server.pem"),
+                    key: PathBuf::from("server.key"),
+                    client_ca: Some(PathBuf::from("ca.pem")),
+                }),
+                ..listener("0.0.0.0:8883")
+            },
+        ],
         auth: AuthConfig {
             allow_anonymous: Some(false),
             password_file: Some(PathBuf::from("passwd")),
             acl_file: Some(PathBuf::from("acl")),
+            bridge_users: vec!["site-bridge".to_string()],
         },
         dns: DnsConfig {
             listen: Some(addr("127.0.0.1:5353")),
@@ -197,7 +210,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 37, "rows with a literal default");
+    assert_eq!(checked, 40, "rows with a literal default");
 }
 
 #[test]

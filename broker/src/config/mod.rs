@@ -74,14 +74,43 @@ pub struct ListenerConfig {
     /// picks a free port). Host names are not resolved. Default `"127.0.0.1:1883"`.
     #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
+    /// TLS on this listener (`tls = { cert = "...", key = "..." }`). Unset (default): plain
+    /// TCP. See [`TlsConfig`].
+    pub tls: Option<TlsConfig>,
+    /// Serve MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`) instead of bare MQTT;
+    /// over TLS when `tls` is set too (`wss://`). Default false.
+    pub websocket: bool,
+    /// Take the client certificate's Common Name as the user name (no password is checked
+    /// for these clients). Needs `tls.client_ca`. Default false.
+    pub use_identity_as_username: bool,
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
+            tls: None,
+            websocket: false,
+            use_identity_as_username: false,
         }
     }
+}
+
+/// A listener's TLS files (PEM). All are re-read on SIGHUP; a set that fails to load keeps
+/// the previous one.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    #[serde(deserialize_with = "non_empty_path")]
+    pub cert: PathBuf,
+    /// The server's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(deserialize_with = "non_empty_path")]
+    pub key: PathBuf,
+    /// CA certificates that sign client certificates. Set: every client must present a
+    /// certificate signed by one of them. Unset (default): no client certificates.
+    #[serde(default, deserialize_with = "opt_non_empty_path")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Who may connect and what they may do (`[auth]`).
@@ -101,6 +130,12 @@ pub struct AuthConfig {
     /// to the broker's working directory.
     #[serde(deserialize_with = "opt_non_empty_path")]
     pub acl_file: Option<PathBuf>,
+    /// Users whose connections are bridges (metabrokers): with a password file, only their
+    /// messages that carry the hop marker are treated as forwarded hierarchy documents
+    /// (`$status`, `$presence`, `$cluster` up, `$config` down). A hop marker from anyone
+    /// else is a loop marker only. Without a password file every hop-marked message is
+    /// treated as forwarded (loopback-only brokers). Default: empty.
+    pub bridge_users: Vec<String>,
 }
 
 impl AuthConfig {
@@ -235,6 +270,7 @@ impl Config {
             sys_interval: Duration::from_secs(1),
             listener: vec![ListenerConfig {
                 bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                ..ListenerConfig::default()
             }],
             ..Config::default()
         }
@@ -247,6 +283,16 @@ impl Config {
                 key: "listener".to_owned(),
                 message: "at least one [[listener]] is required".to_owned(),
             });
+        }
+        for (i, l) in self.listener.iter().enumerate() {
+            let has_client_ca = l.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if l.use_identity_as_username && !has_client_ca {
+                return Err(Violation {
+                    key: format!("listener[{i}].use_identity_as_username"),
+                    message: "needs tls.client_ca (client certificates) on this listener"
+                        .to_owned(),
+                });
+            }
         }
         for (i, later) in self.listener.iter().enumerate() {
             let earlier = self

@@ -41,7 +41,10 @@ pub(super) fn addr(text: &str) -> SocketAddr {
 }
 
 pub(super) fn listener(bind: &str) -> ListenerConfig {
-    ListenerConfig { bind: addr(bind) }
+    ListenerConfig {
+        bind: addr(bind),
+        ..ListenerConfig::default()
+    }
 }
 
 #[test]
@@ -218,11 +221,37 @@ fn later_feature_sections_are_rejected_as_unknown_keys() {
 }
 
 #[test]
-fn tls_and_websocket_listener_keys_are_not_yet_accepted() {
-    let err = fail("[[listener]]\nbind = \"0.0.0.0:8883\"\ntls = { cert = \"c\", key = \"k\" }\n");
+fn tls_and_websocket_listener_keys_parse() {
+    let c = parse(
+        "[[listener]]\nbind = \"0.0.0.0:8883\"\ntls = { cert = \"c.pem\", key = \"k.pem\", \
+         client_ca = \"ca.pem\" }\nwebsocket = true\nuse_identity_as_username = true\n",
+    );
+    let l = &c.listener[0];
+    let tls = l.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, PathBuf::from("c.pem"));
+    assert_eq!(tls.key, PathBuf::from("k.pem"));
+    assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+    assert!(l.websocket && l.use_identity_as_username);
+    let plain = parse("[[listener]]\nbind = \"0.0.0.0:1883\"\n");
+    assert_eq!(plain.listener[0].tls, None);
+    assert!(!plain.listener[0].websocket);
+}
+
+#[test]
+fn tls_listener_errors_name_the_key() {
+    let err = fail("[[listener]]\nbind = \"0.0.0.0:8883\"\ntls = { cert = \"c\" }\n");
     assert_error(&err, 3, "listener[0].tls");
-    let err = fail("[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nwebsocket = true\n");
-    assert_error(&err, 4, "listener[1].websocket");
+    assert!(err.to_string().contains("key"), "{err}");
+    let err = fail("[[listener]]\ntls = { cert = \"c\", key = \"k\", ca = \"x\" }\n");
+    assert_error(&err, 2, "listener[0].tls.ca");
+    let err = fail("[[listener]]\ntls = { cert = \"\", key = \"k\" }\n");
+    assert_error(&err, 2, "listener[0].tls.cert");
+    let err = fail(
+        "[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"0.0.0.0:8883\"\n\
+         tls = { cert = \"c\", key = \"k\" }\nuse_identity_as_username = true\n",
+    );
+    assert_error(&err, 6, "listener[1].use_identity_as_username");
+    assert!(err.to_string().contains("tls.client_ca"), "{err}");
 }
 
 #[test]

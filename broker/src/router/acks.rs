@@ -57,6 +57,7 @@ impl Router {
             Durability::Memory | Durability::Batched => self.release(false),
             Durability::Sync => {
                 if self.in_flight.is_none() {
+                    self.journal_dirty_sessions();
                     if self.journal.is_empty() {
                         self.release(false);
                     } else {
@@ -71,6 +72,7 @@ impl Router {
     /// Submits the journal as one batch; in `sync` mode the held acknowledgements
     /// now wait for it.
     pub(super) fn submit(&mut self) {
+        self.journal_dirty_sessions();
         if self.journal.is_empty() {
             return;
         }

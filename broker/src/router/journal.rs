@@ -74,6 +74,11 @@ impl Journal {
         }
     }
 
+    /// Whether mutations are recorded at all (not under `durability = "memory"`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Whether nothing waits to be committed.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

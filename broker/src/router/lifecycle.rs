@@ -32,8 +32,8 @@ impl Router {
                     if let Some(w) = s.will.take()
                         && w.properties.will_delay_interval.unwrap_or(0) == 0
                     {
-                        let client_id = s.client_id.clone();
-                        self.publish_will(now, &client_id, w);
+                        let (client_id, user) = (s.client_id.clone(), s.user.clone());
+                        self.publish_will(now, &client_id, user.as_deref(), w);
                     }
                 } else {
                     // A delayed will is cancelled by the new connection.
@@ -121,6 +121,7 @@ impl Router {
         let Some(conn) = s.conn.take() else { return };
         s.last_conn = conn.id;
         let client_id = s.client_id.clone();
+        let user = s.user.clone();
         let info = super::hosting::client_info(s, Some(&conn));
         self.gone_offline(key);
         self.services_disconnect(now, &info, reason);
@@ -133,7 +134,7 @@ impl Router {
         let will = s.will.take().filter(|_| publish_will);
         if s.expiry_interval == 0 {
             if let Some(w) = will {
-                self.publish_will(now, &client_id, w);
+                self.publish_will(now, &client_id, user.as_deref(), w);
             }
             self.end_session(now, key, true);
             return;
@@ -171,7 +172,7 @@ impl Router {
         }
         self.persist_session(key);
         if let Some(w) = due_now {
-            self.publish_will(now, &client_id, w);
+            self.publish_will(now, &client_id, user.as_deref(), w);
         }
     }
 
@@ -192,9 +193,9 @@ impl Router {
                     };
                     s.will_at = None;
                     if let Some(w) = s.will.take() {
-                        let client_id = s.client_id.clone();
+                        let (client_id, user) = (s.client_id.clone(), s.user.clone());
                         self.persist_session(session);
-                        self.publish_will(now, &client_id, w);
+                        self.publish_will(now, &client_id, user.as_deref(), w);
                     }
                 }
                 Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
@@ -227,7 +228,7 @@ impl Router {
         let mut ended = None;
         if let Some(s) = self.sessions.try_remove(key) {
             self.by_id.remove(&s.client_id);
-            ended = Some(s.client_id.clone());
+            ended = Some((s.client_id.clone(), s.user.clone()));
             if s.expiry_interval > 0 || s.expires_at.is_some() {
                 self.journal
                     .record(|| Mutation::DeleteSession(s.client_id.clone()));
@@ -237,9 +238,9 @@ impl Router {
                 Metrics::add(&self.metrics.messages_dropped, lost as u64);
             }
         }
-        if let Some(client_id) = ended {
+        if let Some((client_id, user)) = ended {
             if publish_pending_will && let Some(w) = will {
-                self.publish_will(now, &client_id, w);
+                self.publish_will(now, &client_id, user.as_deref(), w);
             }
             self.services_session_end(now, &client_id);
         }
@@ -247,11 +248,15 @@ impl Router {
 
     /// Publishes a will message as if its client had sent it, if the access seam lets
     /// that client publish there (a will is a PUBLISH deferred, not a privilege).
-    pub(super) fn publish_will(&mut self, now: Instant, client_id: &str, w: Will) {
-        let who = crate::access::Who {
-            client_id,
-            user: None,
-        };
+    /// `user` is the session's proved user name when the will was left.
+    pub(super) fn publish_will(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        user: Option<&str>,
+        w: Will,
+    ) {
+        let who = crate::access::Who { client_id, user };
         let req = crate::access::Request::Will { topic: &w.topic };
         if let Err(why) = self.access.check(&who, &req, &|_| false) {
             Metrics::add(&self.metrics.publish_denied, 1);
@@ -288,34 +293,56 @@ impl Router {
         self.fire_triggers(now, &msg.topic);
     }
 
-    /// Journals the session's durable record, when it is persistent.
+    /// Marks the session's durable record for the next batch, when it is persistent.
+    /// The record (with every subscription) is built once per batch in
+    /// [`Router::journal_dirty_sessions`], so a burst of SUBSCRIBEs costs one rebuild
+    /// per commit instead of one per packet, and records never pile up while a commit
+    /// is in flight.
     pub(super) fn persist_session(&mut self, key: usize) {
-        let Some(s) = self.sessions.get(key) else {
-            return;
-        };
-        if s.expiry_interval == 0 {
+        if !self.journal.enabled() {
             return;
         }
-        self.journal.record(|| {
-            let subscriptions = s
-                .subscriptions
-                .iter()
-                .map(|(f, e)| SubscriptionRecord {
-                    filter: f.to_string(),
-                    options: e.options,
-                    identifier: e.identifier,
-                    activation: e.activation.as_ref().map(|a| a.record()),
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.expiry_interval == 0 || s.record_dirty {
+            return;
+        }
+        s.record_dirty = true;
+        self.dirty_sessions.push(key);
+    }
+
+    /// Journals the record of every session marked since the last batch.
+    pub(super) fn journal_dirty_sessions(&mut self) {
+        for key in std::mem::take(&mut self.dirty_sessions) {
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if !std::mem::take(&mut s.record_dirty) || s.expiry_interval == 0 {
+                continue;
+            }
+            let s = &*s;
+            self.journal.record(|| {
+                let subscriptions = s
+                    .subscriptions
+                    .iter()
+                    .map(|(f, e)| SubscriptionRecord {
+                        filter: f.to_string(),
+                        options: e.options,
+                        identifier: e.identifier,
+                        activation: e.activation.as_ref().map(|a| a.record()),
+                    })
+                    .collect();
+                Mutation::PutSession(SessionRecord {
+                    client_id: s.client_id.clone(),
+                    expiry_interval: s.expiry_interval,
+                    expires_at: s.expires_at,
+                    will: s.will.clone(),
+                    will_at: s.will_at,
+                    subscriptions,
                 })
-                .collect();
-            Mutation::PutSession(SessionRecord {
-                client_id: s.client_id.clone(),
-                expiry_interval: s.expiry_interval,
-                expires_at: s.expires_at,
-                will: s.will.clone(),
-                will_at: s.will_at,
-                subscriptions,
-            })
-        });
+            });
+        }
     }
 
     /// Recreates a session from the store at start-up. A session that was connected

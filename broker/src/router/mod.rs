@@ -176,6 +176,8 @@ pub struct Router {
     hit_groups: Vec<usize>,
     /// Counts of persistent subscriptions, for `$SYS`.
     subscription_count: usize,
+    /// Sessions whose durable record changed since the last batch (`record_dirty`).
+    dirty_sessions: Vec<usize>,
     /// Online subscribers the publish being routed overflowed (see `pressure.rs`).
     overflow: Vec<usize>,
     /// Last gate id handed out.
@@ -185,6 +187,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// Installs the ACL file's rules behind the access seam (see [`Access::set_acl`]).
+    pub fn set_acl(&mut self, acl: Option<Arc<dyn crate::access::Acl>>) {
+        self.access.set_acl(acl);
+    }
+
     /// Builds the router from the configuration and the store's `snapshot`, committing
     /// through `committer`, with `services` registered (see `hosting::registered`).
     pub fn new(
@@ -252,6 +259,7 @@ impl Router {
             matches: Vec::new(),
             hit_groups: Vec::new(),
             subscription_count: 0,
+            dirty_sessions: Vec::new(),
             overflow: Vec::new(),
             next_gate: 0,
             slow_consumer_timeout: limits.slow_consumer_timeout,

@@ -169,6 +169,9 @@ pub struct Session {
     /// bridge's local session takes its bridge's `[queue]` limits, so that messages on
     /// their way out are not dropped here while the bridge waits for a far side.
     pub own_limits: Option<QueueLimits>,
+    /// The session record changed since the last batch was submitted (it is rebuilt
+    /// once per batch, however many changes the batch holds).
+    pub record_dirty: bool,
 }
 
 /// One acknowledgement a publisher waits for because a subscriber's queue is full.
@@ -220,6 +223,7 @@ impl Session {
             next_seq: 1,
             pressure: None,
             own_limits: None,
+            record_dirty: false,
         }
     }
 

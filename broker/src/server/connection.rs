@@ -30,8 +30,14 @@ const READ_CHUNK: usize = 8192;
 
 /// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
 pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx) {
-    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
-    run(stream, ctx).instrument(span).await;
+    let span = tracing::info_span!(
+        "conn",
+        %peer,
+        client_id = tracing::field::Empty,
+        user = tracing::field::Empty,
+        authenticated = tracing::field::Empty,
+    );
+    run(stream, peer, ctx).instrument(span).await;
 }
 
 /// What to do with one incoming packet.
@@ -60,7 +66,7 @@ enum End {
     KeepAlive,
 }
 
-async fn run<S: Transport>(mut stream: S, ctx: &ServerCtx) {
+async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
     let limits = DecodeLimits {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
@@ -69,9 +75,12 @@ async fn run<S: Transport>(mut stream: S, ctx: &ServerCtx) {
         Some(c) => c,
         None => return,
     };
-    let Some(est) = Box::pin(handshake::establish(&mut stream, connect, ctx)).await else {
+    let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;
     };
+    let span = tracing::Span::current();
+    span.record("user", est.user.as_deref());
+    span.record("authenticated", est.authenticated);
     let mut conn = Connection {
         ctx,
         protocol: est.protocol,
@@ -446,7 +455,12 @@ impl Connection<'_> {
             return Ok(());
         }
         let n = self.wbuf.len();
-        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&self.wbuf)).await {
+        // Flushed too: TLS and WebSocket streams may hold written bytes until then.
+        let written = async {
+            stream.write_all(&self.wbuf).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
             Ok(Ok(())) => {
                 Metrics::add(&self.ctx.metrics.bytes_sent, n as u64);
                 self.wbuf.clear();

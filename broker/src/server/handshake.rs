@@ -5,6 +5,7 @@
 //! identifiers, and the CONNACK with its 5.0 properties. It never changes routing state
 //! itself: a valid CONNECT becomes one [`Command::Connect`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -38,6 +39,11 @@ pub struct Established {
     pub alias_max_out: u16,
     /// Whether the client accepts reason strings (Request Problem Information).
     pub problem_info: bool,
+    /// The user name in force: the certificate's CN on a `use_identity_as_username`
+    /// listener, else the CONNECT's user name (for the ACL).
+    pub user: Option<Arc<str>>,
+    /// Whether `user` was proved (password file or certificate).
+    pub authenticated: bool,
 }
 
 /// Answers a CONNECT that cannot be accepted, on the wire and in the log.
@@ -146,17 +152,12 @@ pub fn validate(
         };
         return Err(refuse(reason, "too many connections"));
     }
+    // Cheap first check; user names and passwords are decided by `Auth::login` after
+    // every check here has passed, so a refused CONNECT costs no password hash.
     if connect.username.is_none() && !anonymous {
         return Err(refuse(
             ReasonCode::NOT_AUTHORIZED,
             "anonymous access is not allowed",
-        ));
-    }
-    if connect.username.is_some() && !anonymous {
-        // No password file support yet: only anonymous-capable listeners accept names.
-        return Err(refuse(
-            ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-            "unknown user name or password",
         ));
     }
     let mut assigned = None;
@@ -266,11 +267,14 @@ pub fn connack(a: &Accepted, limits: &crate::config::Limits, session_present: bo
 pub async fn establish<S: Transport>(
     stream: &mut S,
     connect: Connect,
+    peer: SocketAddr,
     ctx: &ServerCtx,
 ) -> Option<Established> {
     let limits = &ctx.config.limits;
     let open = ctx.open.load(Ordering::Relaxed);
-    let accepted = match validate(&connect, &ctx.config, ctx.anonymous, open, || {
+    // A certificate's CN stands for the user name: such a client is never anonymous.
+    let anonymous = ctx.anonymous || stream.identity().is_some();
+    let accepted = match validate(&connect, &ctx.config, anonymous, open, || {
         ctx.next_assigned.fetch_add(1, Ordering::Relaxed)
     }) {
         Ok(a) => a,
@@ -282,6 +286,39 @@ pub async fn establish<S: Transport>(
     let protocol = accepted.protocol;
     let v5 = protocol.is_v5();
     tracing::Span::current().record("client_id", &*accepted.client_id);
+    let (user, authenticated) = match stream.identity() {
+        Some(cn) => (Some(Arc::<str>::from(cn)), true),
+        None => {
+            let user = connect.username.as_deref();
+            let login = ctx
+                .auth
+                .login(peer.ip(), user, connect.password.as_deref(), ctx.anonymous)
+                .await;
+            match login {
+                crate::auth::Login::Accepted { authenticated } => {
+                    (user.map(Arc::<str>::from), authenticated)
+                }
+                crate::auth::Login::BadCredentials => {
+                    Metrics::add(&ctx.metrics.logins_failed, 1);
+                    let why = "unknown user name or password";
+                    refuse(
+                        stream,
+                        protocol,
+                        ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                        ctx,
+                        why,
+                    )
+                    .await;
+                    return None;
+                }
+                crate::auth::Login::NotAuthorized => {
+                    let why = "anonymous access is not allowed";
+                    refuse(stream, protocol, ReasonCode::NOT_AUTHORIZED, ctx, why).await;
+                    return None;
+                }
+            }
+        }
+    };
     let props = &connect.properties;
     let outbox = Outbox::new(super::QOS0_OUTBOX);
     let (tx, rx) = oneshot::channel();
@@ -299,9 +336,9 @@ pub async fn establish<S: Transport>(
         protocol,
         receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
         max_packet_size: props.maximum_packet_size,
-        // Set once a password file authenticates the name; until then a user name is
-        // only what the client claims, which grants nothing.
-        user: None,
+        // Only a proved name (password file or certificate) counts: a name a client merely
+        // claims grants nothing, so such a client gets the ACL's anonymous rules.
+        user: user.clone().filter(|_| authenticated),
         outbox: outbox.clone(),
         reply: tx,
     };
@@ -318,6 +355,8 @@ pub async fn establish<S: Transport>(
     let mut buf = BytesMut::new();
     if canopy_proto::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_err()
         || stream.write_all(&buf).await.is_err()
+        // TLS and WebSocket streams may hold written bytes until flushed.
+        || stream.flush().await.is_err()
     {
         let _ = ctx
             .router
@@ -352,6 +391,8 @@ pub async fn establish<S: Transport>(
         } else {
             0
         },
+        user,
+        authenticated,
         problem_info: props.request_problem_information.unwrap_or(1) == 1,
     })
 }

@@ -7,9 +7,12 @@
 
 mod connection;
 mod handshake;
+pub mod layers;
 pub mod prometheus;
 mod shaping;
+pub mod tls;
 pub mod transport;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub struct ServerCtx {
     pub metrics: Arc<Metrics>,
     /// Whether clients without a user name may connect.
     pub anonymous: bool,
+    /// Password file, ACL file and failed-login throttle (reloaded on SIGHUP).
+    pub auth: Arc<crate::auth::Auth>,
     /// Open TCP connections, for `max_connections`.
     pub open: AtomicUsize,
     /// Counter for assigned client identifiers.
@@ -51,11 +56,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const QOS0_OUTBOX: usize = 1024;
 
 /// Accepts connections on `listener` until shutdown, spawning a task per connection
-/// into `tasks`.
+/// into `tasks`; TLS and WebSocket handshakes (`layers`) run in that task.
 pub async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ServerCtx>,
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
+    layers: Arc<layers::Layers>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
     let rate = ctx.config.limits.connection_rate;
@@ -90,7 +96,11 @@ pub async fn accept_loop(
             }
         }
         let _ = stream.set_nodelay(true);
-        spawn_connection(&tasks, ctx.clone(), stream, peer);
+        if layers.is_plain() {
+            spawn_connection(&tasks, ctx.clone(), stream, peer);
+        } else {
+            layers::spawn(&tasks, ctx.clone(), stream, peer, layers.clone());
+        }
     }
 }
 

@@ -26,6 +26,12 @@ pub trait Transport: AsyncWrite + Unpin + Send {
     /// end of the stream, `WouldBlock` means nothing is there yet.
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
 
+    /// The user name proved by the transport itself: the client certificate's Common Name
+    /// on a TLS listener with `use_identity_as_username`. `None` for everything else.
+    fn identity(&self) -> Option<&str> {
+        None
+    }
+
     /// Waits until the stream is readable (see [`Transport::poll_readable`]).
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send
     where
@@ -54,6 +60,8 @@ pub struct Polled<S> {
     peeked: Option<u8>,
     /// The end of the stream was seen while waiting.
     eof: bool,
+    /// See [`Transport::identity`].
+    identity: Option<String>,
 }
 
 impl<S> Polled<S> {
@@ -63,11 +71,24 @@ impl<S> Polled<S> {
             inner,
             peeked: None,
             eof: false,
+            identity: None,
+        }
+    }
+
+    /// Wraps `inner`, whose peer proved the user name `identity` (a certificate's CN).
+    pub fn with_identity(inner: S, identity: Option<String>) -> Polled<S> {
+        Polled {
+            identity,
+            ..Polled::new(inner)
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for Polled<S> {
+    fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.peeked.is_some() || self.eof {
             return Poll::Ready(Ok(()));

@@ -142,6 +142,30 @@ impl Connection {
         }
     }
 
+    /// After a failure, before [`Connection::reorder_pending`]: takes, in order, the events
+    /// rumqttc queued on the dead connection up to its last `OutgoingPublish`. rumqttc numbers
+    /// a QoS 1/2 publish and queues that event before writing it; when the write fails the
+    /// publish goes to the resend list while its event would only be handed out after the
+    /// next CONNACK. The caller accounts for them now, so that every numbered publish to
+    /// resend is known; events after the last `OutgoingPublish` stay queued.
+    pub fn take_queued_publishes(&mut self) -> Vec<Event> {
+        macro_rules! take {
+            ($el:expr, $Event:path, $convert:expr) => {{
+                use $Event as E;
+                let events = &mut $el.state.events;
+                let last = events
+                    .iter()
+                    .rposition(|e| matches!(e, E::Outgoing(Outgoing::Publish(_))));
+                let upto = last.map_or(0, |i| i + 1);
+                events.drain(..upto).map($convert).collect()
+            }};
+        }
+        match &mut self.event_loop {
+            Loop::V4(el) => take!(el, rumqttc::Event, event_v4),
+            Loop::V5(el) => take!(el, rumqttc::v5::Event, event_v5),
+        }
+    }
+
     /// After a failure, before polling again: reorders the QoS 1/2 publishes rumqttc will
     /// resend by `first_sent(packet id)` (it resends in packet-id order, which breaks publish
     /// order once ids wrap; unnumbered ones get id 0). Returns how many had no packet id
@@ -194,6 +218,36 @@ impl Connection {
                     el.state.events.pop_back();
                 }
             }
+        }
+    }
+
+    /// The 3.1.1 event loop, for tests that drive rumqttc's state by hand (no network).
+    /// Never poll it: [`Connection::poll`] does.
+    #[doc(hidden)]
+    pub fn v4_loop(&mut self) -> Option<&mut rumqttc::EventLoop> {
+        match &mut self.event_loop {
+            Loop::V4(el) => Some(el),
+            Loop::V5(_) => None,
+        }
+    }
+
+    /// The 5.0 event loop, for tests that drive rumqttc's state by hand (no network).
+    /// Never poll it: [`Connection::poll`] does.
+    #[doc(hidden)]
+    pub fn v5_loop(&mut self) -> Option<&mut rumqttc::v5::EventLoop> {
+        match &mut self.event_loop {
+            Loop::V5(el) => Some(el),
+            Loop::V4(_) => None,
+        }
+    }
+
+    /// The next event rumqttc already queued, without touching the network (for tests that
+    /// drive its state by hand; [`Connection::poll`] hands these out first).
+    #[doc(hidden)]
+    pub fn next_queued(&mut self) -> Option<Event> {
+        match &mut self.event_loop {
+            Loop::V4(el) => el.state.events.pop_front().map(event_v4),
+            Loop::V5(el) => el.state.events.pop_front().map(event_v5),
         }
     }
 }
@@ -299,5 +353,41 @@ fn failure_v5(error: rumqttc::v5::ConnectionError) -> Failure {
     Failure {
         kind,
         message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use rumqttc::v5::Request;
+
+    use super::*;
+    use crate::adapter::{Options, Version};
+
+    #[test]
+    fn queued_events_are_taken_in_order_up_to_the_last_outgoing_publish() {
+        let (_client, mut conn) = Options::new(Version::V5, "id", "127.0.0.1", 1883).connect();
+        let el = conn.v5_loop().expect("a 5.0 connection");
+        let publish = |payload: &'static str| {
+            Request::Publish(p5::Publish::new("t", QoS::AtLeastOnce, payload, None))
+        };
+        el.state.handle_outgoing_packet(publish("a")).unwrap();
+        el.state.events.clear();
+        // The connection breaks with these queued: an ack, a publish numbered (its write
+        // failed), then a ping.
+        let puback = p5::Packet::PubAck(p5::PubAck::new(1, None));
+        el.state.handle_incoming_packet(puback).unwrap();
+        el.state.handle_outgoing_packet(publish("b")).unwrap();
+        el.state.handle_outgoing_packet(Request::PingReq).unwrap();
+        assert_eq!(
+            conn.take_queued_publishes(),
+            [
+                Event::PubAck { pkid: 1, reason: 0 },
+                Event::OutgoingPublish(2)
+            ]
+        );
+        assert_eq!(conn.next_queued(), Some(Event::Other));
+        assert_eq!(conn.next_queued(), None);
+        assert_eq!(conn.take_queued_publishes(), []);
     }
 }

@@ -30,17 +30,33 @@ use crate::store::MemoryStore;
 use crate::store::Mutation;
 use crate::store::worker::{Commit, Done, Inline};
 
+/// What a [`Deferred`] committer was given.
+#[derive(Default)]
+pub struct Commits {
+    /// Batches submitted and not yet completed.
+    pending: Mutex<Vec<u64>>,
+    /// Session records written, over all batches.
+    pub session_records: std::sync::atomic::AtomicUsize,
+}
+
 /// A committer whose batches complete when the test says so.
 struct Deferred {
     next: u64,
-    submitted: Arc<Mutex<Vec<u64>>>,
+    submitted: Arc<Commits>,
 }
 
 impl Commit for Deferred {
-    fn submit(&mut self, _ops: Vec<Mutation>) -> Option<u64> {
+    fn submit(&mut self, ops: Vec<Mutation>) -> Option<u64> {
         let batch = self.next;
         self.next += 1;
-        self.submitted.lock().unwrap().push(batch);
+        let records = ops
+            .iter()
+            .filter(|m| matches!(m, Mutation::PutSession(_)))
+            .count();
+        self.submitted
+            .session_records
+            .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        self.submitted.pending.lock().unwrap().push(batch);
         Some(batch)
     }
 
@@ -96,8 +112,8 @@ impl Harness {
 
     /// As [`Harness::new`] with `durability = "sync"` and commits that complete only
     /// when the test calls [`Harness::complete_commits`].
-    pub fn sync(edit: impl FnOnce(&mut Config)) -> (Harness, Arc<Mutex<Vec<u64>>>) {
-        let submitted = Arc::new(Mutex::new(Vec::new()));
+    pub fn sync(edit: impl FnOnce(&mut Config)) -> (Harness, Arc<Commits>) {
+        let submitted = Arc::new(Commits::default());
         let committer = Box::new(Deferred {
             next: 1,
             submitted: submitted.clone(),
@@ -113,9 +129,9 @@ impl Harness {
     }
 
     /// Completes every commit submitted, including those submitted meanwhile.
-    pub fn complete_commits(&mut self, submitted: &Mutex<Vec<u64>>) {
+    pub fn complete_commits(&mut self, submitted: &Commits) {
         loop {
-            let batches: Vec<u64> = std::mem::take(&mut *submitted.lock().unwrap());
+            let batches: Vec<u64> = std::mem::take(&mut *submitted.pending.lock().unwrap());
             if batches.is_empty() {
                 return;
             }
@@ -168,6 +184,29 @@ impl Harness {
 
     fn send(&mut self, cmd: Command) {
         self.router.handle(self.now, cmd);
+        self.router.end_turn();
+    }
+
+    /// Subscribes `id` to each filter with one SUBSCRIBE per filter, all in one router
+    /// turn (as a burst that arrives together would be).
+    pub fn subscribe_burst(&mut self, id: &str, filters: &[String]) {
+        let (session, conn) = self.target(id);
+        for f in filters {
+            let pkid = self.pkid();
+            let subscribe = Subscribe {
+                pkid,
+                filters: vec![(TopicFilter::new(f).unwrap(), SubscriptionOptions::default())],
+                properties: SubscribeProperties::default(),
+            };
+            self.router.handle(
+                self.now,
+                Command::Subscribe {
+                    session,
+                    conn,
+                    subscribe,
+                },
+            );
+        }
         self.router.end_turn();
     }
 
