@@ -341,7 +341,7 @@ impl Rng {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_subscribe_unsubscribe_activate_and_bridge_restarts_converge_to_the_oracle() {
+async fn random_subscribe_unsubscribe_activate_and_restarts_converge_to_the_oracle() {
     use rumqttc::v5::mqttbytes::v5::SubscribeProperties;
     init_log();
     let seed = std::env::var("CANOPY_SEED")
@@ -351,7 +351,8 @@ async fn random_subscribe_unsubscribe_activate_and_bridge_restarts_converge_to_t
     println!("seed {seed}");
     let mut rng = Rng(seed.max(1));
     let root = broker().await;
-    let sites = [broker().await, broker().await];
+    let mut sites = vec![broker().await, broker().await];
+    let site_addrs = [sites[0].mqtt_addr(), sites[1].mqtt_addr()];
     let leaves = [
         broker().await,
         broker().await,
@@ -402,7 +403,7 @@ async fn random_subscribe_unsubscribe_activate_and_bridge_restarts_converge_to_t
     };
     for step in 0..24 {
         let leaf = rng.below(4);
-        let op = rng.below(6);
+        let op = rng.below(7);
         let (c, _) = &users[leaf];
         match op {
             0 | 1 => {
@@ -420,6 +421,17 @@ async fn random_subscribe_unsubscribe_activate_and_bridge_restarts_converge_to_t
                 let t = format!("ctl/{leaf}/{}", if on { "on" } else { "off" });
                 c.publish(t, QoS::AtLeastOnce, false, "").await.unwrap();
                 active[leaf] = on;
+            }
+            6 => {
+                // Restart a site broker on its port (an ephemeral one: every session and
+                // subscription on it is lost), cutting the links of three bridges.
+                let s = rng.below(2);
+                let old = sites.remove(s);
+                old.shutdown().await;
+                let mut cfg = canopy_broker::Config::ephemeral();
+                cfg.listener[0].bind = site_addrs[s];
+                let fresh = canopy_broker::start(cfg).await.unwrap();
+                sites.insert(s, fresh);
             }
             _ => {
                 // Restart one bridge; change interest below it while it is away.
