@@ -4,13 +4,15 @@
 //!
 //! Owns the interest table (which client holds which active subscription) and its retained,
 //! in-memory document at [`INTEREST_TOPIC`]: `{"version":n,"filters":{"<filter>":["<client>",
-//! …]}}`, republished whole (never as a patch) after every change. Event-activated
+//! …]}}`, republished whole (never as a patch) after every change — changes within
+//! [`COALESCE`] of each other go out as one document, so a burst of SUBSCRIBEs costs one. Event-activated
 //! subscriptions count only while active. Must never decide who may read the document (the
 //! access seam reserves `$interest` for bridges and admins) and never store it: it is
 //! rebuilt from the sessions' subscriptions after a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use canopy_proto::{PublishProperties, QoS};
@@ -21,13 +23,18 @@ use crate::message::Message;
 /// The retained document listing every active subscription by filter.
 pub const INTEREST_TOPIC: &str = "$interest/subscriptions";
 
+/// Changes closer together than this are published as one document.
+pub const COALESCE: Duration = Duration::from_millis(20);
+
 /// The interest service.
 #[derive(Debug, Default)]
 pub struct InterestService {
     /// (client id, filter as subscribed) -> filter that counts (inside `$share/<g>/`).
     subs: BTreeMap<(Arc<str>, String), String>,
-    /// Incremented at every change of the document.
+    /// Incremented at every publication of the document.
     version: u64,
+    /// When the pending change goes out, if one is pending.
+    due: Option<Instant>,
 }
 
 /// The filter a subscription expresses interest in: the part after `$share/<group>/`.
@@ -54,7 +61,15 @@ impl InterestService {
         serde_json::json!({"version": self.version, "filters": filters})
     }
 
+    /// Schedules the document after a change.
+    fn changed(&mut self, host: &mut dyn Host) {
+        if self.due.is_none() {
+            self.due = Some(host.now() + COALESCE);
+        }
+    }
+
     fn publish(&mut self, host: &mut dyn Host) {
+        self.due = None;
         self.version += 1;
         let Ok(topic) = canopy_proto::TopicName::new(INTEREST_TOPIC) else {
             return;
@@ -73,7 +88,7 @@ impl InterestService {
         if let Some(inner) = interest_filter(filter) {
             let key = (Arc::from(client), filter.to_owned());
             if self.subs.insert(key, inner.to_owned()).is_none() {
-                self.publish(host);
+                self.changed(host);
             }
         }
     }
@@ -84,7 +99,7 @@ impl InterestService {
             .remove(&(Arc::from(client), filter.to_owned()))
             .is_some()
         {
-            self.publish(host);
+            self.changed(host);
         }
     }
 }
@@ -128,6 +143,16 @@ impl Service for InterestService {
         let before = self.subs.len();
         self.subs.retain(|(c, _), _| &**c != client_id);
         if self.subs.len() != before {
+            self.changed(host);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.due
+    }
+
+    fn handle_timeout(&mut self, host: &mut dyn Host) {
+        if self.due.is_some_and(|t| t <= host.now()) {
             self.publish(host);
         }
     }
@@ -136,10 +161,13 @@ impl Service for InterestService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::testing::FakeHost;
+    use crate::services::testing::{FakeHost, fire_due};
     use canopy_proto::Protocol;
 
-    fn doc(host: &mut FakeHost) -> serde_json::Value {
+    /// The document after the pending change went out.
+    fn doc(s: &mut InterestService, host: &mut FakeHost) -> serde_json::Value {
+        host.advance(COALESCE);
+        fire_due(s, host);
         let p = host.published_to(INTEREST_TOPIC);
         let last = p.last().expect("a document");
         serde_json::from_slice(last).expect("json")
@@ -150,7 +178,7 @@ mod tests {
         let mut h = FakeHost::new();
         let mut s = InterestService::new();
         s.on_start(&mut h);
-        assert_eq!(doc(&mut h)["filters"], serde_json::json!({}));
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
         let a = h.connect("a", false, Protocol::V5);
         let b = h.connect("b", false, Protocol::V5);
         h.subscribe("a", "map/1", QoS::AtLeastOnce);
@@ -158,15 +186,15 @@ mod tests {
         h.subscribe("b", "$share/g/map/1", QoS::AtLeastOnce);
         s.on_subscribe(&mut h, &b, "$share/g/map/1", QoS::AtLeastOnce);
         s.on_subscribe(&mut h, &b, "fx/#", QoS::AtLeastOnce);
-        let d = doc(&mut h);
+        let d = doc(&mut s, &mut h);
         assert_eq!(
             d["filters"],
             serde_json::json!({"fx/#": ["b"], "map/1": ["a", "b"]})
         );
-        assert_eq!(d["version"], 4);
+        assert_eq!(d["version"], 2, "one document for the burst");
         s.on_unsubscribe(&mut h, &a, "map/1");
         s.on_session_end(&mut h, "b");
-        assert_eq!(doc(&mut h)["filters"], serde_json::json!({}));
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
     }
 
     #[test]
@@ -175,9 +203,12 @@ mod tests {
         let mut s = InterestService::new();
         let a = h.connect("a", false, Protocol::V5);
         s.on_activation(&mut h, &a, "fx/1", true);
-        assert_eq!(doc(&mut h)["filters"], serde_json::json!({"fx/1": ["a"]}));
+        assert_eq!(
+            doc(&mut s, &mut h)["filters"],
+            serde_json::json!({"fx/1": ["a"]})
+        );
         s.on_activation(&mut h, &a, "fx/1", false);
-        assert_eq!(doc(&mut h)["filters"], serde_json::json!({}));
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
     }
 
     #[test]
@@ -186,7 +217,9 @@ mod tests {
         let mut s = InterestService::new();
         let a = h.connect("a", false, Protocol::V5);
         s.on_subscribe(&mut h, &a, "x", QoS::AtMostOnce);
+        doc(&mut s, &mut h);
         s.on_subscribe(&mut h, &a, "x", QoS::AtLeastOnce);
+        assert!(s.poll_timeout().is_none());
         assert_eq!(h.published_to(INTEREST_TOPIC).len(), 1);
     }
 }
