@@ -132,11 +132,17 @@ impl Access {
         self.admins.iter().any(|a| a == client_id)
     }
 
-    /// Whether `client_id` is a bridge's local client: an embedded `[[bridge]]`'s, or a
-    /// standalone metabroker's default `<name>-local`.
-    pub fn is_bridge(&self, client_id: &str) -> bool {
-        self.bridge_writers.iter().any(|(id, _)| id == client_id)
-            || canopy_model::bridge::name_of_default_local(client_id).is_some()
+    /// Whether `who` may read `$interest`: an admin, an embedded `[[bridge]]`'s local
+    /// client, or a standalone metabroker's default `<name>-local` client — which, once a
+    /// password file authenticates users, must also log in as a `bridge_users` user.
+    fn reads_interest(&self, who: &Who<'_>) -> bool {
+        self.is_admin(who.client_id)
+            || self
+                .bridge_writers
+                .iter()
+                .any(|(id, _)| id == who.client_id)
+            || (canopy_model::bridge::name_of_default_local(who.client_id).is_some()
+                && self.trusted_bridge(who))
     }
 
     /// Decides `req` for `who`. `online_here` tells whether a client is connected to
@@ -154,7 +160,7 @@ impl Access {
             Request::Publish { topic, .. } | Request::Will { topic } => {
                 self.publish(who.client_id, topic)?
             }
-            Request::Subscribe { filter } => self.subscribe(who.client_id, filter)?,
+            Request::Subscribe { filter } => self.subscribe(who, filter)?,
             Request::Deliver { .. } => {}
         }
         match &self.acl {
@@ -199,7 +205,8 @@ impl Access {
     }
 
     /// The broker's own rules for a SUBSCRIBE filter (the filter inside `$share/`).
-    fn subscribe(&self, client_id: &str, filter: &str) -> Result<(), Denied> {
+    fn subscribe(&self, who: &Who<'_>, filter: &str) -> Result<(), Denied> {
+        let client_id = who.client_id;
         let inner = TopicFilter::new(filter)
             .ok()
             .and_then(|f| SharedFilter::parse(&f).ok().flatten())
@@ -217,8 +224,8 @@ impl Access {
                     ))
                 }
             }
-            INTEREST if !self.is_bridge(client_id) && !self.is_admin(client_id) => Err(Denied(
-                "$interest is read by bridges (embedded, or <name>-local) and admins only",
+            INTEREST if !self.reads_interest(who) => Err(Denied(
+                "$interest is read by bridges (embedded, or <name>-local as a bridge user) and admins only",
             )),
             "$ctl" => match inner.strip_prefix("$ctl/errors/") {
                 Some(id) if id == client_id => Ok(()),

@@ -211,3 +211,28 @@ fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
             .is_err()
     );
 }
+
+#[test]
+fn with_a_password_file_interest_is_read_by_bridge_users_only() {
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["site-bridge".into()];
+    let a = Access::new(&cfg);
+    let sub = Request::Subscribe {
+        filter: "$interest/subscriptions",
+    };
+    let rows = [
+        ("site-local", Some("site-bridge"), true),
+        ("site-local", Some("mallory"), false),
+        ("site-local", None, false),
+        ("other", Some("site-bridge"), false),
+    ];
+    for (client_id, user, allowed) in rows {
+        let who = Who { client_id, user };
+        assert_eq!(
+            a.check(&who, &sub, &nobody_here).is_ok(),
+            allowed,
+            "{client_id} as {user:?}"
+        );
+    }
+}
