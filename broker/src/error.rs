@@ -13,12 +13,14 @@ pub enum BrokerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listener could not bind its address.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({key}): {reason}")]
     Bind {
         /// The address from the configuration.
         addr: SocketAddr,
+        /// The configuration key that asked for it (`listener[0].bind`, `dns.listen`).
+        key: String,
         /// The operating system's error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The store failed.
     #[error(transparent)]

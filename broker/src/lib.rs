@@ -160,9 +160,49 @@ impl BrokerHandle {
     }
 }
 
-/// Starts a broker with `config` and returns once every listener is bound.
+/// Starts a broker with `config` and returns once every listener is bound. Every socket
+/// (MQTT listeners, metrics, DNS) is bound before the store is opened, so a port in use
+/// leaves `data_dir` untouched.
 pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
+    let listeners = server::bind_all(&config).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|reason| BrokerError::Bind {
+                    addr,
+                    key: "metrics_listen".to_owned(),
+                    reason,
+                })?,
+        ),
+        None => None,
+    };
+    let dns_socket = match config.dns.listen {
+        Some(addr) => {
+            let fail = |reason| BrokerError::Bind {
+                addr,
+                key: "dns.listen".to_owned(),
+                reason,
+            };
+            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(fail)?;
+            let bound = socket.local_addr().map_err(fail)?;
+            Some((socket, bound))
+        }
+        None => None,
+    };
+    // Files the configuration names are read before the store is opened, so that a bad
+    // one leaves no data directory behind.
+    let auth = Arc::new(auth::Auth::load(&config.auth)?);
+    let mut layers = Vec::new();
+    for l in &config.listener {
+        let loaded =
+            server::layers::Layers::load(l, &config.limits).map_err(|source| BrokerError::Tls {
+                addr: l.bind,
+                source,
+            })?;
+        layers.push(Arc::new(loaded));
+    }
     let metrics = Arc::new(Metrics::default());
     let mut store = store::open(&config)?;
     let snapshot = store.load()?;
@@ -182,21 +222,10 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         services,
         now,
     );
-    let auth = Arc::new(auth::Auth::load(&config.auth)?);
     if config.auth.acl_file.is_some() {
         // The seam reads the current rules on every check, so a reload needs no router call.
         router.set_acl(Some(auth.clone()));
     }
-    let mut layers = Vec::new();
-    for l in &config.listener {
-        let loaded =
-            server::layers::Layers::load(l, &config.limits).map_err(|source| BrokerError::Tls {
-                addr: l.bind,
-                source,
-            })?;
-        layers.push(Arc::new(loaded));
-    }
-    let listeners = server::bind_all(&config).await?;
     let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
     let (stop, stop_rx) = watch::channel(false);
     let router_task = tokio::spawn(router.run(rx, commits));
@@ -222,24 +251,17 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             layers.clone(),
         )));
     }
-    if let Some(addr) = config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| BrokerError::Bind { addr, source })?;
-        tracing::info!(%addr, "serving Prometheus metrics");
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving Prometheus metrics");
+        }
         accept_tasks.push(tokio::spawn(server::prometheus::serve(
             listener,
             metrics.clone(),
         )));
     }
     let mut dns_addr = None;
-    if let Some(addr) = config.dns.listen {
-        let socket = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(|source| BrokerError::Bind { addr, source })?;
-        let bound = socket
-            .local_addr()
-            .map_err(|source| BrokerError::Bind { addr, source })?;
+    if let Some((socket, bound)) = dns_socket {
         tracing::info!(addr = %bound, zone = %config.dns.zone, "serving DNS status");
         dns_addr = Some(bound);
         accept_tasks.push(tokio::spawn(services::dns::serve(

@@ -1,10 +1,12 @@
 //! `canopy-broker`: runs the broker until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use canopy_broker::Config;
+use canopy_model::config_error::{ConfigError, Violation};
 use clap::Parser;
 
 /// Canopy MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
@@ -30,7 +32,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match &args.config {
-        Some(path) => match Config::load(path) {
+        Some(path) => match load(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("canopy-broker: {e}");
@@ -47,11 +49,34 @@ fn main() -> ExitCode {
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, on stderr: the log may be the same stream.
             eprintln!("canopy-broker: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads and validates `path`, then checks that every file it names can be opened, so
+/// `--check-config` catches a missing `password_file` before a start would.
+fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let config = Config::from_toml(&text, &origin)?;
+    for (key, file) in config.named_files() {
+        if let Err(e) = std::fs::File::open(&file) {
+            let violation = Violation {
+                key,
+                message: format!("cannot read {}: {e}", file.display()),
+            };
+            return Err(canopy_model::config_error::locate(
+                violation, &text, &origin,
+            ));
+        }
+    }
+    Ok(config)
 }
 
 /// Log filter precedence: `--log-level`, then `RUST_LOG`, then the file's `log_level`,
@@ -66,6 +91,7 @@ fn init_logging(flag: Option<&str>, file: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 }
 
@@ -77,7 +103,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         canopy_broker::run(config, shutdown_signal())
             .await
-            .context("broker failed")
+            .map_err(anyhow::Error::from)
     })
 }
 

@@ -101,8 +101,8 @@ pub struct ConfigGetArgs {
     /// Read this client's document instead of your own (admins only), or `default`.
     #[arg(long = "for", value_name = "CLIENT")]
     pub for_client: Option<String>,
-    /// Exit with status 27 when no document arrives within this many seconds. Default 5, or no
-    /// limit with --watch.
+    /// Exit with status 27 when no document arrives within this many seconds. Default 5. With
+    /// --watch: watch for this many seconds, then exit 0 (default: no limit).
     #[arg(short = 'W', long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
     /// Stay subscribed and print every new version of the document as it is written.

@@ -112,6 +112,11 @@ pub fn set_plan(args: &ConfigSetArgs) -> Result<PublishPlan, CliError> {
 /// Runs `canopy config get` or `canopy config set`.
 pub async fn run(args: ConfigArgs) -> Result<(), CliError> {
     match args.action {
+        // With --watch, -W is how long to watch: reaching it is the expected end.
+        ConfigAction::Get(get) if get.watch => match crate::subscribe::run(get_plan(&get)?).await {
+            Err(CliError::Timeout) => Ok(()),
+            other => other,
+        },
         ConfigAction::Get(get) => crate::subscribe::run(get_plan(&get)?).await,
         ConfigAction::Set(set) => {
             let plan = set_plan(&set)?;

@@ -1,6 +1,7 @@
 //! The `canopy` binary: parses the command line, sets up logging, runs the subcommand and
 //! turns its outcome into an exit status. All behaviour lives in the `canopy_client` library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -60,6 +61,7 @@ fn init_logging(level: Option<&str>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .try_init()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

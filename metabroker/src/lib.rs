@@ -1,4 +1,4 @@
-//! Canopy's metabroker (SPEC §4): a client of a local and a remote MQTT broker that forwards
+//! Canopy's metabroker: a client of a local and a remote MQTT broker that forwards
 //! messages between them by routes, acknowledging each message to its source only once its
 //! destination acknowledged it or it is in the bounded on-disk queue, and never looping.
 //!

@@ -1,7 +1,8 @@
 //! A chain through Debian's `mosquitto`, with one metabroker running as the real
 //! `canopy-metabroker` process: Canopy -> mosquitto -> Canopy, and the bridge state topic
 //! (connected, then disconnected through the will when the process is killed) on mosquitto.
-//! Skips with a message when `mosquitto` is not installed (CI installs it).
+//! Fails with the install command when `mosquitto` is not installed (CI installs it),
+//! unless `CANOPY_SKIP_EXTERNAL=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -19,8 +20,7 @@ const T: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
-    let Some(bin) = mosq::mosquitto_path() else {
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(bin) = mosq::require_mosquitto() else {
         return;
     };
     init_log();

@@ -36,8 +36,7 @@ async fn tls_mosquitto(bin: &std::path::Path, pki: &Pki) -> mosq::Mosquitto {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_link_with_a_private_ca_forwards_both_ways_and_an_untrusted_one_never_connects() {
-    let Some(bin) = mosq::mosquitto_path() else {
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(bin) = mosq::require_mosquitto() else {
         return;
     };
     init_log();
@@ -88,8 +87,7 @@ async fn mqtts_link_with_a_private_ca_forwards_both_ways_and_an_untrusted_one_ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_link_presents_its_client_certificate_when_the_broker_requires_one() {
-    let Some(bin) = mosq::mosquitto_path() else {
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(bin) = mosq::require_mosquitto() else {
         return;
     };
     init_log();

@@ -1,7 +1,8 @@
 //! MQTT 3.1.1 peers: a Canopy broker bridged over a 3.1.1 link to Debian's `mosquitto`, and a
 //! 3.1.1 local link to a Canopy broker, QoS 1 in both legal directions with exact counts (no
 //! echo, no loss); and the real binary refusing a route set that would loop on a 3.1.1 side.
-//! The mosquitto test skips with a message when `mosquitto` is not installed.
+//! The mosquitto test fails with the install command when `mosquitto` is not installed
+//! (unless `CANOPY_SKIP_EXTERNAL=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -111,8 +112,7 @@ async fn exact_both_ways(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v311_remote_mosquitto_gets_and_gives_exact_counts_without_echo() {
-    let Some(bin) = mosq::mosquitto_path() else {
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(bin) = mosq::require_mosquitto() else {
         return;
     };
     init_log();

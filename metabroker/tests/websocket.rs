@@ -13,8 +13,7 @@ const T: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_link_to_mosquitto_websockets_listener_forwards_both_ways() {
-    let Some(bin) = mosq::mosquitto_path() else {
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(bin) = mosq::require_mosquitto() else {
         return;
     };
     init_log();

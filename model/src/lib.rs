@@ -9,6 +9,7 @@
 
 pub mod bridge;
 pub mod config_doc;
+pub mod config_error;
 pub mod hops;
 /// The password file format, argon2id hashing and verification.
 pub mod password;

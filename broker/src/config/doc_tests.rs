@@ -177,6 +177,7 @@ fn documented_parse_error_messages_match_the_code() {
         ("[[listener]]\nbind = \"localhost:1883\"\n", 8),
         ("a = 1\na = 2\n", 9),
         ("node_id = site-7\n", 10),
+        ("durability = fast\n", 11),
     ] {
         let err = fail(text);
         assert_eq!(

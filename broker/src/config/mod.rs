@@ -157,7 +157,9 @@ impl AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This broker's name, used in `$SYS`, status topics and by other brokers. 1 to 64
-    /// characters, no whitespace, control characters, `/`, `+` or `#`. Default `"canopy"`.
+    /// characters, no whitespace, control characters, `/`, `+` or `#`. Default
+    /// `"canopy-<port>"` with the first listener's port (`"canopy-1883"`; `"canopy"` for port
+    /// 0), so two brokers on one machine differ; see [`default_node_id`].
     #[serde(deserialize_with = "node_id")]
     pub node_id: String,
     /// Directory of the embedded store (created if missing). Default `"./canopy-data"`,
@@ -209,7 +211,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            node_id: "canopy".to_owned(),
+            node_id: default_node_id(&[ListenerConfig::default()]),
             data_dir: PathBuf::from("./canopy-data"),
             durability: Durability::Sync,
             commit_interval: Duration::from_millis(10),
@@ -229,6 +231,20 @@ impl Default for Config {
     }
 }
 
+/// The node id of a file that sets none: `canopy-<port>` with the first listener's port, or
+/// `canopy` when that port is 0 (picked by the system) or there is no listener.
+pub fn default_node_id(listeners: &[ListenerConfig]) -> String {
+    match listeners.first().map(|l| l.bind.port()) {
+        Some(port) if port != 0 => format!("canopy-{port}"),
+        _ => "canopy".to_owned(),
+    }
+}
+
+/// Whether `text` writes a top-level `node_id` key (the text is known to be valid TOML).
+fn text_sets_node_id(text: &str) -> bool {
+    toml::de::DeTable::parse(text).is_ok_and(|root| root.get_ref().contains_key("node_id"))
+}
+
 impl Config {
     /// Reads and validates a TOML file; errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -241,12 +257,11 @@ impl Config {
 
     /// Parses TOML text; `origin` is the file name used in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let root = toml::de::DeTable::parse(text).map_err(|e| error::syntax(&e, text, origin))?;
-        let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
-            .map_err(|e| error::deserialize(&e, text, origin, root.get_ref()))?;
-        config
-            .check_consistency()
-            .map_err(|v| error::violation(v, text, origin, root.get_ref()))?;
+        let mut config: Config =
+            canopy_model::config_error::from_toml(text, origin, Config::check_consistency)?;
+        if !text_sets_node_id(text) {
+            config.node_id = default_node_id(&config.listener);
+        }
         Ok(config)
     }
 
@@ -265,6 +280,7 @@ impl Config {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         Config {
+            node_id: "canopy".to_owned(),
             data_dir: std::env::temp_dir().join(name),
             durability: Durability::Memory,
             sys_interval: Duration::from_secs(1),
@@ -274,6 +290,33 @@ impl Config {
             }],
             ..Config::default()
         }
+    }
+
+    /// Every file the configuration names, with its dotted key (`auth.password_file`,
+    /// `bridge[0].remote.ca_file`), for a caller that checks they can be read before
+    /// starting (`--check-config` does). Nothing here touches the disk.
+    pub fn named_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        if let Some(p) = &self.auth.password_file {
+            files.push(("auth.password_file".to_owned(), p.clone()));
+        }
+        if let Some(p) = &self.auth.acl_file {
+            files.push(("auth.acl_file".to_owned(), p.clone()));
+        }
+        for (i, b) in self.bridge.iter().enumerate() {
+            for (side, ep) in [("local", &b.local), ("remote", &b.remote)] {
+                for (k, p) in [
+                    ("ca_file", &ep.ca_file),
+                    ("cert_file", &ep.cert_file),
+                    ("key_file", &ep.key_file),
+                ] {
+                    if let Some(p) = p {
+                        files.push((format!("bridge[{i}].{side}.{k}"), p.clone()));
+                    }
+                }
+            }
+        }
+        files
     }
 
     /// Checks that span several keys (each key's own range is checked while parsing).

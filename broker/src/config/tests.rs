@@ -48,10 +48,24 @@ pub(super) fn listener(bind: &str) -> ListenerConfig {
 }
 
 #[test]
+fn unset_node_id_follows_the_first_listener_port_so_two_brokers_differ() {
+    let site = parse("[[listener]]\nbind = \"127.0.0.1:1884\"\n");
+    let root = parse("[[listener]]\nbind = \"127.0.0.1:1883\"\n");
+    assert_eq!(site.node_id, "canopy-1884");
+    assert_eq!(root.node_id, "canopy-1883");
+    assert_eq!(
+        parse("[[listener]]\nbind = \"127.0.0.1:0\"\n").node_id,
+        "canopy"
+    );
+    let named = parse("node_id = \"canopy\"\n[[listener]]\nbind = \"127.0.0.1:1884\"\n");
+    assert_eq!(named.node_id, "canopy");
+}
+
+#[test]
 fn empty_file_gives_the_embedded_defaults() {
     let config = parse("");
     assert_eq!(config, Config::default());
-    assert_eq!(config.node_id, "canopy");
+    assert_eq!(config.node_id, "canopy-1883");
     assert_eq!(config.data_dir, PathBuf::from("./canopy-data"));
     assert_eq!(config.durability, Durability::Sync);
     assert_eq!(config.commit_interval, Duration::from_millis(10));
@@ -471,9 +485,9 @@ fn toml_syntax_errors_give_line_and_column() {
             err,
             ConfigError::Parse {
                 line: 2,
-                key: None,
+                key: Some(ref k),
                 ..
-            }
+            } if k == "limits"
         ),
         "{err:?}"
     );

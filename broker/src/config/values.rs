@@ -27,14 +27,7 @@ pub(super) const UNBOUNDED: u64 = u64::MAX;
 /// No upper bound for integers (TOML integers are `i64`).
 pub(super) const UNBOUNDED_INT: i64 = i64::MAX;
 
-/// Prefix marking a serde error message as "well-formed but out of range"; stripped by
-/// `error.rs`. Contains NUL characters so that no TOML text or serde message can produce it.
-pub(super) const INVALID_TAG: &str = "\u{0}invalid\u{0}";
-
-/// A serde error meaning "the value is well-formed but not acceptable here".
-fn invalid<E: de::Error>(message: impl fmt::Display) -> E {
-    E::custom(format_args!("{INVALID_TAG}{message}"))
-}
+use canopy_model::config_error::invalid;
 
 /// Units accepted after a size's number, lower-cased, with their multipliers.
 const SIZE_UNITS: [(&str, u64); 7] = [

@@ -1,4 +1,4 @@
-//! Event-activated subscriptions (SPEC §3): registration (5.0 SUBSCRIBE user properties
+//! Event-activated subscriptions: registration (5.0 SUBSCRIBE user properties
 //! and the 3.1.1 `$ctl/subscribe` document), the trigger index, and switching
 //! subscriptions on and off.
 //!
@@ -131,6 +131,9 @@ pub fn from_user_properties(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtlSubscribe {
+    /// The session the registration is for; default the publisher's own. Lets a tool that
+    /// connects only to publish (`mosquitto_pub`) register for a subscriber.
+    pub client_id: Option<String>,
     /// Topic filter to subscribe to.
     pub filter: String,
     /// Maximum QoS (default 0).
@@ -150,6 +153,8 @@ pub struct CtlSubscribe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtlUnsubscribe {
+    /// The session to remove it from; default the publisher's own.
+    pub client_id: Option<String>,
     /// Topic filter to remove.
     pub filter: String,
 }
@@ -170,6 +175,7 @@ pub struct CtlRegistration {
 pub fn parse_ctl_subscribe(payload: &[u8]) -> Result<CtlRegistration, RegistrationError> {
     let doc: CtlSubscribe = serde_json::from_slice(payload)
         .map_err(|e| RegistrationError::value(format!("invalid JSON document: {e}")))?;
+    checked_client_id(doc.client_id)?;
     let filter = TopicFilter::new(&doc.filter)
         .map_err(|e| RegistrationError::filter(format!("filter: {e}")))?;
     let qos = QoS::from_u8(doc.qos).ok_or_else(|| {
@@ -192,7 +198,33 @@ pub fn parse_ctl_subscribe(payload: &[u8]) -> Result<CtlRegistration, Registrati
 pub fn parse_ctl_unsubscribe(payload: &[u8]) -> Result<TopicFilter, RegistrationError> {
     let doc: CtlUnsubscribe = serde_json::from_slice(payload)
         .map_err(|e| RegistrationError::value(format!("invalid JSON document: {e}")))?;
+    checked_client_id(doc.client_id)?;
     TopicFilter::new(&doc.filter).map_err(|e| RegistrationError::filter(format!("filter: {e}")))
+}
+
+/// The session a `$ctl` document names, if any: it must be usable in the error topic
+/// `$ctl/errors/<client-id>` (non-empty, no `/`, `+`, `#`).
+fn checked_client_id(id: Option<String>) -> Result<Option<String>, RegistrationError> {
+    match id {
+        Some(id) if id.is_empty() || id.contains(['/', '+', '#', '\u{0}']) => {
+            Err(RegistrationError::value(format!(
+                "client_id {id:?} cannot name a session (empty, or contains / + #)"
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The `client_id` a `$ctl` document names, read even when the rest of it is refused, so
+/// the error reaches the session it was meant for. `None` when absent or unreadable.
+pub fn ctl_target(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Target {
+        client_id: Option<String>,
+    }
+    serde_json::from_slice::<Target>(payload)
+        .ok()
+        .and_then(|t| checked_client_id(t.client_id).ok().flatten())
 }
 
 impl Activation {
@@ -354,9 +386,60 @@ impl Router {
         self.services_activation(now, key, filter, active);
     }
 
-    /// Handles a PUBLISH to `$ctl/subscribe` or `$ctl/unsubscribe` from session `key`.
+    /// Handles a PUBLISH to `$ctl/subscribe` or `$ctl/unsubscribe` from session `key`. A
+    /// document naming a `client_id` acts on that session (which must exist: connected, or
+    /// persistent and offline); errors go, retained, to `$ctl/errors/<that client id>`.
     pub(super) fn on_ctl(&mut self, now: Instant, key: usize, topic: &str, payload: &Bytes) {
-        let result = match topic {
+        let own = self
+            .sessions
+            .get(key)
+            .map(|s| s.client_id.to_string())
+            .unwrap_or_default();
+        let target_id = ctl_target(payload).unwrap_or_else(|| own.clone());
+        let target = if target_id == own {
+            Some(key)
+        } else {
+            self.by_id.get(target_id.as_str()).copied()
+        };
+        let result = match target {
+            None => Err(RegistrationError::value(format!(
+                "no session for client_id {target_id:?}: connect it first (a persistent \
+                 session, clean session off, outlives its connection)"
+            ))),
+            Some(key) => self.apply_ctl(now, key, topic, payload),
+        };
+        if let Err(e) = result {
+            tracing::info!(client_id = %target_id, from = %own, error = %e.message, "bad $ctl registration");
+            let doc = serde_json::json!({
+                "error": e.message,
+                "topic": topic,
+                "request": String::from_utf8_lossy(payload),
+            });
+            if let Ok(t) = TopicName::new(&format!("{CTL_ERRORS}{target_id}")) {
+                // Retained (in memory only), so that a tool that connects after the
+                // registration, or the session's owner reconnecting, still sees it.
+                let msg = crate::message::Message {
+                    topic: t,
+                    qos: canopy_proto::QoS::AtMostOnce,
+                    retain: true,
+                    properties: Default::default(),
+                    payload: Bytes::from(doc.to_string()),
+                    expires_at: None,
+                };
+                self.publish_broker(now, msg, false);
+            }
+        }
+    }
+
+    /// Applies a `$ctl` document to session `key`.
+    fn apply_ctl(
+        &mut self,
+        now: Instant,
+        key: usize,
+        topic: &str,
+        payload: &Bytes,
+    ) -> Result<(), RegistrationError> {
+        match topic {
             CTL_SUBSCRIBE => parse_ctl_subscribe(payload).and_then(|reg| {
                 if reg.activation.is_none() {
                     return Err(RegistrationError::value(
@@ -383,28 +466,6 @@ impl Router {
                 self.persist_session(key);
             }),
             _ => Err(RegistrationError::value(format!("unknown control topic {topic:?}"))),
-        };
-        if let Err(e) = result {
-            let Some(client_id) = self.sessions.get(key).map(|s| s.client_id.clone()) else {
-                return;
-            };
-            tracing::info!(%client_id, error = %e.message, "bad $ctl registration");
-            let doc = serde_json::json!({
-                "error": e.message,
-                "topic": topic,
-                "request": String::from_utf8_lossy(payload),
-            });
-            if let Ok(t) = TopicName::new(&format!("{CTL_ERRORS}{client_id}")) {
-                let msg = crate::message::Message {
-                    topic: t,
-                    qos: canopy_proto::QoS::AtMostOnce,
-                    retain: false,
-                    properties: Default::default(),
-                    payload: Bytes::from(doc.to_string()),
-                    expires_at: None,
-                };
-                self.publish_broker(now, msg, false);
-            }
         }
     }
 
@@ -504,6 +565,27 @@ mod tests {
                 .as_str(),
             "m/#"
         );
+    }
+
+    #[test]
+    fn ctl_document_may_name_the_session_it_is_for() {
+        let doc = br#"{"client_id":"viewer","filter":"cam/#","activate_on":"alarm/on"}"#;
+        assert!(parse_ctl_subscribe(doc).is_ok());
+        assert_eq!(ctl_target(doc).as_deref(), Some("viewer"));
+        let undo = br#"{"client_id":"viewer","filter":"cam/#"}"#;
+        assert!(parse_ctl_unsubscribe(undo).is_ok());
+        assert_eq!(ctl_target(undo).as_deref(), Some("viewer"));
+        assert_eq!(ctl_target(br#"{"filter":"cam/#"}"#), None);
+        // A refused document still names its session, so the error reaches it.
+        let bad = br#"{"client_id":"viewer","filter":"cam/#","initail":"active"}"#;
+        assert!(parse_ctl_subscribe(bad).is_err());
+        assert_eq!(ctl_target(bad).as_deref(), Some("viewer"));
+        for id in ["", "a/b", "a+", "#"] {
+            let doc = format!(r#"{{"client_id":"{id}","filter":"x","activate_on":"y"}}"#);
+            assert!(parse_ctl_subscribe(doc.as_bytes()).is_err(), "{id:?}");
+            assert_eq!(ctl_target(doc.as_bytes()), None, "{id:?}");
+        }
+        assert_eq!(ctl_target(b"not json"), None);
     }
 
     #[test]

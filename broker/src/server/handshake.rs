@@ -172,7 +172,7 @@ pub fn validate(
         }
         let n = assign();
         let id = format!(
-            "canopy-{}-{:x}",
+            "{}-{:x}",
             cfg.node_id,
             n ^ (u64::from(std::process::id()) << 32)
         );

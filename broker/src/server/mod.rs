@@ -121,27 +121,38 @@ pub fn spawn_connection<S: transport::Transport + 'static>(
     });
 }
 
-/// Binds every configured listener; returns them with their bound addresses.
+/// Binds every configured listener; returns them with their bound addresses. IPv6
+/// listeners are IPv6-only (`IPV6_V6ONLY`), so `[::]:1883` and `0.0.0.0:1883` can both be
+/// configured on a dual-stack host. A failure names the listener's key (`listener[1].bind`).
 pub async fn bind_all(
     config: &Config,
 ) -> Result<Vec<(TcpListener, SocketAddr)>, crate::BrokerError> {
     let mut out = Vec::new();
-    for l in &config.listener {
-        let listener =
-            TcpListener::bind(l.bind)
-                .await
-                .map_err(|source| crate::BrokerError::Bind {
-                    addr: l.bind,
-                    source,
-                })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| crate::BrokerError::Bind {
-                addr: l.bind,
-                source,
-            })?;
+    for (i, l) in config.listener.iter().enumerate() {
+        let fail = |reason| crate::BrokerError::Bind {
+            addr: l.bind,
+            key: format!("listener[{i}].bind"),
+            reason,
+        };
+        let listener = bind_tcp(l.bind).map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
         tracing::info!(%addr, "listening for MQTT");
         out.push((listener, addr));
     }
     Ok(out)
+}
+
+/// One listening socket: address reuse for quick restarts, IPv6-only on IPv6 addresses.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }

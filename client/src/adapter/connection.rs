@@ -64,6 +64,8 @@ pub enum Event {
     OutgoingPublish(u16),
     /// A PUBREC of ours was written for this packet id.
     OutgoingPubRec(u16),
+    /// A SUBSCRIBE of ours was written with this packet id (its SUBACK carries the same).
+    OutgoingSubscribe(u16),
     /// Our DISCONNECT was written; the caller normally stops polling.
     OutgoingDisconnect,
     /// Anything else (pings, UNSUBACK, other outgoing packets).
@@ -256,6 +258,7 @@ fn outgoing(o: Outgoing) -> Event {
     match o {
         Outgoing::Publish(pkid) => Event::OutgoingPublish(pkid),
         Outgoing::PubRec(pkid) => Event::OutgoingPubRec(pkid),
+        Outgoing::Subscribe(pkid) => Event::OutgoingSubscribe(pkid),
         Outgoing::Disconnect => Event::OutgoingDisconnect,
         _ => Event::Other,
     }

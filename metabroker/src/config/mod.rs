@@ -1,8 +1,9 @@
-//! The metabroker's TOML configuration (SPEC §4): one bridge between a local and a remote
+//! The metabroker's TOML configuration: one bridge between a local and a remote
 //! broker, its routes, queue, backoff and loop guard.
 //!
 //! Owns: parsing, defaults, the `hierarchy = true` shorthand and validation, with errors that
-//! name the file, the line and the key. Must never open a connection or touch the disk.
+//! name the file, the line and the key
+//! (through [`canopy_model::config_error`], the same machinery as the broker's). Must never open a connection or touch the disk.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,40 +13,8 @@ use serde::Deserialize;
 use crate::remap::{Remap, RemapError};
 use crate::transport::Scheme;
 
-/// Why a configuration could not be loaded; `Display` starts with `file:line:` when known.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
-    Io {
-        /// The file asked for.
-        path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, an unknown key, or a value of the wrong type.
-    #[error("{origin}:{line}: {message}")]
-    Parse {
-        /// File name or other origin.
-        origin: String,
-        /// 1-based line.
-        line: usize,
-        /// The parser's description (names the key).
-        message: String,
-    },
-    /// A well-formed value that is out of range or inconsistent.
-    #[error("{origin}:{line}: {key}: {message}")]
-    Invalid {
-        /// File name or other origin.
-        origin: String,
-        /// 1-based line of the key (1 when the key is not in the text).
-        line: usize,
-        /// Dotted key path (`route[2].remote`).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub use canopy_model::config_error::ConfigError;
+use canopy_model::config_error::Violation;
 
 /// MQTT protocol version spoken to a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -205,7 +174,7 @@ pub struct BridgeConfig {
     /// Routes, in order.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
-    /// Add the SPEC §4 hierarchy routes (`$status/#`, `$presence/#`, `$cluster/#` out;
+    /// Add the hierarchy routes (`$status/#`, `$presence/#`, `$cluster/#` out;
     /// `$config/#`, `map/#`, `fx/#` in).
     #[serde(default)]
     pub hierarchy: bool,
@@ -289,20 +258,10 @@ impl BridgeConfig {
 
     /// Parses and checks `text`; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<BridgeConfig, ConfigError> {
-        let config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            line: e.span().map_or(1, |s| line_of(text, s.start)),
-            message: e.message().trim().to_owned(),
-        })?;
-        config
-            .check()
-            .map_err(|(key, message)| ConfigError::Invalid {
-                origin: origin.to_owned(),
-                line: key_line(text, &key),
-                key,
-                message,
-            })?;
-        Ok(config)
+        canopy_model::config_error::from_toml(text, origin, |c: &BridgeConfig| {
+            c.check()
+                .map_err(|(key, message)| Violation { key, message })
+        })
     }
 
     /// A bridge with defaults and no routes, for programs that build one in code.
@@ -434,36 +393,6 @@ impl BridgeConfig {
         }
         loops::check_311(self)
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(1, |t| t.matches('\n').count() + 1)
-}
-
-/// Best-effort line of a dotted key: the `n`-th `[[route]]` header, then the last segment.
-fn key_line(text: &str, key: &str) -> usize {
-    let mut start = 0;
-    let mut last = key;
-    if let Some(rest) = key.strip_prefix("route[") {
-        let (n, tail) = rest.split_once("].").unwrap_or((rest, ""));
-        let n: usize = n.trim_end_matches(']').parse().unwrap_or(0);
-        if let Some((pos, _)) = text.match_indices("[[route]]").nth(n) {
-            start = pos;
-        }
-        last = tail;
-    } else if let Some((section, tail)) = key.split_once('.') {
-        if let Some(pos) = text.find(&format!("[{section}]")) {
-            start = pos;
-        }
-        last = tail;
-    }
-    let body = text.get(start..).unwrap_or("");
-    let found = body
-        .lines()
-        .position(|l| l.trim_start().starts_with(last))
-        .unwrap_or(0);
-    line_of(text, start) + found
 }
 
 fn default_keep_alive() -> Duration {

@@ -88,6 +88,8 @@ pub enum LinkEvent {
 struct Correlation {
     /// Sequences of QoS 1/2 publishes handed to the client, not yet given a packet id.
     fifo: VecDeque<u64>,
+    /// Filters handed to the client for SUBSCRIBE, not yet given a packet id.
+    subscribing: VecDeque<String>,
 }
 
 /// The pump's handle on a link.
@@ -113,6 +115,13 @@ enum Ev {
         pkid: u16,
         accepted: bool,
     },
+    /// Our SUBSCRIBE left with this packet id.
+    OutgoingSubscribe(u16),
+    /// SUBACK: the first refusal code (0x80 or more), if any.
+    SubAck {
+        pkid: u16,
+        refused: Option<u8>,
+    },
 }
 
 /// What the polling task keeps to itself.
@@ -132,6 +141,10 @@ struct Poller {
     /// A `Down` was reported and no CONNACK came since.
     down: bool,
     events: mpsc::UnboundedSender<LinkEvent>,
+    /// Our client id on this side, for the hint of a refused subscription.
+    client_id: String,
+    /// Packet id -> filter of our SUBSCRIBEs awaiting their SUBACK.
+    subscribed: HashMap<u16, String>,
 }
 
 /// Request channel capacity: room for the window, its acks and the pump's bursts.
@@ -196,6 +209,8 @@ impl Link {
             connected_once: false,
             down: false,
             events,
+            client_id: client_id.to_owned(),
+            subscribed: HashMap::new(),
         };
         tokio::spawn(poller.run(connection));
         Ok(Link {
@@ -213,6 +228,9 @@ impl Link {
 
     /// Subscribes one filter (5.0: no-local and retain-as-published; 3.1.1 has neither).
     pub async fn subscribe(&self, path: String, qos: QoS) {
+        if let Ok(mut c) = self.shared.lock() {
+            c.subscribing.push_back(path.clone());
+        }
         let filter = adapter::filter(path, qos, true, true, 0);
         let _ = self.client.subscribe(vec![filter], None).await;
     }
@@ -266,6 +284,11 @@ fn translate(event: Event) -> Option<Ev> {
         Event::OutgoingPubRec(pkid) => Ev::OutgoingPubRec(pkid),
         Event::PubRel { pkid } => Ev::IncomingPubRel(pkid),
         Event::OutgoingPublish(pkid) => Ev::OutgoingPublish(pkid),
+        Event::OutgoingSubscribe(pkid) => Ev::OutgoingSubscribe(pkid),
+        Event::SubAck { pkid, codes } => Ev::SubAck {
+            pkid,
+            refused: codes.into_iter().find(|c| *c >= 0x80),
+        },
         // Success and "no matching subscribers" are below 0x80 (3.1.1 acks read as 0).
         Event::PubAck { pkid, reason } | Event::PubRec { pkid, reason } => Ev::Acked {
             pkid,
@@ -412,6 +435,28 @@ impl Poller {
                 }
                 None
             }
+            Ev::OutgoingSubscribe(pkid) => {
+                if let Some(filter) = self
+                    .shared
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.subscribing.pop_front())
+                {
+                    self.subscribed.insert(pkid, filter);
+                }
+                None
+            }
+            Ev::SubAck { pkid, refused } => {
+                let filter = self.subscribed.remove(&pkid);
+                if let (Some(code), Some(filter)) = (refused, filter) {
+                    let reason = canopy_client::reason::describe(code);
+                    tracing::error!(
+                        "{}",
+                        refusal_message(side, &filter, &reason, &self.client_id)
+                    );
+                }
+                None
+            }
             Ev::Acked { pkid, accepted } => {
                 self.inflight.remove(&pkid).map(|seq| LinkEvent::Acked {
                     side,
@@ -425,6 +470,27 @@ impl Poller {
             None => Ok(()),
         }
     }
+}
+
+/// The log line for a subscription the `side` broker refused, saying what to configure.
+fn refusal_message(side: Side, filter: &str, reason: &str, client_id: &str) -> String {
+    let side = match side {
+        Side::Local => "local",
+        Side::Remote => "remote",
+    };
+    let hint = if filter.starts_with("$config") {
+        format!(
+            "; a Canopy broker lets only its [config] admins read other clients' \
+             configuration documents: add \"{client_id}\" to `admins` in the [config] table of \
+             the {side} broker's file (docs/config-documents.md)"
+        )
+    } else {
+        format!("; check that the {side} broker allows client \"{client_id}\" to subscribe there")
+    };
+    format!(
+        "the {side} broker refused the subscription to {filter:?} ({reason}), so nothing \
+         from it will be forwarded{hint}"
+    )
 }
 
 #[cfg(test)]
@@ -458,6 +524,8 @@ mod tests {
             connected_once: true,
             down: false,
             events,
+            client_id: "repair".to_owned(),
+            subscribed: HashMap::new(),
         };
         (poller, shared, rx)
     }
@@ -633,5 +701,27 @@ mod tests {
         assert_eq!(order, ["1", "2", "3"]);
         assert_eq!(poller.inflight.values().copied().max(), Some(2));
         assert_eq!(poller.drained, [3]);
+    }
+
+    #[test]
+    fn refused_config_subscription_says_which_admins_entry_to_add() {
+        let m = refusal_message(
+            Side::Remote,
+            "$config/#",
+            "Not authorized (0x87)",
+            "site-remote",
+        );
+        assert!(
+            m.starts_with(
+                "the remote broker refused the subscription to \"$config/#\" (Not authorized (0x87))"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("add \"site-remote\" to `admins` in the [config] table"),
+            "{m}"
+        );
+        let m = refusal_message(Side::Local, "map/#", "Failure (0x80)", "x");
+        assert!(m.contains("local broker allows client \"x\""), "{m}");
     }
 }

@@ -21,6 +21,23 @@ pub fn mosquitto_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The `mosquitto` binary for a test that needs it. Missing, the test fails with the
+/// install command, unless `CANOPY_SKIP_EXTERNAL=1` is set (README, "Tests"): then it says
+/// SKIPPED and returns `None`, and the caller returns.
+pub fn require_mosquitto() -> Option<PathBuf> {
+    if let Some(path) = mosquitto_path() {
+        return Some(path);
+    }
+    if std::env::var_os("CANOPY_SKIP_EXTERNAL").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED (CANOPY_SKIP_EXTERNAL=1): mosquitto is not installed");
+        return None;
+    }
+    panic!(
+        "mosquitto is not installed: apt-get install mosquitto \
+         (or set CANOPY_SKIP_EXTERNAL=1 to skip the tests that need it)"
+    );
+}
+
 /// A running mosquitto; killed on drop.
 pub struct Mosquitto {
     pub child: Child,

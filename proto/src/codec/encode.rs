@@ -245,10 +245,11 @@ fn disconnect<S: Sink>(d: &Disconnect, v5: bool, s: &mut S) {
     if d.reason == ReasonCode::SUCCESS && empty {
         return;
     }
+    // The property length is written even when it is 0: the short form without it is
+    // valid [MQTT-3.14.2.2.1], but rumqttc 0.25 (the CLI's and the metabroker's client)
+    // cannot decode it and reports "connection closed abruptly" instead of the reason.
     s.put_u8(d.reason.0);
-    if !empty {
-        props::write(s, &d.properties);
-    }
+    props::write(s, &d.properties);
 }
 
 fn auth<S: Sink>(a: &Auth, v5: bool, s: &mut S) {

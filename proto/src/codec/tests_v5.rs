@@ -277,7 +277,15 @@ fn disconnect_short_forms() {
         reason: ReasonCode::DISCONNECT_WITH_WILL,
         ..Default::default()
     };
-    exact(Packet::Disconnect(with_will), V, &[0xE0, 1, 0x04]);
+    // With a reason, the (empty) property length is written too, for rumqttc's sake.
+    exact(Packet::Disconnect(with_will), V, &[0xE0, 2, 0x04, 0]);
+    assert_eq!(
+        dec(&[0xE0, 1, 0x04], V).unwrap(),
+        Packet::Disconnect(Disconnect {
+            reason: ReasonCode::DISCONNECT_WITH_WILL,
+            ..Default::default()
+        })
+    );
     assert_eq!(
         dec(&[0xE0, 2, 0, 0], V).unwrap(),
         Packet::Disconnect(Disconnect::default())

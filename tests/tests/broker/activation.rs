@@ -1,4 +1,4 @@
-//! Event-activated subscriptions (SPEC §3, docs/activation.md): registration through 5.0
+//! Event-activated subscriptions (docs/activation.md): registration through 5.0
 //! SUBSCRIBE user properties and the 3.1.1 `$ctl/subscribe` document, activation by
 //! live and retained events, replay without gaps or duplicates, deactivation, reconnect,
 //! bad registrations and the `$SYS` counts. Canopy features: skipped in external mode.
@@ -313,6 +313,69 @@ async fn bad_registration_is_refused_and_changes_nothing(v: u8) {
     p.publish("x", b"", 0, false).await;
     p.publish(&format!("{t}/d"), b"d", 1, false).await;
     s.expect_nothing(QUIET).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_document_naming_a_client_id_registers_for_that_session() {
+    // What `mosquitto_pub -t '$ctl/subscribe'` does (docs/activation.md): a short-lived
+    // publisher registers for a subscriber's session by naming its client id; errors go,
+    // retained, to `$ctl/errors/<that id>`, so they can be read afterwards.
+    let Some(b) = broker("ctl_names_a_session").await else {
+        return;
+    };
+    let t = unique("ctlid");
+    let viewer = unique("viewer");
+    let mut s = RawClient::connect(b.addr(), V311, &viewer).await;
+    s.subscribe(&format!("{t}/data/#"), 1).await;
+    let mut tool = RawClient::connect(b.addr(), V311, &unique("tool")).await;
+    let doc = serde_json::json!({
+        "client_id": viewer, "filter": format!("{t}/data/#"), "qos": 1,
+        "activate_on": format!("{t}/on"),
+    });
+    tool.publish("$ctl/subscribe", doc.to_string().as_bytes(), 1, false)
+        .await;
+    tool.disconnect().await;
+    let mut p = RawClient::connect(b.addr(), V311, &unique("p")).await;
+    p.publish(&format!("{t}/data/1"), b"before", 1, false).await;
+    s.expect_nothing(QUIET).await;
+    p.publish(&format!("{t}/on"), b"", 1, false).await;
+    p.publish(&format!("{t}/data/2"), b"after", 1, false).await;
+    assert_eq!(texts(&mut s).await, vec!["after"]);
+
+    // A mistake in a document naming the viewer reaches the viewer's error topic, and
+    // stays there (retained): the viewer sees it when it subscribes afterwards.
+    let mut tool = RawClient::connect(b.addr(), V311, &unique("tool")).await;
+    let bad = serde_json::json!({
+        "client_id": viewer, "filter": format!("{t}/data/#"),
+        "activate_on": format!("{t}/on"), "initail": "active",
+    });
+    tool.publish("$ctl/subscribe", bad.to_string().as_bytes(), 1, false)
+        .await;
+    tool.disconnect().await;
+    s.subscribe(&format!("$ctl/errors/{viewer}"), 0).await;
+    let e = s.recv_publish().await;
+    assert!(e.retain, "the error is retained");
+    let doc: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+    assert!(doc["error"].as_str().unwrap().contains("initail"), "{doc}");
+
+    // Naming a session that does not exist is an error on that id's topic, which the
+    // client of that id finds when it comes.
+    let ghost = unique("ghost");
+    let mut tool = RawClient::connect(b.addr(), V311, &unique("tool")).await;
+    let doc = serde_json::json!({
+        "client_id": ghost, "filter": "g/#", "activate_on": "g/on",
+    });
+    tool.publish("$ctl/subscribe", doc.to_string().as_bytes(), 1, false)
+        .await;
+    tool.disconnect().await;
+    let mut g = RawClient::connect(b.addr(), V311, &ghost).await;
+    g.subscribe(&format!("$ctl/errors/{ghost}"), 0).await;
+    let e = g.recv_publish().await;
+    let doc: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+    assert!(
+        doc["error"].as_str().unwrap().contains("no session"),
+        "{doc}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
