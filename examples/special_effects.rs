@@ -45,6 +45,7 @@ fn route(direction: Direction, local: &str, remote: Option<&str>) -> RouteConfig
         qos: 1,
         max_rate: None,
         sample_every: None,
+        interest: false,
     }
 }
 

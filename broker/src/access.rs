@@ -2,7 +2,7 @@
 //! receive a delivery, and where.
 //!
 //! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
-//! `$presence`, `$cluster`, `$resource`), the roles that configuration grants (admins,
+//! `$presence`, `$cluster`, `$resource`, `$interest`), the roles that configuration grants (admins,
 //! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
 //! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
 //! `$` rules before its ACL). Privilege comes from configuration and identity, never
@@ -86,6 +86,8 @@ const STATUS: &str = "$status";
 const CONFIG: &str = "$config";
 /// Prefix of presence documents.
 const PRESENCE: &str = "$presence";
+/// Prefix of the interest document read by bridges (`services::interest`).
+const INTEREST: &str = "$interest";
 
 impl Access {
     /// The rules `config` grants.
@@ -136,6 +138,19 @@ impl Access {
         self.admins.iter().any(|a| a == client_id)
     }
 
+    /// Whether `who` may read `$interest`: an admin, an embedded `[[bridge]]`'s local
+    /// client, or a standalone metabroker's default `<name>-local` client — which, once a
+    /// password file authenticates users, must also log in as a `bridge_users` user.
+    fn reads_interest(&self, who: &Who<'_>) -> bool {
+        self.is_admin(who.client_id)
+            || self
+                .bridge_writers
+                .iter()
+                .any(|(id, _)| id == who.client_id)
+            || (canopy_model::bridge::name_of_default_local(who.client_id).is_some()
+                && self.trusted_bridge(who))
+    }
+
     /// Decides `req` for `who`. `online_here` tells whether a client is connected to
     /// this broker (a forwarded status document never overwrites local truth).
     pub fn check(
@@ -180,6 +195,7 @@ impl Access {
         match first_level(topic) {
             "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
             STATUS => Err(Denied("$status topics are written by the broker only")),
+            INTEREST => Err(Denied("$interest topics are written by the broker only")),
             CONFIG if !self.is_admin(client_id) => {
                 Err(Denied("only admins write configuration documents"))
             }
@@ -250,6 +266,9 @@ impl Access {
                     ))
                 }
             }
+            INTEREST if !self.reads_interest(who) => Err(Denied(
+                "$interest is read by bridges (embedded, or <name>-local as a bridge user) and admins only",
+            )),
             "$ctl" => match inner.strip_prefix("$ctl/errors/") {
                 Some(id) if id == client_id => Ok(()),
                 _ => Err(Denied(
@@ -298,8 +317,10 @@ fn presence_subscribe(who: &Who<'_>, filter: &str) -> Result<(), Denied> {
 /// `$presence`, `$cluster` up, `$config` down) cross brokers this way; `$SYS` stays
 /// each broker's own, and a status of a client connected here is kept here.
 fn forwarded_publish(topic: &str, online_here: &dyn Fn(&str) -> bool) -> Result<(), Denied> {
-    if first_level(topic) == "$SYS" {
-        return Err(Denied("$SYS topics are written by the broker only"));
+    match first_level(topic) {
+        "$SYS" => return Err(Denied("$SYS topics are written by the broker only")),
+        INTEREST => return Err(Denied("$interest topics are written by the broker only")),
+        _ => {}
     }
     if let Some(id) = topic.strip_prefix("$status/")
         && online_here(id)

@@ -56,6 +56,9 @@ fn publish_table() {
         ("site-local", "$SYS/metabroker/site/state", true),
         ("site-local", "$SYS/metabroker/other/state", false),
         ("site", "$SYS/metabroker/site/state", false),
+        ("dev", "$interest/subscriptions", false),
+        ("site-local", "$interest/subscriptions", false),
+        ("admin", "$interest/subscriptions", false),
     ];
     for &(client, topic, allowed) in rows {
         assert_eq!(
@@ -107,6 +110,13 @@ fn subscribe_table() {
         ("dev", "$resource/+/client/dev", false),
         ("dev", "$resource/#", false),
         ("dev", "$resource/+", true),
+        ("dev", "$interest/subscriptions", false),
+        ("dev", "$interest/#", false),
+        ("dev", "$share/g/$interest/subscriptions", false),
+        ("site-local", "$interest/subscriptions", true),
+        ("site-local", "$interest/#", true),
+        ("admin", "$interest/subscriptions", true),
+        ("site-remote", "$interest/subscriptions", false),
     ];
     for &(client, filter, allowed) in rows {
         assert_eq!(
@@ -130,6 +140,10 @@ fn forwarded_hierarchy_documents_are_accepted_except_local_truth_and_sys() {
     assert!(a.check(&who("b"), &fwd("$config/dev"), &near).is_ok());
     assert!(
         a.check(&who("b"), &fwd("$SYS/broker/uptime"), &near)
+            .is_err()
+    );
+    assert!(
+        a.check(&who("b"), &fwd("$interest/subscriptions"), &near)
             .is_err()
     );
 }
@@ -350,4 +364,29 @@ fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
         a.check(&anonymous, &fwd("$status/far"), &nobody_here)
             .is_err()
     );
+}
+
+#[test]
+fn with_a_password_file_interest_is_read_by_bridge_users_only() {
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["site-bridge".into()];
+    let a = Access::new(&cfg);
+    let sub = Request::Subscribe {
+        filter: "$interest/subscriptions",
+    };
+    let rows = [
+        ("site-local", Some("site-bridge"), true),
+        ("site-local", Some("mallory"), false),
+        ("site-local", None, false),
+        ("other", Some("site-bridge"), false),
+    ];
+    for (client_id, user, allowed) in rows {
+        let who = Who { client_id, user };
+        assert_eq!(
+            a.check(&who, &sub, &nobody_here).is_ok(),
+            allowed,
+            "{client_id} as {user:?}"
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! before every copy of it is acknowledged by its destination or stored on disk.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,8 +18,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::BridgeError;
 use crate::config::{BridgeConfig, Direction};
+use crate::interest::INTEREST_TOPIC;
 use crate::link::{Link, LinkEvent, Side};
 use crate::message::Message;
+use crate::proxy::Proxy;
 use crate::queue::{Lane, Queue};
 use crate::remap::Remap;
 use crate::stats::{BridgeStats, bump};
@@ -41,6 +44,10 @@ pub(crate) fn qos(n: u8) -> QoS {
 /// A route ready to run.
 pub(crate) struct Route {
     pub(crate) direction: Direction,
+    /// The route's filter in the local namespace.
+    pub(crate) local: String,
+    /// Subscribe upstream only to what local subscribers want (in/both).
+    pub(crate) interest: bool,
     pub(crate) out_map: Remap,
     pub(crate) in_map: Option<Remap>,
     pub(crate) qos: u8,
@@ -67,6 +74,8 @@ impl Route {
         transforms.extend(custom);
         Ok(Route {
             direction: config.direction,
+            local: config.local.clone(),
+            interest: config.interest && config.direction != Direction::Out,
             out_map,
             in_map,
             qos: config.qos,
@@ -119,6 +128,9 @@ pub(crate) struct Pump {
     pub(crate) remote: Link,
     pub(crate) queue: Queue,
     pub(crate) stats: Arc<BridgeStats>,
+    pub(crate) proxy: Proxy,
+    /// Hop-marker ids of the local and the remote broker.
+    ids: [String; 2],
     lanes: [LaneState; 2],
     groups: HashMap<u64, Group>,
     next_seq: u64,
@@ -165,8 +177,12 @@ impl Pump {
         remote: Link,
         queue: Queue,
         stats: Arc<BridgeStats>,
+        proxy_file: Option<PathBuf>,
     ) -> Pump {
+        let interest: Vec<bool> = routes.iter().map(|r| r.interest).collect();
         Pump {
+            proxy: Proxy::new(&interest, proxy_file),
+            ids: [config.broker_id(false), config.broker_id(true)],
             config,
             routes,
             local,
@@ -188,18 +204,33 @@ impl Pump {
         }
     }
 
-    fn filters(&self, side: Side) -> Vec<(String, QoS)> {
-        self.routes
+    /// Whether the remote link is up.
+    pub(crate) fn remote_connected(&self) -> bool {
+        self.lanes[OUT].connected
+    }
+
+    /// The filters subscribed as a whole on `side` (proxied ones are the proxy's), plus the
+    /// local broker's interest document when a route proxies.
+    pub(crate) fn filters(&self, side: Side) -> Vec<(String, QoS)> {
+        let mut out: Vec<(String, QoS)> = self
+            .routes
             .iter()
-            .filter_map(|r| {
+            .enumerate()
+            .filter_map(|(i, r)| {
                 let path = match (side, r.direction) {
                     (Side::Local, Direction::Out | Direction::Both) => r.out_map.filter(),
-                    (Side::Remote, Direction::In | Direction::Both) => r.in_map.as_ref()?.filter(),
+                    (Side::Remote, Direction::In | Direction::Both) if !self.proxy.proxies(i) => {
+                        r.in_map.as_ref()?.filter()
+                    }
                     _ => return None,
                 };
                 Some((path, qos(r.qos)))
             })
-            .collect()
+            .collect();
+        if side == Side::Local && self.proxy.active() {
+            out.push((INTEREST_TOPIC.to_owned(), QoS::AtMostOnce));
+        }
+        out
     }
 
     pub(crate) async fn run(
@@ -255,6 +286,9 @@ impl Pump {
                     }
                 }
                 self.lanes[lane].connected = true;
+                if side == Side::Remote {
+                    self.sync_proxies(true).await;
+                }
                 self.update_connected().await;
                 self.pump(lane).await;
             }
@@ -318,6 +352,12 @@ impl Pump {
     }
 
     async fn on_message(&mut self, side: Side, publish: Box<Publish>, epoch: u64) {
+        if side == Side::Local && self.proxy.active() && publish.topic == INTEREST_TOPIC.as_bytes()
+        {
+            self.on_interest(&publish.payload).await;
+            self.local.ack(&publish, epoch).await;
+            return;
+        }
         let message = Message::from_v5(&publish);
         tracing::debug!(bridge = %self.config.name, ?side, topic = %message.topic, qos = message.qos, "message in");
         let group = self.next_group;
@@ -331,14 +371,21 @@ impl Pump {
                 epoch,
             },
         );
-        let hops = message.hops();
-        if hops.contains(&self.config.name.as_str()) || hops.len() >= self.config.max_hops {
+        let dest = match side {
+            Side::Local => Side::Remote,
+            Side::Remote => Side::Local,
+        };
+        let (from_id, to_id) = match side {
+            Side::Local => (&self.ids[0], &self.ids[1]),
+            Side::Remote => (&self.ids[1], &self.ids[0]),
+        };
+        if message.hops().contains(&self.config.name.as_str())
+            || message.node_count() >= self.config.max_hops
+            || message.visited(to_id)
+        {
             bump(&self.stats.loops);
         } else {
-            let dest = match side {
-                Side::Local => Side::Remote,
-                Side::Remote => Side::Local,
-            };
+            let (from_id, to_id) = (from_id.clone(), to_id.clone());
             let now = Instant::now();
             for ri in 0..self.routes.len() {
                 let Some(topic) = self.routes[ri].map(side, &message.topic) else {
@@ -355,7 +402,7 @@ impl Pump {
                     bump(&self.stats.routes[ri].filtered);
                 }
                 for mut m in batch {
-                    m.push_hop(&self.config.name);
+                    m.push_path(&from_id, &self.config.name, &to_id);
                     self.dispatch(dest, ri, m, group).await;
                 }
             }

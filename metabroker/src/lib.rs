@@ -8,8 +8,10 @@
 
 mod bridge;
 pub mod config;
+pub mod interest;
 pub mod link;
 pub mod message;
+mod proxy;
 pub mod queue;
 pub mod remap;
 pub mod stats;
@@ -130,7 +132,16 @@ impl Bridge {
         })?;
         let (stop, stop_rx) = watch::channel(false);
         let name = config.name.clone();
-        let pump = Pump::new(config, routes, local, remote, queue, stats.clone());
+        let proxy_file = Some(dir.join("proxied.json"));
+        let pump = Pump::new(
+            config,
+            routes,
+            local,
+            remote,
+            queue,
+            stats.clone(),
+            proxy_file,
+        );
         let task = tokio::spawn(pump.run(rx, stop_rx));
         Ok(BridgeHandle {
             name,

@@ -60,6 +60,22 @@ impl Message {
         canopy_model::hops::push_hop(&mut self.user_properties, node);
     }
 
+    /// Records one hop in the marker: from broker `from` through metabroker `node` to broker
+    /// `to` (`@from,node,@to`, `@from` left out when the path already ends there).
+    pub fn push_path(&mut self, from: &str, node: &str, to: &str) {
+        canopy_model::hops::push_path(&mut self.user_properties, from, node, to);
+    }
+
+    /// Whether broker `id` is on the marker's path.
+    pub fn visited(&self, id: &str) -> bool {
+        canopy_model::hops::on_path(&self.user_properties, id)
+    }
+
+    /// How many metabrokers the marker lists.
+    pub fn node_count(&self) -> usize {
+        canopy_model::hops::node_count(&self.user_properties)
+    }
+
     /// Size counted against the queue's byte limit.
     pub fn weight(&self) -> u64 {
         (self.topic.len() + self.payload.len()) as u64

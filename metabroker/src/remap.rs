@@ -138,6 +138,15 @@ impl Remap {
         Remap::new(&rev_filter.join("/"), &numbered(&self.filter))
     }
 
+    /// The image of a filter that this rule's filter covers (a wildcard captured as a level
+    /// renders as itself: `a/+/b/#` -> `x/{1}/{2}` maps `a/k/b/#` to `x/k/#`); for any other
+    /// filter, the image of the rule's whole filter.
+    pub fn filter_image(&self, filter: &str) -> String {
+        self.apply(filter)
+            .or_else(|| self.apply(&self.filter()))
+            .unwrap_or_else(|| self.template.clone())
+    }
+
     /// Maps `topic`, or `None` when it does not match the filter. `$`-topics match a
     /// wildcard first level only if the filter names the `$` level itself [MQTT-4.7.2-1].
     pub fn apply(&self, topic: &str) -> Option<String> {

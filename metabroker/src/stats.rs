@@ -2,8 +2,11 @@
 //! (tests, the embedding broker). Published under `<state_prefix>/<name>/` (default
 //! `$SYS/metabroker/<name>/`) by the pump.
 //!
-//! Owns: the counter layout and topic names. Must never block (atomics only).
+//! Owns: the counter layout and topic names. Must never block (atomics, and one mutex held
+//! only to copy the proxied filter set).
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Counters of one route.
@@ -37,6 +40,16 @@ pub struct BridgeStats {
     pub queue_in: AtomicU64,
     /// Both links are up.
     pub connected: AtomicBool,
+    /// Distinct remote filters proxied by `interest` routes now.
+    pub interest_filters: AtomicU64,
+    /// Times a proxy set had to be merged into covering wildcards (`max_proxy_filters`).
+    pub interest_merges: AtomicU64,
+    /// Times the whole proxy set was subscribed again after the remote link came up.
+    pub interest_resyncs: AtomicU64,
+    /// Version of the last interest document read from the local broker.
+    pub interest_version: AtomicU64,
+    /// The remote filters proxied now (what `interest_filters` counts).
+    pub proxied: Mutex<BTreeSet<String>>,
 }
 
 impl BridgeStats {
@@ -45,6 +58,11 @@ impl BridgeStats {
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
             ..BridgeStats::default()
         }
+    }
+
+    /// The remote filters proxied now by `interest` routes.
+    pub fn proxied(&self) -> BTreeSet<String> {
+        self.proxied.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Sum of a counter over all routes.
@@ -67,6 +85,10 @@ impl BridgeStats {
             ("forwarded".to_owned(), self.total(|r| &r.forwarded)),
             ("queued".to_owned(), self.total(|r| &r.queued)),
             ("dropped".to_owned(), self.total(|r| &r.dropped)),
+            ("interest/filters".to_owned(), get(&self.interest_filters)),
+            ("interest/merges".to_owned(), get(&self.interest_merges)),
+            ("interest/resyncs".to_owned(), get(&self.interest_resyncs)),
+            ("interest/version".to_owned(), get(&self.interest_version)),
         ];
         for (i, r) in self.routes.iter().enumerate() {
             out.push((format!("route/{i}/forwarded"), get(&r.forwarded)));

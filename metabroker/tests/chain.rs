@@ -66,7 +66,12 @@ async fn three_level_chain_carries_fx_down_and_leaf_topics_up_with_properties() 
         hops,
         [&(
             canopy_metabroker::HOPS_PROPERTY.to_owned(),
-            "site,leaf".to_owned()
+            format!(
+                "@{},site,@{},leaf,@{}",
+                root.mqtt_addr(),
+                site.mqtt_addr(),
+                leaf.mqtt_addr()
+            )
         )]
     );
 

@@ -116,7 +116,12 @@ async fn chain_through_mosquitto_with_the_metabroker_binary_and_state_topic() {
         .filter(|(k, _)| k == canopy_metabroker::HOPS_PROPERTY)
         .map(|(_, v)| v.as_str())
         .collect();
-    assert_eq!(hops, ["leaf2m,m2root"]);
+    let path = format!(
+        "@{},leaf2m,@{m_addr},m2root,@{}",
+        leaf.mqtt_addr(),
+        root.mqtt_addr()
+    );
+    assert_eq!(hops, [path.as_str()]);
 
     // Killing the process makes mosquitto publish the will: disconnected.
     metabroker.kill().await.unwrap();

@@ -167,9 +167,10 @@ async fn v311_local_canopy_link_forwards_both_ways_and_marks_hops_on_the_5_side(
         .await
         .unwrap();
     let got = take(&mut at_remote, 1, T).await.remove(0);
+    let path = format!("@{},v311c,@{}", local.mqtt_addr(), remote.mqtt_addr());
     assert!(
         got.user_properties
-            .contains(&(canopy_metabroker::HOPS_PROPERTY.into(), "v311c".into())),
+            .contains(&(canopy_metabroker::HOPS_PROPERTY.into(), path)),
         "{got:?}"
     );
     h.shutdown().await;

@@ -394,6 +394,7 @@ impl Router {
             self.inactive_count += 1;
         }
         self.persist_session(key);
+        self.services_activation(now, key, filter, active);
     }
 
     /// Handles a PUBLISH to `$ctl/subscribe` or `$ctl/unsubscribe` from session `key`. A

@@ -40,6 +40,7 @@ pub fn registered(
         Box::new(crate::services::presence::PresenceService::new(
             &config.presence,
         )),
+        Box::new(crate::services::interest::InterestService::new()),
     ]
 }
 
@@ -152,6 +153,13 @@ impl Host for RouterHost<'_> {
         gated
     }
 
+    fn subscription_active(&self, client_id: &str, filter: &str) -> Option<bool> {
+        let r = &self.router;
+        let s = r.by_id.get(client_id).and_then(|&k| r.sessions.get(k))?;
+        let e = s.subscriptions.get(filter)?;
+        Some(e.activation.as_ref().is_none_or(|a| a.active))
+    }
+
     fn stats(&self) -> RouterStats {
         self.router.stats()
     }
@@ -253,6 +261,19 @@ impl Router {
             return;
         };
         self.with_services(now, |s, host| s.on_subscribe(host, &info, filter, qos));
+    }
+
+    pub(super) fn services_activation(
+        &mut self,
+        now: Instant,
+        key: usize,
+        filter: &str,
+        active: bool,
+    ) {
+        let Some(info) = self.sessions.get(key).map(|s| client_info(s, None)) else {
+            return;
+        };
+        self.with_services(now, |s, host| s.on_activation(host, &info, filter, active));
     }
 
     pub(super) fn services_unsubscribe(&mut self, now: Instant, key: usize, filter: &str) {

@@ -14,6 +14,7 @@
 pub mod carousel;
 pub mod config_docs;
 pub mod dns;
+pub mod interest;
 pub mod presence;
 pub mod resources;
 pub mod status;
@@ -85,6 +86,12 @@ pub trait Host {
     /// service gated (see [`Service::gate_subscription`]); switching on replays the retained
     /// messages it matches. Returns false if there is no such gated subscription.
     fn set_subscription_active(&mut self, client_id: &str, filter: &str, active: bool) -> bool;
+
+    /// Whether `client_id`'s subscription to exactly `filter` is active (`None`: no such
+    /// subscription). Only event-activated subscriptions are ever inactive.
+    fn subscription_active(&self, client_id: &str, filter: &str) -> Option<bool> {
+        self.subscription_qos(client_id, filter).map(|_| true)
+    }
     /// Figures only the router knows (sessions, subscriptions, retained messages).
     fn stats(&self) -> sys::RouterStats;
 }
@@ -142,6 +149,16 @@ pub trait Service: Send {
 
     /// A session's subscription to `filter` was removed.
     fn on_unsubscribe(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _filter: &str) {}
+
+    /// An event-activated subscription of a session was switched on (`active`) or off.
+    fn on_activation(
+        &mut self,
+        _host: &mut dyn Host,
+        _client: &ClientInfo,
+        _filter: &str,
+        _active: bool,
+    ) {
+    }
 
     /// A connection was accepted (`session_present`: an existing session resumed).
     fn on_connect(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _session_present: bool) {}

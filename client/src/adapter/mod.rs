@@ -137,6 +137,14 @@ impl Client {
         }
     }
 
+    /// Queues one UNSUBSCRIBE for `filter`.
+    pub async fn unsubscribe(&self, filter: String) -> Result<(), NotQueued> {
+        match self {
+            Self::V4(c) => queued(c.unsubscribe(filter).await),
+            Self::V5(c) => queued(c.unsubscribe(filter).await),
+        }
+    }
+
     /// Acknowledges an incoming PUBLISH (with manual acks): PUBACK for QoS 1, PUBREC for
     /// QoS 2, nothing for QoS 0.
     pub async fn ack(&self, publish: &Publish) -> Result<(), NotQueued> {

@@ -34,6 +34,10 @@ pub enum Protocol {
 pub struct Endpoint {
     /// `mqtt://host:port`, `mqtts://host:port` (TLS) or `ws://host:port/path` (WebSocket).
     pub url: String,
+    /// The broker's id on hop-marker paths (`@<id>`); default `host:port` of `url`. Every
+    /// metabroker touching a broker must name it alike.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Client id; defaults to `<name>-local` / `<name>-remote`.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -95,6 +99,10 @@ pub struct RouteConfig {
     /// Keep one message in every N.
     #[serde(default)]
     pub sample_every: Option<u32>,
+    /// `in`/`both` only: subscribe on the remote only to the part of `local` that the local
+    /// broker's subscribers want (docs/interest.md); the whole filter on a plain broker.
+    #[serde(default)]
+    pub interest: bool,
 }
 
 impl RouteConfig {
@@ -187,6 +195,10 @@ pub struct BridgeConfig {
     /// Most messages in flight to a destination at once.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Most distinct proxy filters per `interest` route; above, they are merged into
+    /// covering wildcards.
+    #[serde(default = "default_max_proxy_filters")]
+    pub max_proxy_filters: usize,
 }
 
 /// The hierarchy shorthand's routes, in the order they are added.
@@ -199,6 +211,7 @@ pub fn hierarchy_routes() -> Vec<RouteConfig> {
         qos: 1,
         max_rate: None,
         sample_every: None,
+        interest: false,
     };
     vec![
         route(Direction::Out, "$status/#"),
@@ -219,6 +232,19 @@ impl BridgeConfig {
     /// The client id on the remote broker: `remote.client_id`, else `<name>-remote`.
     pub fn remote_client_id(&self) -> String {
         canopy_model::bridge::remote_client_id(&self.name, self.remote.client_id.as_deref())
+    }
+
+    /// The id of the local (`remote == false`) or remote broker on hop-marker paths:
+    /// the endpoint's `id`, else `host:port` of its URL.
+    pub fn broker_id(&self, remote: bool) -> String {
+        let ep = if remote { &self.remote } else { &self.local };
+        if let Some(id) = &ep.id {
+            return id.clone();
+        }
+        match crate::transport::parse_url(&ep.url) {
+            Ok(t) => format!("{}:{}", t.host, t.port),
+            Err(_) => ep.url.clone(),
+        }
     }
 
     /// Reads and checks a file.
@@ -242,6 +268,7 @@ impl BridgeConfig {
     pub fn new(name: &str, local_url: &str, remote_url: &str) -> BridgeConfig {
         let endpoint = |url: &str| Endpoint {
             url: url.to_owned(),
+            id: None,
             client_id: None,
             username: None,
             password: None,
@@ -262,6 +289,7 @@ impl BridgeConfig {
             max_hops: default_max_hops(),
             state_prefix: default_state_prefix(),
             max_inflight: default_inflight(),
+            max_proxy_filters: default_max_proxy_filters(),
         }
     }
 
@@ -282,12 +310,25 @@ impl BridgeConfig {
     }
 
     fn check(&self) -> Result<(), (String, String)> {
-        if self.name.is_empty() || self.name.contains(['/', '+', '#', ',']) {
-            return Err(("name".into(), "must be non-empty without / + # ,".into()));
+        if self.name.is_empty()
+            || self.name.contains(['/', '+', '#', ','])
+            || self.name.starts_with(canopy_model::hops::BROKER_MARK)
+        {
+            return Err((
+                "name".into(),
+                "must be non-empty without / + # , and not start with @".into(),
+            ));
         }
         for (side, ep) in [("local", &self.local), ("remote", &self.remote)] {
             let target =
                 crate::transport::parse_url(&ep.url).map_err(|m| (format!("{side}.url"), m))?;
+            if ep
+                .id
+                .as_ref()
+                .is_some_and(|id| id.is_empty() || id.contains(','))
+            {
+                return Err((format!("{side}.id"), "must be non-empty without ,".into()));
+            }
             let tls_keys = [
                 ("ca_file", ep.ca_file.is_some()),
                 ("cert_file", ep.cert_file.is_some()),
@@ -314,6 +355,9 @@ impl BridgeConfig {
         if self.backoff.base.is_zero() || self.backoff.cap < self.backoff.base {
             return Err(("backoff".into(), "need 0 < base <= cap".into()));
         }
+        if self.max_proxy_filters == 0 {
+            return Err(("max_proxy_filters".into(), "must be > 0".into()));
+        }
         if self.max_hops == 0 || self.max_inflight == 0 {
             return Err((
                 "max_hops".into(),
@@ -336,6 +380,12 @@ impl BridgeConfig {
                 remap
                     .reverse()
                     .map_err(|e| (key("remote"), e.to_string()))?;
+            }
+            if r.interest && r.direction == Direction::Out {
+                return Err((
+                    key("interest"),
+                    "only for routes with direction \"in\" or \"both\"".into(),
+                ));
             }
             if r.max_rate == Some(0) {
                 return Err((key("max_rate"), "must be > 0".into()));
@@ -370,6 +420,9 @@ fn default_state_prefix() -> String {
     "$SYS/metabroker".to_owned()
 }
 fn default_inflight() -> u16 {
+    64
+}
+fn default_max_proxy_filters() -> usize {
     64
 }
 

@@ -187,3 +187,28 @@ fn v311_local_refuses_overlap_and_own_state_topics() {
         "{e}"
     );
 }
+
+#[test]
+fn interest_is_for_in_and_both_routes_and_max_proxy_filters_positive() {
+    let text = SAMPLE.replace("qos = 2", "qos = 2\ninterest = true");
+    let c = BridgeConfig::from_toml(&text, "m.toml").unwrap();
+    assert!(c.routes[1].interest);
+    assert_eq!(c.max_proxy_filters, 64);
+    let text = SAMPLE.replace("qos = 1", "qos = 1\ninterest = true");
+    let e = BridgeConfig::from_toml(&text, "m.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m.toml:16: route[0].interest: only for routes with direction \"in\" or \"both\""
+    );
+    let text = SAMPLE.replace(
+        "name = \"site-7\"",
+        "name = \"site-7\"\nmax_proxy_filters = 0",
+    );
+    let e = BridgeConfig::from_toml(&text, "m.toml").unwrap_err();
+    assert_eq!(e.to_string(), "m.toml:3: max_proxy_filters: must be > 0");
+    let text = SAMPLE.replace("qos = 2", "qos = 2\ninterest = 1");
+    let e = BridgeConfig::from_toml(&text, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:22:") && e.contains("bool"), "{e}");
+}

@@ -235,6 +235,18 @@ impl Link {
         let _ = self.client.subscribe(vec![filter], None).await;
     }
 
+    /// Subscribes one proxy filter (as [`Link::subscribe`], but retained messages are sent
+    /// only when the subscription is new, so a resync replays nothing twice).
+    pub async fn subscribe_proxy(&self, path: String, qos: QoS) {
+        let filter = adapter::filter(path, qos, true, true, 1);
+        let _ = self.client.subscribe(vec![filter], None).await;
+    }
+
+    /// Unsubscribes one filter.
+    pub async fn unsubscribe(&self, path: String) {
+        let _ = self.client.unsubscribe(path).await;
+    }
+
     /// Publishes without waiting for room in the request channel (QoS 0, state notes);
     /// false when the channel is full. Properties are dropped on 3.1.1 links.
     pub fn try_publish(&self, publish: Publish) -> bool {

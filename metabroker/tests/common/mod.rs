@@ -42,6 +42,7 @@ pub fn route(direction: Direction, local: &str, prefix: Option<&str>, qos: u8) -
         qos,
         max_rate: None,
         sample_every: None,
+        interest: false,
     }
 }
 

@@ -1,0 +1,225 @@
+//! Interest: the subscriptions this broker's clients hold, exposed to its bridges so that a
+//! metabroker with `interest = true` routes subscribes upstream only to what someone here
+//! wants (docs/interest.md).
+//!
+//! Owns the interest table (which client holds which active subscription) and its retained,
+//! in-memory document at [`INTEREST_TOPIC`]: `{"version":n,"filters":{"<filter>":["<client>",
+//! …]}}`, republished whole (never as a patch) after every change — changes within
+//! [`COALESCE`] of each other go out as one document, so a burst of SUBSCRIBEs costs one. Event-activated
+//! subscriptions count only while active. Must never decide who may read the document (the
+//! access seam reserves `$interest` for bridges and admins) and never store it: it is
+//! rebuilt from the sessions' subscriptions after a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use canopy_proto::{PublishProperties, QoS};
+
+use super::{ClientInfo, Host, Service};
+use crate::message::Message;
+
+/// The retained document listing every active subscription by filter.
+pub const INTEREST_TOPIC: &str = "$interest/subscriptions";
+
+/// Changes closer together than this are published as one document.
+pub const COALESCE: Duration = Duration::from_millis(20);
+
+/// The interest service.
+#[derive(Debug, Default)]
+pub struct InterestService {
+    /// (client id, filter as subscribed) -> filter that counts (inside `$share/<g>/`).
+    subs: BTreeMap<(Arc<str>, String), String>,
+    /// Incremented at every publication of the document.
+    version: u64,
+    /// When the pending change goes out, if one is pending.
+    due: Option<Instant>,
+}
+
+/// The filter a subscription expresses interest in: the part after `$share/<group>/`.
+fn interest_filter(filter: &str) -> Option<&str> {
+    let inner = match filter.strip_prefix("$share/") {
+        Some(rest) => rest.split_once('/').map(|(_, f)| f)?,
+        None => filter,
+    };
+    (!inner.is_empty() && !inner.starts_with("$interest")).then_some(inner)
+}
+
+impl InterestService {
+    /// An empty table.
+    pub fn new() -> InterestService {
+        InterestService::default()
+    }
+
+    /// The document: filter -> sorted client ids.
+    pub fn document(&self) -> serde_json::Value {
+        let mut filters: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for ((client, _), inner) in &self.subs {
+            filters.entry(inner).or_default().insert(client);
+        }
+        serde_json::json!({"version": self.version, "filters": filters})
+    }
+
+    /// Schedules the document after a change.
+    fn changed(&mut self, host: &mut dyn Host) {
+        if self.due.is_none() {
+            self.due = Some(host.now() + COALESCE);
+        }
+    }
+
+    fn publish(&mut self, host: &mut dyn Host) {
+        self.due = None;
+        self.version += 1;
+        let Ok(topic) = canopy_proto::TopicName::new(INTEREST_TOPIC) else {
+            return;
+        };
+        host.publish_transient(Message {
+            topic,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: PublishProperties::default(),
+            payload: Bytes::from(self.document().to_string()),
+            expires_at: None,
+        });
+    }
+
+    fn add(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
+        if let Some(inner) = interest_filter(filter) {
+            let key = (Arc::from(client), filter.to_owned());
+            if self.subs.insert(key, inner.to_owned()).is_none() {
+                self.changed(host);
+            }
+        }
+    }
+
+    fn remove(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
+        if self
+            .subs
+            .remove(&(Arc::from(client), filter.to_owned()))
+            .is_some()
+        {
+            self.changed(host);
+        }
+    }
+}
+
+impl Service for InterestService {
+    fn name(&self) -> &'static str {
+        "interest"
+    }
+
+    fn on_start(&mut self, host: &mut dyn Host) {
+        self.publish(host);
+    }
+
+    fn on_subscribe(&mut self, host: &mut dyn Host, client: &ClientInfo, filter: &str, _qos: QoS) {
+        if host.subscription_active(&client.client_id, filter) == Some(false) {
+            self.remove(host, &client.client_id, filter);
+        } else {
+            self.add(host, &client.client_id, filter);
+        }
+    }
+
+    fn on_unsubscribe(&mut self, host: &mut dyn Host, client: &ClientInfo, filter: &str) {
+        self.remove(host, &client.client_id, filter);
+    }
+
+    fn on_activation(
+        &mut self,
+        host: &mut dyn Host,
+        client: &ClientInfo,
+        filter: &str,
+        active: bool,
+    ) {
+        if active {
+            self.add(host, &client.client_id, filter);
+        } else {
+            self.remove(host, &client.client_id, filter);
+        }
+    }
+
+    fn on_session_end(&mut self, host: &mut dyn Host, client_id: &str) {
+        let before = self.subs.len();
+        self.subs.retain(|(c, _), _| &**c != client_id);
+        if self.subs.len() != before {
+            self.changed(host);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.due
+    }
+
+    fn handle_timeout(&mut self, host: &mut dyn Host) {
+        if self.due.is_some_and(|t| t <= host.now()) {
+            self.publish(host);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::testing::{FakeHost, fire_due};
+    use canopy_proto::Protocol;
+
+    /// The document after the pending change went out.
+    fn doc(s: &mut InterestService, host: &mut FakeHost) -> serde_json::Value {
+        host.advance(COALESCE);
+        fire_due(s, host);
+        let p = host.published_to(INTEREST_TOPIC);
+        let last = p.last().expect("a document");
+        serde_json::from_slice(last).expect("json")
+    }
+
+    #[test]
+    fn subscriptions_appear_and_disappear_in_the_document() {
+        let mut h = FakeHost::new();
+        let mut s = InterestService::new();
+        s.on_start(&mut h);
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
+        let a = h.connect("a", false, Protocol::V5);
+        let b = h.connect("b", false, Protocol::V5);
+        h.subscribe("a", "map/1", QoS::AtLeastOnce);
+        s.on_subscribe(&mut h, &a, "map/1", QoS::AtLeastOnce);
+        h.subscribe("b", "$share/g/map/1", QoS::AtLeastOnce);
+        s.on_subscribe(&mut h, &b, "$share/g/map/1", QoS::AtLeastOnce);
+        s.on_subscribe(&mut h, &b, "fx/#", QoS::AtLeastOnce);
+        let d = doc(&mut s, &mut h);
+        assert_eq!(
+            d["filters"],
+            serde_json::json!({"fx/#": ["b"], "map/1": ["a", "b"]})
+        );
+        assert_eq!(d["version"], 2, "one document for the burst");
+        s.on_unsubscribe(&mut h, &a, "map/1");
+        s.on_session_end(&mut h, "b");
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn inactive_subscriptions_count_only_once_activated() {
+        let mut h = FakeHost::new();
+        let mut s = InterestService::new();
+        let a = h.connect("a", false, Protocol::V5);
+        s.on_activation(&mut h, &a, "fx/1", true);
+        assert_eq!(
+            doc(&mut s, &mut h)["filters"],
+            serde_json::json!({"fx/1": ["a"]})
+        );
+        s.on_activation(&mut h, &a, "fx/1", false);
+        assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn resubscribing_the_same_filter_publishes_nothing_new() {
+        let mut h = FakeHost::new();
+        let mut s = InterestService::new();
+        let a = h.connect("a", false, Protocol::V5);
+        s.on_subscribe(&mut h, &a, "x", QoS::AtMostOnce);
+        doc(&mut s, &mut h);
+        s.on_subscribe(&mut h, &a, "x", QoS::AtLeastOnce);
+        assert!(s.poll_timeout().is_none());
+        assert_eq!(h.published_to(INTEREST_TOPIC).len(), 1);
+    }
+}
