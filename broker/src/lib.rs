@@ -142,6 +142,11 @@ impl BrokerHandle {
         for t in &self.accept_tasks {
             t.abort();
         }
+        // Wait until every listener is really closed, so that the port can be bound again
+        // as soon as shutdown returns (a restart on the same address).
+        for t in self.accept_tasks {
+            let _ = t.await;
+        }
         let (tx, rx) = oneshot::channel();
         if self.router.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
