@@ -188,3 +188,60 @@ async fn an_acl_reload_applies_to_connected_clients() {
     assert_eq!(c.publish("b/1", b"x", false).await, 0x10);
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_decides_who_may_acquire_a_resource() {
+    let dir = Dir::new("acl-resource");
+    let passwd: String = [("alice", "apple"), ("bob", "banana")]
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", hash_password(p.as_bytes()).unwrap()))
+        .collect();
+    let acl = "\
+pattern read $resource/lic
+pattern read $resource/+/client/%c
+user alice
+topic write $resource/lic/acquire
+user bob
+topic write bob/#
+";
+    let mut cfg = config(vec![listener(None, false, false)]);
+    cfg.auth.password_file = Some(dir.write("passwd", &passwd));
+    cfg.auth.acl_file = Some(dir.write("acl", acl));
+    let resource: canopy_broker::config::ResourceConfig =
+        toml::from_str("name = \"lic\"\nmax_concurrent = 2\n").unwrap();
+    cfg.resource = vec![resource];
+    let broker = canopy_broker::start(cfg).await.unwrap();
+    let addr = broker.mqtt_addr();
+    for p in [Protocol::V311, Protocol::V5] {
+        let refused = if p == Protocol::V5 { 0x87 } else { 0x00 };
+        let mut bob = Raw::connect(addr, login(p, "bob-res", Some(("bob", "banana")))).await;
+        assert_eq!(
+            bob.publish("$resource/lic/acquire", b"", false).await,
+            refused,
+            "{p:?}: bob may not acquire"
+        );
+    }
+    let mut alice = Raw::connect(
+        addr,
+        login(Protocol::V5, "alice-res", Some(("alice", "apple"))),
+    )
+    .await;
+    assert_eq!(alice.publish("$resource/lic/acquire", b"", false).await, 0);
+    assert_eq!(alice.subscribe("$resource/lic").await, 1);
+    let summary = loop {
+        match alice.recv(Duration::from_secs(5)).await {
+            Some(canopy_proto::Packet::Publish(m))
+                if m.topic.as_ref().map(TopicName::as_str) == Some("$resource/lic") =>
+            {
+                break String::from_utf8(m.payload.to_vec()).unwrap();
+            }
+            Some(_) => {}
+            None => panic!("no summary"),
+        }
+    };
+    assert!(
+        summary.contains("\"in_use\":1"),
+        "only alice holds a unit: {summary}"
+    );
+    broker.shutdown().await;
+}
