@@ -177,7 +177,13 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
-    let mut f = filter.split('/');
+    matches_levels(filter.split('/'), topic)
+}
+
+/// Whether the filter given level by level matches `topic`, without the `$` rule (the
+/// caller applies [MQTT-4.7.2-1] itself): for filters built on the fly, such as ACL
+/// patterns with substitutions, without allocating.
+pub fn matches_levels<'a>(mut f: impl Iterator<Item = &'a str>, topic: &str) -> bool {
     let mut t = topic.split('/');
     loop {
         match (f.next(), t.next()) {

@@ -20,7 +20,8 @@
 
 use std::collections::HashMap;
 
-use canopy_proto::{TopicFilter, topic::matches};
+use canopy_proto::TopicFilter;
+use canopy_proto::topic::{matches, matches_levels};
 
 /// What a client wants to do with a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +85,7 @@ impl Pattern {
         if self.uses_user && user.is_none() {
             return false;
         }
-        let mut f = self.levels.iter().map(|l| match l {
+        let f = self.levels.iter().map(|l| match l {
             Level::Literal(s) => s.as_str(),
             Level::ClientId => client_id,
             Level::User => user.unwrap_or_default(),
@@ -96,16 +97,7 @@ impl Pattern {
         if first_wild && topic.starts_with('$') {
             return false;
         }
-        let mut t = topic.split('/');
-        loop {
-            match (f.next(), t.next()) {
-                (Some("#"), _) => return true,
-                (Some("+"), Some(_)) => {}
-                (Some(fl), Some(tl)) if fl == tl => {}
-                (None, None) => return true,
-                _ => return false,
-            }
-        }
+        matches_levels(f, topic)
     }
 
     /// The filter for this client, or `None` when the rule does not apply to it (a `%u` rule
