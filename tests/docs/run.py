@@ -58,9 +58,14 @@ PORT_WAIT = 15.0
 NOT_RUNNABLE = {
     "docs/architecture.md": "the broker's inner structure for contributors, no commands",
     "docs/flow-control.md": "a description of back-pressure, no commands",
+    "docs/interest.md": "a design page; its measurement is metabroker/tests/interest.rs",
     "docs/mqtt-support.md": "a reference of MQTT features, no commands",
     "docs/performance.md": "benchmarks of minutes, pinned to CPUs (benches/ runs them)",
     "docs/persistence.md": "a kill -9 benchmark (benches/ and broker/tests run it)",
+    "docs/security.md": (
+        "its recipe writes under /etc/canopy and listens on every interface; "
+        "broker/tests/security*.rs and acl.rs run the same steps on loopback"
+    ),
 }
 MARKER = re.compile(r"^<!--\s*doc-test:\s*(\w+)\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(```+)(\S*)\s*$")
