@@ -216,10 +216,16 @@ pub fn validate(
     };
     let mut keep_alive = connect.keep_alive;
     let mut server_keep_alive = None;
-    if v5
-        && limits.max_keep_alive < u16::MAX
-        && (keep_alive == 0 || keep_alive > limits.max_keep_alive)
-    {
+    if limits.max_keep_alive < u16::MAX && (keep_alive == 0 || keep_alive > limits.max_keep_alive) {
+        if !v5 {
+            // 3.1/3.1.1 has no Server Keep Alive to tell the client a lower value, and
+            // cutting it off at a limit it never heard of would look like a network fault:
+            // refuse, as Mosquitto does (return code 2, identifier rejected).
+            return Err(refuse(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "keep alive 0 or above max_keep_alive",
+            ));
+        }
         keep_alive = limits.max_keep_alive;
         server_keep_alive = Some(keep_alive);
     }

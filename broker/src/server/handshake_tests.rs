@@ -139,3 +139,26 @@ fn a_v5_connack_advertises_the_presence_agent_when_it_runs() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_311_keep_alive_above_the_maximum_is_refused_as_mosquitto_does() {
+    // 3.1.1 cannot be told a Server Keep Alive: identifier rejected (return code 2).
+    let mut cfg = Config::ephemeral();
+    cfg.limits.max_keep_alive = 10;
+    let mut c = connect(Protocol::V311, "dev", true);
+    c.keep_alive = 30;
+    assert_eq!(
+        refused(&c, &cfg, true).reason,
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+    );
+    c.keep_alive = 0;
+    assert_eq!(
+        refused(&c, &cfg, true).reason,
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+    );
+    c.keep_alive = 10;
+    assert_eq!(validate(&c, &cfg, true, 0, || 0).unwrap().keep_alive, 10);
+    // Without a configured maximum nothing changes.
+    c.keep_alive = 0;
+    assert!(validate(&c, &Config::ephemeral(), true, 0, || 0).is_ok());
+}
