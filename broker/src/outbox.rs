@@ -90,7 +90,7 @@ impl Outbox {
     /// deliveries (those wait for their commit; acknowledgements are released only
     /// after the deliveries of the same batch).
     pub fn push(&self, item: Outgoing) -> bool {
-        self.push_inner(item, false).is_some()
+        self.push_inner(item, None).is_some()
     }
 
     /// Queues an item that the connection may take only once released. Returns
@@ -98,11 +98,7 @@ impl Outbox {
     /// caller remembers the outbox for that epoch), `None` when it was refused as by
     /// [`Outbox::push`].
     pub fn push_held(&self, item: Outgoing, epoch: u64) -> Option<bool> {
-        let first = self.push_inner(item, true)?;
-        let mut inner = self.lock();
-        let new_epoch = inner.stage_epoch != epoch;
-        inner.stage_epoch = epoch;
-        Some(first || new_epoch)
+        self.push_inner(item, Some(epoch))
     }
 
     /// How many items are held now.
@@ -124,7 +120,8 @@ impl Outbox {
         }
     }
 
-    fn push_inner(&self, item: Outgoing, hold: bool) -> Option<bool> {
+    /// Queues `item`, held for journal epoch `hold` if given; see [`Outbox::push_held`].
+    fn push_inner(&self, item: Outgoing, hold: Option<u64>) -> Option<bool> {
         let first;
         {
             let mut inner = self.lock();
@@ -144,9 +141,10 @@ impl Outbox {
                 Outgoing::Disconnect(..) => inner.closed = true,
                 _ => {}
             }
-            if hold {
+            if let Some(epoch) = hold {
                 inner.items.push_back(item);
-                first = inner.held == 0;
+                first = inner.held == 0 || inner.stage_epoch != epoch;
+                inner.stage_epoch = epoch;
                 inner.held += 1;
                 return Some(first);
             }

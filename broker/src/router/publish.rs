@@ -46,8 +46,6 @@ impl Router {
                     .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
-        let client_id = s.client_id.clone();
-        let user = s.user.clone();
         // A hop marker says a metabroker forwarded this message (loop guard, and the
         // hierarchy's documents, SPEC §4).
         let forwarded = p
@@ -55,24 +53,14 @@ impl Router {
             .user_properties
             .iter()
             .any(|(k, _)| k == canopy_model::hops::HOPS_PROPERTY);
-        let who = crate::access::Who {
-            client_id: &client_id,
-            user: user.as_deref(),
-        };
         let req = crate::access::Request::Publish {
             topic: &topic,
             forwarded,
         };
-        let (by_id, sessions) = (&self.by_id, &self.sessions);
-        let online_here = |id: &str| {
-            by_id
-                .get(id)
-                .and_then(|&k| sessions.get(k))
-                .is_some_and(|s| s.online())
-        };
-        if let Err(why) = self.access.check(&who, &req, &online_here) {
+        if let Err(why) = self.access_check(key, &req) {
             Metrics::add(&self.metrics.publish_denied, 1);
-            tracing::debug!(%client_id, %topic, why = why.0, "publish denied");
+            let client_id = self.sessions.get(key).map(|s| s.client_id.clone());
+            tracing::debug!(?client_id, %topic, why = why.0, "publish denied");
             self.ack(key, conn, p.qos, pkid, v5, ReasonCode::NOT_AUTHORIZED);
             return;
         }

@@ -324,16 +324,10 @@ impl Router {
 
     /// Asks the access seam whether session `key` may receive a message on `topic`.
     pub(super) fn may_deliver(&self, key: usize, topic: &str) -> bool {
-        let Some(s) = self.sessions.get(key) else {
-            return false;
-        };
-        let who = crate::access::Who {
-            client_id: &s.client_id,
-            user: s.user.as_deref(),
-        };
-        self.access
-            .check(&who, &crate::access::Request::Deliver { topic }, &|_| false)
-            .is_ok()
+        self.sessions.contains(key)
+            && self
+                .access_check(key, &crate::access::Request::Deliver { topic })
+                .is_ok()
     }
 
     /// Asks the access seam whether session `key` may subscribe to `filter`.
@@ -342,15 +336,28 @@ impl Router {
         key: usize,
         filter: &str,
     ) -> Result<(), crate::access::Denied> {
+        self.access_check(key, &crate::access::Request::Subscribe { filter })
+    }
+
+    /// Asks the access seam about `req` for session `key`: its client id and
+    /// authenticated user, and which clients are connected here.
+    pub(super) fn access_check(
+        &self,
+        key: usize,
+        req: &crate::access::Request<'_>,
+    ) -> Result<(), crate::access::Denied> {
         let s = self.sessions.get(key);
         let who = crate::access::Who {
             client_id: s.map_or("", |s| &s.client_id),
             user: s.and_then(|s| s.user.as_deref()),
         };
-        self.access
-            .check(&who, &crate::access::Request::Subscribe { filter }, &|_| {
-                false
-            })
+        let online_here = |id: &str| {
+            self.by_id
+                .get(id)
+                .and_then(|&k| self.sessions.get(k))
+                .is_some_and(|s| s.online())
+        };
+        self.access.check(&who, req, &online_here)
     }
 
     /// Sends DISCONNECT with `reason` (5.0) and closes the connection of `key`.
