@@ -18,12 +18,15 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::handshake::{self, Established};
-use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
+use super::shaping::{
+    Aliases, Delivery, Unacked, disconnect, inbound_publish, moved, outbound_publish,
+};
 use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 use crate::router::Command;
+use crate::services::cluster::Admission;
 
 /// Bytes reserved for reading when a readable socket finds the buffer short.
 const READ_CHUNK: usize = 8192;
@@ -75,6 +78,16 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
         Some(c) => c,
         None => return,
     };
+    match handshake::admission(&connect, ctx.cluster.as_deref()) {
+        Admission::Redirect(node) => {
+            handshake::redirect(&mut stream, &node, ctx).await;
+            return;
+        }
+        // A 3.1.1 client assigned to another node is answered `Proxy` only once the server
+        // proxies (`ClusterBook::set_proxying`, docs/cluster.md); this arm is where the
+        // proxy takes the connection (`connect`, `rbuf`) to `node`.
+        Admission::Proxy(_) | Admission::Local => {}
+    }
     let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;
     };
@@ -429,6 +442,13 @@ impl Connection<'_> {
                 }
                 Outgoing::Disconnect(reason, why) => {
                     if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+                        self.encode(&d);
+                    }
+                    end = Some(End::Kicked);
+                    break;
+                }
+                Outgoing::Moved(reference) => {
+                    if let Some(d) = moved(self.protocol, reference) {
                         self.encode(&d);
                     }
                     end = Some(End::Kicked);
