@@ -111,9 +111,15 @@ pub async fn run(plan: SubscribePlan) -> Result<(), CliError> {
     let deadline = plan.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut settings = plan.connect.clone();
     let mut chain = redirect::Chain::default();
+    // `-C` counts across the servers the client is sent to.
+    let mut printed = 0u64;
     loop {
         let mut link = Link::start(&settings);
-        let outcome = within(deadline, receive(&mut link, &plan, &mut chain)).await;
+        let outcome = within(
+            deadline,
+            receive(&mut link, &plan, &mut chain, &mut printed),
+        )
+        .await;
         match outcome {
             Ok(None) => return link.disconnect().await,
             Err(CliError::Timeout) => {
@@ -148,6 +154,7 @@ async fn receive(
     link: &mut Link,
     plan: &SubscribePlan,
     chain: &mut redirect::Chain,
+    printed: &mut u64,
 ) -> Result<Option<String>, CliError> {
     match link.next_event().await {
         Some(LinkEvent::Connected { .. }) => *chain = redirect::Chain::default(),
@@ -164,7 +171,6 @@ async fn receive(
     link.sender().subscribe(plan.request.clone()).await?;
     let v5 = plan.connect.version == ProtocolVersion::V5;
     let formatter = Formatter::new(plan.format, plan.newline);
-    let mut printed = 0u64;
     let stdout = std::io::stdout();
     loop {
         let event = tokio::select! {
@@ -186,8 +192,8 @@ async fn receive(
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
                     Err(e) => return Err(CliError::Output(e)),
                 }
-                printed += 1;
-                if plan.count == Some(printed) {
+                *printed += 1;
+                if plan.count == Some(*printed) {
                     return Ok(None);
                 }
             }
