@@ -282,7 +282,9 @@ impl Access {
         // Filters starting with a wildcard never match `$` topics [MQTT-4.7.2-1], so
         // only filters naming a reserved first level need a rule.
         match first_level(&inner) {
-            CONFIG if !self.is_admin(who) => {
+            // A bridge carries configuration documents down: with a password file, a
+            // `bridge_users` user reads them all, as an admin does.
+            CONFIG if !self.is_admin(who) && !(self.users_proved && self.is_bridge(who)) => {
                 if inner.strip_prefix("$config/") == Some(client_id) {
                     Ok(())
                 } else {

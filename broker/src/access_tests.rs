@@ -510,4 +510,10 @@ fn an_embedded_bridge_is_known_by_its_in_process_identity_not_its_client_id() {
         bridge: true,
     };
     assert!(a.check(&flagged, &state, &nobody_here).is_err());
+    // A bridge user carries configuration documents down: it reads them all.
+    let config_all = Request::Subscribe {
+        filter: "$config/#",
+    };
+    assert!(a.check(&standalone, &config_all, &nobody_here).is_ok());
+    assert!(a.check(&impostor_user, &config_all, &nobody_here).is_err());
 }
