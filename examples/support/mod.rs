@@ -38,6 +38,8 @@ pub struct Peer {
     pub client: AsyncClient,
     /// What the event loop saw, in order.
     pub inbox: mpsc::Receiver<Seen>,
+    /// The task driving the event loop: aborting it drops the connection without DISCONNECT.
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 impl Peer {
@@ -56,7 +58,7 @@ impl Peer {
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (tx, inbox) = mpsc::channel(256);
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut connected = Some(connected_tx);
             loop {
                 let seen = match eventloop.poll().await {
@@ -92,7 +94,11 @@ impl Peer {
             }
         });
         match tokio::time::timeout(Duration::from_secs(10), connected_rx).await {
-            Ok(Ok(Ok(()))) => Ok(Peer { client, inbox }),
+            Ok(Ok(Ok(()))) => Ok(Peer {
+                client,
+                inbox,
+                task,
+            }),
             Ok(Ok(Err(e))) => Err(format!("{id}: connection refused: {e}").into()),
             _ => Err(format!("{id}: no CONNACK within 10 s").into()),
         }
