@@ -24,6 +24,9 @@ struct Comparison {
     mode: String,
     /// Rounds per scenario (the table shows medians).
     rounds: u32,
+    /// How long each throughput run took (`"5s"`).
+    #[serde(default)]
+    duration: String,
     /// The brokers measured, Canopy first.
     brokers: Vec<String>,
     /// The table's rows, in order.
@@ -110,7 +113,10 @@ fn draw(cmp: &Comparison, out: &Path) -> anyhow::Result<()> {
         ("sans-serif", 20).into_font(),
     ))?;
     title.draw(&Text::new(
-        format!("{}; medians of {} round(s)", cmp.mode, cmp.rounds),
+        format!(
+            "{}; medians of {} round(s), {} per throughput run",
+            cmp.mode, cmp.rounds, cmp.duration
+        ),
         (20, 40),
         ("sans-serif", 13)
             .into_font()
