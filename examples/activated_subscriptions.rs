@@ -127,7 +127,7 @@ async fn run(addr: std::net::SocketAddr, clock: Clock) -> Result<(), BoxError> {
         .await?;
     }
     clock.say("camera", "publishes frame-4..6");
-    show(viewer.drain(quiet).await, clock, &mut got);
+    show(viewer.expect(4).await, clock, &mut got);
     clock.say(
         "stats",
         format!(

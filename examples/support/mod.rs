@@ -131,6 +131,26 @@ impl Peer {
         }
     }
 
+    /// Waits (at most 10 s, so a slow machine does not fail the example) for `n` messages,
+    /// then takes whatever else arrives until nothing more comes for 300 ms.
+    pub async fn expect(&mut self, n: usize) -> Vec<Seen> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        let count = |v: &Vec<Seen>| {
+            v.iter()
+                .filter(|s| matches!(s, Seen::Message { .. }))
+                .count()
+        };
+        while count(&out) < n {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(s)) => out.push(s),
+                _ => break,
+            }
+        }
+        out.extend(self.drain(Duration::from_millis(300)).await);
+        out
+    }
+
     /// Every message that arrives until nothing more comes for `quiet` (at most 200 items).
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Seen> {
         let mut out = Vec::new();
