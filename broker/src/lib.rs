@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auth;
+mod bridges;
 pub mod config;
 mod error;
 mod levels;
@@ -289,18 +290,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     }
     // Bridges connect to this broker like any client, so they start once it listens.
     // Their on-disk queues live in the broker's data directory unless configured.
-    let bridge_configs = config
-        .bridge
-        .iter()
-        .cloned()
-        .map(|mut b| {
-            if b.queue.dir.is_none() {
-                b.queue.dir = Some(config.data_dir.join(format!("bridge-{}", b.name)));
-            }
-            b
-        })
-        .collect();
-    let mut bridge_configs: Vec<_> = bridge_configs;
+    let mut bridge_configs = bridges::prepare(&config, &addrs, &auth);
     if let Some(c) = &config.cluster
         && c.join.is_some()
     {
@@ -308,9 +298,16 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             Some(path) => Some(read_password(path)?),
             None => None,
         };
-        bridge_configs.extend(services::cluster::link::join_bridge(
-            &config, &bound, password,
-        ));
+        bridge_configs.extend(
+            services::cluster::link::join_bridge(&config, &bound, password).map(|mut b| {
+                // The link's local side is this broker: it logs in with an in-process
+                // identity, as an embedded `[[bridge]]` does.
+                let (user, token) = auth.bridge_tokens().issue(&b.name, &b.local_client_id());
+                b.local.username = Some(user);
+                b.local.password = Some(token);
+                b
+            }),
+        );
     }
     let bridges = canopy_metabroker::spawn(bridge_configs)?;
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
