@@ -19,6 +19,10 @@ pub const ASSIGN_PREFIX: &str = "$cluster/assign/";
 /// Topic prefix of drain orders: `$cluster/drain/<node-id>`, retained; a non-empty payload
 /// drains the node, an empty one (clearing the retained order) takes it back.
 pub const DRAIN_PREFIX: &str = "$cluster/drain/";
+/// Topic prefix of the rebalancer's requests: `$cluster/rebalance/<node-id>`, not retained,
+/// payload `{"move":<count>,"to":["<node-id>",...]}`: the node pins that many of its unpinned
+/// clients to those nodes in turn.
+pub const REBALANCE_PREFIX: &str = "$cluster/rebalance/";
 /// The filter covering every cluster topic (what a joined node's link carries).
 pub const CLUSTER_FILTER: &str = "$cluster/#";
 /// How many coarse steps a node's spare capacity is counted in.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use canopy_model::cluster::{
-    self, ASSIGN_PREFIX, DRAIN_PREFIX, NODES_PREFIX, NodeRecord, NodeState,
+    self, ASSIGN_PREFIX, DRAIN_PREFIX, NODES_PREFIX, NodeRecord, NodeState, REBALANCE_PREFIX,
 };
 use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
 
@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use mover::Mover;
-use rebalance::Rebalancer;
+use rebalance::{Rebalancer, Shed};
 
 /// The prefix of every cluster topic this service reads.
 const CLUSTER_PREFIX: &str = "$cluster/";
@@ -334,7 +334,7 @@ impl Service for ClusterService {
                 self.enqueue_all();
             }
             if let Some(r) = &mut self.rebalancer {
-                r.tick(host, &self.book);
+                r.tick(host, &self.book, self.load_interval);
             }
         }
         self.run_moves(host);
@@ -361,8 +361,46 @@ impl ClusterService {
             if node == self.me() {
                 self.learn_drain(host, payload);
             }
-        } else if let Some(r) = &mut self.rebalancer {
-            r.learn(topic, payload);
+        } else if let Some(node) = topic.strip_prefix(REBALANCE_PREFIX)
+            && node == self.me()
+            && let Ok(shed) = serde_json::from_slice::<Shed>(payload)
+        {
+            self.shed(host, &shed);
+        }
+    }
+
+    /// The rebalancer asked this node to move `shed.count` clients: the first unpinned
+    /// connected clients (by client id) are pinned to `shed.to` in turn, and moved when the
+    /// pins arrive.
+    fn shed(&mut self, host: &mut dyn Host, shed: &Shed) {
+        let targets: Vec<String> = {
+            let view = self.book.read();
+            shed.to
+                .iter()
+                .filter(|n| *n != self.me() && view.nodes.get(*n).is_some_and(NodeRecord::is_up))
+                .cloned()
+                .collect()
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let mut candidates: Vec<Arc<str>> = {
+            let view = self.book.read();
+            self.connected
+                .keys()
+                .filter(|id| !view.pins.contains_key(&***id))
+                .cloned()
+                .collect()
+        };
+        candidates.sort();
+        let count = usize::try_from(shed.count).unwrap_or(usize::MAX);
+        tracing::info!(count, to = ?targets, "cluster: shedding clients for the rebalancer");
+        for (id, node) in candidates
+            .into_iter()
+            .take(count)
+            .zip(targets.iter().cycle())
+        {
+            publish_retained(host, &cluster::assign_topic(&id), Bytes::from(node.clone()));
         }
     }
 }

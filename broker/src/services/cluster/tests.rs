@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use canopy_model::cluster::{NodeRecord, NodeState, assign_topic, drain_topic, node_topic};
 use canopy_proto::Protocol;
 
@@ -325,4 +327,58 @@ fn the_rebalancer_repins_clients_of_a_down_node_to_live_ones() {
         );
     }
     assert!(n.host.published_to(&assign_topic("stay")).is_empty());
+}
+
+#[test]
+fn a_shed_request_pins_the_fewest_unpinned_clients_to_the_named_nodes() {
+    let mut n = start(|_| {});
+    n.peer(&record("n2", 0, NodeState::Up));
+    for id in ["a", "b", "c"] {
+        n.connect(id, Protocol::V5);
+    }
+    n.put(&assign_topic("a"), "n1");
+    n.put("$cluster/rebalance/n2", r#"{"move":5,"to":["n1"]}"#);
+    n.put("$cluster/rebalance/n1", r#"{"move":1,"to":["n2","n1"]}"#);
+    // Only `b` (the first unpinned one) is pinned, to n2 (n1 itself is skipped).
+    assert_eq!(n.host.published_to(&assign_topic("b")), [Bytes::from("n2")]);
+    assert!(n.host.published_to(&assign_topic("c")).is_empty());
+    // The pin reaches the service as any pin does, and the client moves.
+    let pin = n
+        .host
+        .take_published()
+        .into_iter()
+        .find(|m| m.topic.as_str() == "$cluster/assign/b")
+        .unwrap();
+    offer(&mut n.service, &mut n.host, None, &Arc::new(pin));
+    n.run_for(Duration::from_millis(200));
+    assert_eq!(
+        n.host.moved,
+        [("b".to_owned(), "n2.example:1883".to_owned())]
+    );
+}
+
+#[test]
+fn the_rebalancer_asks_an_overloaded_node_to_shed_once_per_cooldown() {
+    let mut n = start(|c| {
+        c.rebalance = true;
+        c.move_rate = 1000;
+        c.load_interval = Duration::from_secs(1);
+    });
+    n.peer(&record("n2", 90, NodeState::Up));
+    n.peer(&record("n3", 10, NodeState::Up));
+    n.run_for(Duration::from_millis(1100));
+    let asks = n.host.published_to("$cluster/rebalance/n2");
+    assert_eq!(asks.len(), 1, "{asks:?}");
+    let shed: serde_json::Value = serde_json::from_slice(&asks[0]).unwrap();
+    // mean 100/300; bound for n2: 1.2 × 100/300 × 100 = 40, so 50 go.
+    assert_eq!(shed["move"], 50);
+    assert_eq!(shed["to"], serde_json::json!(["n1", "n3"]));
+    n.peer(&record("n2", 90, NodeState::Up));
+    n.peer(&record("n3", 10, NodeState::Up));
+    n.run_for(Duration::from_secs(1));
+    assert_eq!(
+        n.host.published_to("$cluster/rebalance/n2").len(),
+        1,
+        "cool-down"
+    );
 }
