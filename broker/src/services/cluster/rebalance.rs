@@ -144,8 +144,8 @@ impl Rebalancer {
 }
 
 /// The requests that bring every up node within `imbalance` × the mean load per capacity:
-/// for each node above the bound, the fewest clients to move off it, to the up nodes below
-/// the mean, least loaded first. Pure; in node order.
+/// for each node above the bound by at least 1 % of its capacity, the fewest clients to move
+/// off it, to the up nodes below the mean, least loaded first. Pure; in node order.
 pub(super) fn plan_shed(nodes: &[NodeRecord], imbalance: f64) -> Vec<(String, Shed)> {
     let up: Vec<&NodeRecord> = nodes
         .iter()
@@ -180,7 +180,9 @@ pub(super) fn plan_shed(nodes: &[NodeRecord], imbalance: f64) -> Vec<(String, Sh
             let bound =
                 milli * u128::from(conns) * u128::from(n.capacity) / (1000 * u128::from(caps));
             let bound = u64::try_from(bound).unwrap_or(u64::MAX);
-            (n.connections > bound).then(|| {
+            // A handful of clients above a tiny mean is noise, not imbalance.
+            let excess = n.connections.saturating_sub(bound);
+            (excess > 0 && excess >= n.capacity / 100).then(|| {
                 (
                     n.node.clone(),
                     Shed {
@@ -232,6 +234,14 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn an_excess_below_one_percent_of_capacity_is_left_alone() {
+        let nodes = [up("a", 1, 10_000), up("b", 0, 10_000)];
+        assert!(plan_shed(&nodes, 1.2).is_empty());
+        let nodes = [up("a", 300, 10_000), up("b", 0, 10_000)];
+        assert_eq!(plan_shed(&nodes, 1.2)[0].1.count, 120);
     }
 
     #[test]
