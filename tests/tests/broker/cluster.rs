@@ -183,3 +183,51 @@ async fn a_killed_node_is_marked_down_by_its_will_and_its_pins_stop_counting() {
     );
     root.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_sends_its_clients_away_and_says_so_in_its_record() {
+    let root = node("root", None).await;
+    let n1 = node("n1", Some(root.mqtt_addr())).await;
+    assert!(all_see(&[&root, &n1], &["root", "n1"]).await);
+    pin(root.mqtt_addr(), "d", "n1").await;
+    assert!(pinned_everywhere(&[&root, &n1], "d", "n1").await);
+    let (mut d, ack) = RawClient::handshake(n1.mqtt_addr(), &Connect::v5("d")).await;
+    assert_eq!(ack.code, 0);
+    // `canopy cluster drain n1`, as the admin, at the root.
+    let mut ops = RawClient::connect(root.mqtt_addr(), V311, "ops").await;
+    ops.publish("$cluster/drain/n1", b"drain", 1, true).await;
+    let got = d.recv_within(TIMEOUT * 3).await.unwrap();
+    let m = parse_disconnect(&got);
+    assert_eq!(m.reason, USE_ANOTHER_SERVER);
+    assert_eq!(
+        m.props.str(SERVER_REFERENCE),
+        Some(root.mqtt_addr().to_string().as_str())
+    );
+    let draining = wait_until(Duration::from_secs(10), || {
+        root.cluster()
+            .unwrap()
+            .nodes()
+            .iter()
+            .any(|r| r.node == "n1" && r.state == canopy_model::cluster::NodeState::Draining)
+    })
+    .await;
+    assert!(draining, "{:?}", root.cluster().unwrap().nodes());
+    // New 5.0 connections at the draining node go elsewhere, whatever their id.
+    let (_c, ack) = RawClient::handshake(n1.mqtt_addr(), &Connect::v5(&unique("new"))).await;
+    assert_eq!(ack.code, USE_ANOTHER_SERVER);
+    // Taking the order back makes it take clients again.
+    ops.publish("$cluster/drain/n1", b"", 1, true).await;
+    let up = wait_until(Duration::from_secs(10), || {
+        n1.cluster()
+            .unwrap()
+            .nodes()
+            .iter()
+            .any(|r| r.node == "n1" && r.is_up())
+    })
+    .await;
+    assert!(up);
+    let (_c, ack) = RawClient::handshake(n1.mqtt_addr(), &Connect::v5("d")).await;
+    assert_eq!(ack.code, 0, "pinned here again");
+    n1.shutdown().await;
+    root.shutdown().await;
+}
