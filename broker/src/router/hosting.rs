@@ -41,6 +41,7 @@ pub fn registered(
             &config.presence,
         )),
         Box::new(crate::services::interest::InterestService::new()),
+        Box::new(crate::services::client_pages::ClientPages::new()),
     ]
 }
 

@@ -12,6 +12,7 @@
 //! list (`router::services::registered`).
 
 pub mod carousel;
+pub mod client_pages;
 pub mod config_docs;
 pub mod dns;
 pub mod interest;
