@@ -64,7 +64,8 @@ class Reader {
   str() { return dec.decode(this.bin()); }
   rest() { return this.b.subarray(this.i); }
   props() {
-    const end = this.i + this.varint();
+    const len = this.varint();
+    const end = this.i + len;
     const props = {};
     while (this.i < end) {
       const id = this.varint();
@@ -246,7 +247,7 @@ class MqttClient {
         const payload = r.rest();
         if (qos === 1) this.send(new Uint8Array([0x40, 2, id >> 8, id & 0xff]));
         if (qos === 2) this.send(new Uint8Array([0x50, 2, id >> 8, id & 0xff]));
-        this.onMessage(topic, payload, props);
+        this.onMessage(topic, payload, props, (first & 1) === 1);
         return;
       }
       case 4: // PUBACK
