@@ -135,16 +135,15 @@
       g.fillText(fmtRate(max * k / 4), 4, y + 4);
     }
     g.fillText('last ' + history.length + ' samples', left, h - 4);
-    const x = (i) => left + (right - left) * (i / Math.max(1, HISTORY - 1));
+    const x = (i) => left + (right - left) * (i / Math.max(1, history.length - 1));
     const y = (v) => bottom - (bottom - top) * (v / max);
     for (const [key, color] of [['out', '#3a6fd8'], ['in', '#2e8b57']]) {
       g.strokeStyle = color;
       g.lineWidth = 2;
       g.beginPath();
-      const start = HISTORY - history.length;
       history.forEach((p, i) => {
-        if (i === 0) g.moveTo(x(start + i), y(p[key]));
-        else g.lineTo(x(start + i), y(p[key]));
+        if (i === 0) g.moveTo(x(i), y(p[key]));
+        else g.lineTo(x(i), y(p[key]));
       });
       g.stroke();
     }
@@ -264,7 +263,7 @@
     if (correlation !== session + ':' + pageSeq) return;
     const page = json(payload);
     if (!page || !Array.isArray(page.clients)) return;
-    text($('clients-count'), page.total);
+    text($('clients-count'), page.total + (page.total === 1 ? ' status document' : ' status documents'));
     $('page-no').textContent = 'page ' + cursors.length;
     $('prev').disabled = cursors.length <= 1;
     $('next').disabled = !page.next;

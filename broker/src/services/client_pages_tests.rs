@@ -10,8 +10,7 @@ fn host_with(ids: &[&str]) -> FakeHost {
             retain: true,
             ..(*message(
                 &format!("$status/{id}"),
-                format!(r#"{{"state":"online","since":1,"node":"n","reason":"connected"}}"#)
-                    .as_bytes(),
+                br#"{"state":"online","since":1,"node":"n","reason":"connected"}"#,
             ))
             .clone()
         });

@@ -201,6 +201,25 @@ impl Chromium {
         base64_decode(r["data"].as_str().unwrap_or_default())
     }
 
+    /// A PNG of the whole page scaled by `scale` (smaller files for documentation).
+    pub async fn screenshot_scaled(&mut self, scale: f64) -> Vec<u8> {
+        let size = self
+            .eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            .await;
+        let (w, h) = (
+            size[0].as_f64().unwrap_or(1280.0),
+            size[1].as_f64().unwrap_or(1000.0),
+        );
+        let clip = json!({"x": 0, "y": 0, "width": w, "height": h, "scale": scale});
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+            )
+            .await;
+        base64_decode(r["data"].as_str().unwrap_or_default())
+    }
+
     /// The page's DOM as HTML.
     pub async fn dom(&mut self) -> String {
         self.eval("document.documentElement.outerHTML")
