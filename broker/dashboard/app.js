@@ -262,6 +262,11 @@
     const correlation = props[0x09] ? new TextDecoder().decode(props[0x09]) : '';
     if (correlation !== session + ':' + pageSeq) return;
     const page = json(payload);
+    if (page && page.error && page.retry_ms) {
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(requestPage, Math.min(5000, page.retry_ms + 20));
+      return;
+    }
     if (!page || !Array.isArray(page.clients)) return;
     text($('clients-count'), page.total + (page.total === 1 ? ' status document' : ' status documents'));
     $('page-no').textContent = 'page ' + cursors.length;

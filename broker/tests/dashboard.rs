@@ -25,8 +25,10 @@ use support::Client;
 const USER: &str = "operator";
 const PASSWORD: &str = "correct horse";
 const DEVICE: &str = "dash-test-device";
-/// The page's client id: an admin (`[config] admins`), so it may read `$presence/+`.
+/// The page's client id, set in the form's advanced section.
 const CONSOLE: &str = "ops-console";
+/// A `[auth] bridge_users` user, as a standalone metabroker logs in.
+const BRIDGE_USER: &str = "site-7-bridge";
 
 /// `target/dashboard-test/`: screenshots and DOM dumps.
 fn output_dir() -> PathBuf {
@@ -36,14 +38,16 @@ fn output_dir() -> PathBuf {
     dir
 }
 
-/// A broker with one user (also an admin, so the page may read every user's presence),
+/// A broker with a user who is an admin (so the page may read every user's presence) and a
+/// bridge user,
 /// `$SYS` every second, one scarce resource and the dashboard on a free port.
 async fn start_broker(dir: &std::path::Path) -> canopy_broker::BrokerHandle {
     let hash = canopy_model::password::hash_password(PASSWORD.as_bytes()).unwrap();
     let passwd = dir.join("passwd");
-    std::fs::write(&passwd, format!("{USER}:{hash}\n")).unwrap();
+    std::fs::write(&passwd, format!("{USER}:{hash}\n{BRIDGE_USER}:{hash}\n")).unwrap();
     let extra = format!(
-        "[config]\nadmins = [{CONSOLE:?}, {USER:?}]\n\
+        "[config]\nadmins = [{USER:?}]\n\
+         [auth]\nbridge_users = [{BRIDGE_USER:?}]\n\
          [[resource]]\nname = \"license\"\nmax_concurrent = 5\n"
     );
     let extra = Config::from_toml(&extra, "test").unwrap();
@@ -52,6 +56,7 @@ async fn start_broker(dir: &std::path::Path) -> canopy_broker::BrokerHandle {
     cfg.auth.allow_anonymous = Some(false);
     cfg.sys_interval = Duration::from_secs(1);
     cfg.config_docs = extra.config_docs;
+    cfg.auth.bridge_users = extra.auth.bridge_users;
     cfg.resource = extra.resource;
     cfg.dashboard.listen = Some("127.0.0.1:0".parse().unwrap());
     canopy_broker::start(cfg).await.unwrap()
@@ -59,13 +64,18 @@ async fn start_broker(dir: &std::path::Path) -> canopy_broker::BrokerHandle {
 
 /// An MQTT 5.0 client logged in as the test's user.
 async fn client(addr: std::net::SocketAddr, id: &str) -> Client {
+    client_as(addr, id, USER).await
+}
+
+/// An MQTT 5.0 client logged in as `user` (whose password is the test's).
+async fn client_as(addr: std::net::SocketAddr, id: &str, user: &str) -> Client {
     Client::connect_with(
         addr,
         Connect {
             protocol: Some(Protocol::V5),
             clean_start: true,
             client_id: id.to_owned(),
-            username: Some(USER.to_owned()),
+            username: Some(user.to_owned()),
             password: Some(bytes::Bytes::from_static(PASSWORD.as_bytes())),
             properties: ConnectProperties::default(),
             ..Default::default()
@@ -161,7 +171,8 @@ async fn scenario(page: &mut Chromium, broker: &canopy_broker::BrokerHandle) -> 
         .await?;
 
     // Every other panel shows what its topics carry.
-    let mut bridge = client(mqtt, "site-7-local").await;
+    // A standalone metabroker's local client (a bridge user) reports its link.
+    let mut bridge = client_as(mqtt, "site-7-local", BRIDGE_USER).await;
     let state =
         r#"{"state":"connected","remote":"mqtts://hub.example:8883","since":1764650000000}"#;
     publish(&mut bridge, "$SYS/metabroker/site-7/state", state, true).await;

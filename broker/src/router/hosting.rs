@@ -71,6 +71,13 @@ impl Host for RouterHost<'_> {
         self.now
     }
 
+    fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        let r = &self.router;
+        r.by_id
+            .get(client_id)
+            .is_some_and(|&key| r.may_deliver(key, topic))
+    }
+
     fn publish(&mut self, msg: Message) {
         self.pending.push((msg, true));
     }

@@ -9,12 +9,17 @@
 //! "next":"<id>"|null}`: the clients in identifier order after `after` whose identifier
 //! contains `search`, read from the retained status documents at request time.
 //!
-//! Owns no state: nothing is kept or computed while nobody asks. Who may ask is the access
-//! seam's decision on the request's PUBLISH (with an ACL file, a `write $dashboard/clients`
-//! right is the right to list statuses). Never publishes through subscriptions.
+//! Owns only the time of each recent requester's last request: nothing is kept or computed
+//! while nobody asks. Who may ask is the access seam's decision on the request's PUBLISH; a
+//! page holds only the documents the requester may read (`$status/<id>` under the ACL file,
+//! as a subscription would), so paging never widens anyone's view. One request per client
+//! per [`MIN_INTERVAL`]: a page walks every status document, and a client must not be able to
+//! keep the router busy with that; a request sooner gets `{"error":…,"retry_ms":n}`. Never
+//! publishes through subscriptions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
@@ -31,6 +36,10 @@ pub const DEFAULT_REPLY_TOPIC: &str = "$dashboard/clients/reply";
 pub const DEFAULT_LIMIT: usize = 20;
 /// Most rows in one page.
 pub const MAX_LIMIT: usize = 100;
+/// Shortest time between two requests of one client that are both answered with a page.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// Requesters remembered before the old ones are forgotten.
+const REMEMBERED: usize = 4096;
 
 /// A page request; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -46,12 +55,31 @@ struct PageRequest {
 
 /// Answers `$dashboard/clients` requests.
 #[derive(Debug, Default)]
-pub struct ClientPages;
+pub struct ClientPages {
+    /// When each recent requester was last answered with a page.
+    last: HashMap<Arc<str>, Instant>,
+}
 
 impl ClientPages {
     /// The service.
     pub fn new() -> ClientPages {
-        ClientPages
+        ClientPages::default()
+    }
+
+    /// Whether `client` may have a page at `now`; `Err` holds the wait left.
+    fn admit(&mut self, client: &Arc<str>, now: Instant) -> Result<(), Duration> {
+        if let Some(&at) = self.last.get(client) {
+            let ready = at + MIN_INTERVAL;
+            if now < ready {
+                return Err(ready - now);
+            }
+        }
+        if self.last.len() >= REMEMBERED {
+            self.last
+                .retain(|_, at| now.saturating_duration_since(*at) < MIN_INTERVAL);
+        }
+        self.last.insert(client.clone(), now);
+        Ok(())
     }
 }
 
@@ -76,9 +104,18 @@ impl Service for ClientPages {
         let Some(from) = from else {
             return Disposition::Consume;
         };
-        // An unreadable request still gets an answer (the first page), so a tool sees why.
-        let request: PageRequest = serde_json::from_slice(&msg.payload).unwrap_or_default();
-        let payload = page(host, &request).to_string();
+        let payload = match self.admit(&from.client_id, host.now()) {
+            Ok(()) => {
+                // An unreadable request still gets an answer: the first page.
+                let request: PageRequest = serde_json::from_slice(&msg.payload).unwrap_or_default();
+                page(host, &from.client_id, &request).to_string()
+            }
+            Err(wait) => serde_json::json!({
+                "error": "too many requests",
+                "retry_ms": wait.as_millis().max(1),
+            })
+            .to_string(),
+        };
         let topic = msg
             .properties
             .response_topic
@@ -104,8 +141,8 @@ impl Service for ClientPages {
     }
 }
 
-/// One page of status documents, as the answer's JSON.
-fn page(host: &dyn Host, request: &PageRequest) -> serde_json::Value {
+/// One page of the status documents `requester` may read, as the answer's JSON.
+fn page(host: &dyn Host, requester: &str, request: &PageRequest) -> serde_json::Value {
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let after = request.after.as_deref().unwrap_or("");
     let search = request.search.as_deref().unwrap_or("");
@@ -120,7 +157,7 @@ fn page(host: &dyn Host, request: &PageRequest) -> serde_json::Value {
         let Some(id) = topic.as_str().strip_prefix("$status/") else {
             return;
         };
-        if !id.contains(search) {
+        if !id.contains(search) || !host.may_read(requester, topic.as_str()) {
             return;
         }
         total += 1;

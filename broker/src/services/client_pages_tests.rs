@@ -18,8 +18,18 @@ fn host_with(ids: &[&str]) -> FakeHost {
     host
 }
 
-/// Sends `request` from client `ui` and returns the decoded answer and where it went.
+/// Sends `request` from client `ui` to a fresh service and returns the decoded answer and
+/// where it went.
 fn ask(host: &mut FakeHost, request: &str) -> (serde_json::Value, String) {
+    let mut svc = ClientPages::new();
+    ask_with(&mut svc, host, request)
+}
+
+fn ask_with(
+    svc: &mut ClientPages,
+    host: &mut FakeHost,
+    request: &str,
+) -> (serde_json::Value, String) {
     let ui = host.connect("ui", false, Protocol::V5);
     let props = PublishProperties {
         response_topic: Some(TopicName::new("ui/reply").unwrap()),
@@ -27,9 +37,8 @@ fn ask(host: &mut FakeHost, request: &str) -> (serde_json::Value, String) {
         ..PublishProperties::default()
     };
     let msg = message_with(REQUEST_TOPIC, request.as_bytes(), props);
-    let mut svc = ClientPages::new();
     assert_eq!(
-        offer(&mut svc, host, Some(&ui), &msg),
+        offer(svc, host, Some(&ui), &msg),
         Some(Disposition::Consume)
     );
     let (to, answer, _, _) = host.delivered.pop().expect("an answer is delivered");
@@ -104,4 +113,27 @@ fn other_dashboard_topics_are_routed_untouched() {
         Some(Disposition::Route)
     );
     assert!(host.delivered.is_empty());
+}
+
+#[test]
+fn a_page_holds_only_documents_the_requester_may_read() {
+    let mut host = host_with(&["a", "b", "c"]);
+    host.read_denied.push("$status/b".to_owned());
+    let (answer, _) = ask(&mut host, "{}");
+    assert_eq!(ids(&answer), ["a", "c"]);
+    assert_eq!(answer["total"], 2);
+}
+
+#[test]
+fn a_second_request_too_soon_is_told_to_wait() {
+    let mut host = host_with(&["a"]);
+    let mut svc = ClientPages::new();
+    let (first, _) = ask_with(&mut svc, &mut host, "{}");
+    assert_eq!(ids(&first), ["a"]);
+    let (second, _) = ask_with(&mut svc, &mut host, "{}");
+    assert_eq!(second["error"], "too many requests");
+    assert!(second["retry_ms"].as_u64().unwrap() > 0);
+    host.advance(MIN_INTERVAL);
+    let (third, _) = ask_with(&mut svc, &mut host, "{}");
+    assert_eq!(ids(&third), ["a"]);
 }
