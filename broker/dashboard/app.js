@@ -23,6 +23,7 @@
   let pageSeq = 0;
   let pageRows = new Map(); // client id -> row of the current page
   let refreshTimer = null;
+  const presenceEmpty = $('presence-empty').innerHTML; // the page's own text, restored on login
   const replyTopic = '$dashboard/clients/reply/' + Math.random().toString(36).slice(2, 10);
 
   function text(el, value) {
@@ -342,6 +343,21 @@
     }
   }
 
+  // Forgets what the previous session showed: the new one's subscriptions replay it.
+  function reset() {
+    for (const m of [bridges, nodes, presence, resources]) m.clear();
+    counters.in = counters.out = rates.in = rates.out = null;
+    history.length = 0;
+    cursors = [null];
+    pageRows = new Map();
+    for (const id of ['rate-in', 'rate-out']) text($(id), null);
+    renderBridges(); renderNodes(); renderPresence(); renderResources();
+    $('clients').replaceChildren();
+    $('clients-note').textContent = '';
+    $('presence-empty').innerHTML = presenceEmpty;
+    drawChart();
+  }
+
   function showLogin(error) {
     $('login-view').hidden = false;
     $('dash-view').hidden = true;
@@ -383,8 +399,7 @@
     $('logout').hidden = false;
     $('conn-state').className = 'pill on';
     $('conn-state').textContent = 'live' + ($('user').value ? ' as ' + $('user').value : '');
-    cursors = [null];
-    drawChart();
+    reset();
     await subscribeAll();
     requestPage();
   }

@@ -266,6 +266,17 @@ async fn scenario(page: &mut Chromium, broker: &canopy_broker::BrokerHandle) -> 
     dev.disconnect().await;
     page.wait_for(&row_has("clients", DEVICE, "offline"), long)
         .await?;
+
+    // Signing out and in again starts over with a fresh session.
+    page.eval("document.getElementById('logout').click(); true")
+        .await;
+    page.wait_for("!document.getElementById('login-view').hidden", long)
+        .await?;
+    sign_in(page, USER, PASSWORD, "").await;
+    page.wait_for(&row_has("clients", DEVICE, "offline"), long)
+        .await?;
+    page.wait_for(&row_has("presence", USER, "available"), long)
+        .await?;
     drop(sensors);
     drop(bridge);
     Ok(())
