@@ -276,7 +276,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         )));
     }
     let dashboard_addr = dashboard_listener.map(|(listener, addr, max_ws)| {
-        tracing::info!(%addr, "serving the dashboard");
+        tracing::info!(%addr, url = %format!("http://{addr}/"), "serving the dashboard");
         accept_tasks.push(tokio::spawn(server::dashboard::accept_loop(
             listener,
             ctx.clone(),
