@@ -160,7 +160,7 @@
     if (key === 'state') b.state = json(payload);
     else b[key] = new TextDecoder().decode(payload);
     bridges.set(name, b);
-    renderBridges();
+    later(renderBridges);
   }
 
   function renderBridges() {
@@ -185,12 +185,27 @@
     $('bridges-empty').hidden = bridges.size > 0;
   }
 
+  // Tables show at most MAX_ROWS rows (sorted by key), redrawn at most every 200 ms however
+  // many documents arrive: a retained replay of thousands must not freeze the page.
+  const MAX_ROWS = 50;
+  const pending = new Map();
+  function later(fn) {
+    if (!pending.has(fn)) pending.set(fn, setTimeout(() => { pending.delete(fn); fn(); }, 200));
+  }
+
   function renderTable(map, tbody, empty, row) {
     const body = $(tbody);
     body.replaceChildren();
-    for (const [key, doc] of [...map].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const keys = [...map.keys()].sort();
+    for (const key of keys.slice(0, MAX_ROWS)) {
       const tr = document.createElement('tr');
-      row(tr, key, doc || {});
+      row(tr, key, map.get(key) || {});
+      body.appendChild(tr);
+    }
+    if (keys.length > MAX_ROWS) {
+      const tr = document.createElement('tr');
+      const td = cell(tr, 'first ' + MAX_ROWS + ' of ' + keys.length + ' shown', 'muted');
+      td.colSpan = 5;
       body.appendChild(tr);
     }
     $(empty).hidden = map.size > 0;
@@ -314,11 +329,11 @@
     } else if (topic.startsWith('$SYS/metabroker/')) {
       onBridge(topic.slice(16), payload);
     } else if (parts[0] === '$cluster' && parts[1] === 'nodes' && parts.length === 3) {
-      keep(nodes, parts[2], payload); renderNodes();
+      keep(nodes, parts[2], payload); later(renderNodes);
     } else if (parts[0] === '$presence' && parts.length === 2) {
-      keep(presence, parts[1], payload); renderPresence();
+      keep(presence, parts[1], payload); later(renderPresence);
     } else if (parts[0] === '$resource' && parts.length === 2) {
-      keep(resources, parts[1], payload); renderResources();
+      keep(resources, parts[1], payload); later(renderResources);
     } else if (parts[0] === '$status') {
       const id = topic.slice(8);
       const tr = pageRows.get(id);
