@@ -165,6 +165,10 @@ pub async fn accept_loop(
     max_ws_message: usize,
 ) {
     let mut shutdown = ctx.shutdown.clone();
+    // `[limits] connection_rate` applies here as on every listener (0: unlimited).
+    let rate = ctx.config.limits.connection_rate;
+    let mut window_start = tokio::time::Instant::now();
+    let mut in_window = 0u32;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -178,6 +182,18 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        if rate > 0 {
+            let now = tokio::time::Instant::now();
+            if now.duration_since(window_start) >= Duration::from_secs(1) {
+                window_start = now;
+                in_window = 0;
+            }
+            in_window += 1;
+            if in_window > rate {
+                Metrics::add(&ctx.metrics.connections_refused, 1);
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
