@@ -151,6 +151,12 @@ impl Access {
         who.user.is_some_and(listed) || (!self.users_proved && listed(who.client_id))
     }
 
+    /// Whether `who` reads every configuration document: an admin, or — with a password
+    /// file — a bridge, which carries them down the hierarchy.
+    fn reads_all_config(&self, who: &Who<'_>) -> bool {
+        self.is_admin(who) || (self.users_proved && self.is_bridge(who))
+    }
+
     /// Whether `who` is the embedded bridge whose local client id is its own.
     fn embedded_bridge(&self, who: &Who<'_>) -> bool {
         who.bridge
@@ -284,7 +290,7 @@ impl Access {
         match first_level(&inner) {
             // A bridge carries configuration documents down: with a password file, a
             // `bridge_users` user reads them all, as an admin does.
-            CONFIG if !self.is_admin(who) && !(self.users_proved && self.is_bridge(who)) => {
+            CONFIG if !self.reads_all_config(who) => {
                 if inner.strip_prefix("$config/") == Some(client_id) {
                     Ok(())
                 } else {
