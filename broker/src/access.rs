@@ -2,7 +2,7 @@
 //! receive a delivery, and where.
 //!
 //! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
-//! `$presence`, `$cluster`, `$resource`, `$interest`), the roles that configuration grants (admins,
+//! `$presence`, `$cluster`, `$resource`, `$interest`, `$dashboard`), the roles that configuration grants (admins,
 //! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
 //! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
 //! `$` rules before its ACL). Privilege comes from configuration and identity, never
@@ -251,6 +251,9 @@ impl Access {
                 )),
                 _ => Err(Denied("$cluster records are written by the brokers only")),
             },
+            "$dashboard" if topic != crate::services::client_pages::REQUEST_TOPIC => Err(Denied(
+                "clients write only $dashboard/clients (a page request)",
+            )),
             _ => Ok(()),
         }
     }
@@ -333,6 +336,11 @@ impl Access {
                     )),
                 }
             }
+            // Pages are delivered to the requester's session only; a 3.1.1 client, which
+            // cannot name a response topic, subscribes to the default reply topic.
+            "$dashboard" if inner != crate::services::client_pages::DEFAULT_REPLY_TOPIC => Err(
+                Denied("a client reads only $dashboard/clients/reply (its own pages)"),
+            ),
             PRESENCE if self.is_admin(who) || self.is_bridge(who) => Ok(()),
             PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),

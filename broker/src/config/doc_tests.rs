@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 10] = [
+const TABLES: [(&str, &str); 11] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
@@ -25,11 +25,21 @@ const TABLES: [(&str, &str); 10] = [
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
     ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
     ("### `[cluster]`", "[cluster]\n"),
+    ("### `[dashboard]`", "[dashboard]\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 10] = [
-    "listener", "auth", "limits", "dns", "config", "presence", "carousel", "bridge", "resource",
+const TABLE_KEYS: [&str; 11] = [
+    "listener",
+    "auth",
+    "limits",
+    "dns",
+    "config",
+    "presence",
+    "carousel",
+    "bridge",
+    "resource",
+    "dashboard",
     "cluster",
 ];
 

@@ -7,6 +7,7 @@
 //! state except the counter that keeps `Config::ephemeral` directories distinct.
 
 mod cluster;
+mod dashboard;
 mod error;
 mod limits;
 mod resources;
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 pub use cluster::{ClusterConfig, ClusterPolicy, Ratio, plain_listener};
+pub use dashboard::DashboardConfig;
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
 pub use resources::{ResourceConfig, ResourceMode};
@@ -215,6 +217,8 @@ pub struct Config {
     /// Load distribution across brokers (`[cluster]`, SPEC §6; see docs/cluster.md). Absent
     /// (default): this broker is no cluster node.
     pub cluster: Option<ClusterConfig>,
+    /// The web dashboard (`[dashboard]`, see docs/dashboard.md); default off.
+    pub dashboard: DashboardConfig,
 }
 
 impl Default for Config {
@@ -238,6 +242,7 @@ impl Default for Config {
             bridge: Vec::new(),
             resource: Vec::new(),
             cluster: None,
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -413,6 +418,7 @@ impl Config {
             c.check(&self.listener)
                 .map_err(|(key, message)| Violation { key, message })?;
         }
+        dashboard::check(self)?;
         for (i, b) in self.bridge.iter().enumerate() {
             b.validate().map_err(|(key, message)| Violation {
                 key: format!("bridge[{i}].{key}"),

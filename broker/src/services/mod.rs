@@ -13,6 +13,7 @@
 
 pub mod carousel;
 pub mod cluster;
+pub mod client_pages;
 pub mod config_docs;
 pub mod dns;
 pub mod interest;
@@ -100,6 +101,13 @@ pub trait Host {
     /// protocols. The session stays as its expiry says. Returns false when the client
     /// has no open connection here.
     fn move_client(&mut self, client_id: &str, reference: &str) -> bool;
+
+    /// Whether `client_id` may receive a message on `topic`: the access seam's delivery
+    /// rule (the ACL file, when there is one), for a service that answers with documents
+    /// it reads on a client's behalf. False for an unknown client, and by default.
+    fn may_read(&self, _client_id: &str, _topic: &str) -> bool {
+        false
+    }
 }
 
 /// One service module. Every hook has a default that does nothing, so a service

@@ -40,6 +40,8 @@ pub struct FakeHost {
     pub gated: BTreeMap<(String, String), bool>,
     /// Every [`Host::move_client`] that found an open connection: client id, reference.
     pub moved: Vec<(String, String)>,
+    /// Topics [`Host::may_read`] refuses to every client (as an ACL file would).
+    pub read_denied: Vec<String>,
 }
 
 impl Default for FakeHost {
@@ -63,6 +65,7 @@ impl FakeHost {
             subscriptions: HashMap::new(),
             gated: BTreeMap::new(),
             moved: Vec::new(),
+            read_denied: Vec::new(),
         }
     }
 
@@ -231,6 +234,10 @@ pub fn fire_due(service: &mut dyn Service, host: &mut FakeHost) -> bool {
 }
 
 impl Host for FakeHost {
+    fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        self.clients.contains_key(client_id) && !self.read_denied.iter().any(|t| t == topic)
+    }
+
     fn now(&self) -> Instant {
         self.now
     }
