@@ -59,6 +59,9 @@ fn publish_table() {
         ("dev", "$interest/subscriptions", false),
         ("site-local", "$interest/subscriptions", false),
         ("admin", "$interest/subscriptions", false),
+        ("site-local", "$interest/applied/site", true),
+        ("site-local", "$interest/applied/site/x", false),
+        ("dev", "$interest/applied/site", false),
     ];
     for &(client, topic, allowed) in rows {
         assert_eq!(

@@ -15,6 +15,7 @@ mod acks;
 mod activation;
 mod commands;
 mod driver;
+mod held;
 mod hosting;
 mod journal;
 mod lifecycle;
@@ -103,6 +104,8 @@ enum Timer {
     Expire { session: usize, conn: u64 },
     /// Cut `session` off if its queue is still full on connection `conn`.
     SlowConsumer { session: usize, conn: u64 },
+    /// Send the SUBACK held as `ticket` unconfirmed, if it is still held (`held.rs`).
+    SubAck { ticket: u64 },
 }
 
 /// One delivery found while matching a publish.
@@ -184,6 +187,8 @@ pub struct Router {
     next_gate: u64,
     /// How long an online subscriber may stay full before it is cut off.
     slow_consumer_timeout: Duration,
+    /// SUBACKs waiting for interest propagation (`held.rs`).
+    held_subacks: held::HeldSubAcks,
 }
 
 impl Router {
@@ -263,6 +268,7 @@ impl Router {
             overflow: Vec::new(),
             next_gate: 0,
             slow_consumer_timeout: limits.slow_consumer_timeout,
+            held_subacks: held::HeldSubAcks::default(),
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
