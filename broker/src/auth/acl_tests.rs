@@ -221,3 +221,31 @@ fn pattern_matching_without_allocation_agrees_with_substitution() {
         }
     }
 }
+
+/// `$status` reads are an ACL decision (docs/security.md): without an ACL file everyone
+/// reads them; with one, only a rule naming `$status` grants them — `#` does not, as a
+/// wildcard first level never matches a `$` topic [MQTT-4.7.2-1].
+#[test]
+fn status_documents_are_read_only_under_a_rule_that_names_status() {
+    let acl =
+        Acl::parse("topic read #\n\nuser ops\ntopic read $status/#\n\npattern read $status/%c\n")
+            .unwrap();
+    let cases: &[(Option<&str>, &str, &str, bool)] = &[
+        (None, "dev1", "$status/dev2", false),
+        (None, "dev1", "$status/dev1", true),
+        (None, "dev1", "other/topic", true),
+        (Some("ops"), "console", "$status/dev2", true),
+    ];
+    for &(user, id, topic, allowed) in cases {
+        assert_eq!(
+            acl.check(user, id, Read, topic),
+            allowed,
+            "{user:?} {id} {topic}"
+        );
+    }
+    // `$status/#` is granted because its own document could match; every delivery is then
+    // checked one by one, so it receives only `$status/dev1`.
+    assert!(acl.check_subscribe(None, "dev1", "$status/#"));
+    assert!(!acl.check_subscribe(None, "dev1", "$status/dev2"));
+    assert!(acl.check_subscribe(Some("ops"), "console", "$status/#"));
+}
