@@ -49,9 +49,12 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 pub async fn held_converges(addr: std::net::SocketAddr, client: &str, want: &BTreeSet<String>) {
     let deadline = tokio::time::Instant::now() + T;
     loop {
+        // A fresh id each time: an earlier probe never takes this one's connection over.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (c, mut rx) = subscriber(
             addr,
-            "probe-local",
+            &format!("probe{n}-local"),
             &["$interest/subscriptions"],
             QoS::AtLeastOnce,
         )

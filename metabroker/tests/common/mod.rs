@@ -145,6 +145,9 @@ pub fn client_v5(
                 }) => {
                     let _ = subacked_tx.send(user_properties);
                 }
+                // Our own DISCONNECT: stop, never reconnect (a reconnection would take the
+                // client id over from whoever uses it next).
+                Ok(Event::OutgoingDisconnect) => return,
                 Ok(_) => {}
                 Err(_) => {
                     if tx.is_closed() {
