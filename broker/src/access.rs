@@ -2,7 +2,7 @@
 //! receive a delivery, and where.
 //!
 //! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
-//! `$presence`, `$cluster`, `$resource`, `$interest`), the roles that configuration grants (admins,
+//! `$presence`, `$cluster`, `$resource`, `$interest`, `$dashboard`), the roles that configuration grants (admins,
 //! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
 //! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
 //! `$` rules before its ACL). Privilege comes from configuration and identity, never
@@ -151,6 +151,12 @@ impl Access {
         who.user.is_some_and(listed) || (!self.users_proved && listed(who.client_id))
     }
 
+    /// Whether `who` reads every configuration document: an admin, or — with a password
+    /// file — a bridge, which carries them down the hierarchy.
+    fn reads_all_config(&self, who: &Who<'_>) -> bool {
+        self.is_admin(who) || (self.users_proved && self.is_bridge(who))
+    }
+
     /// Whether `who` is the embedded bridge whose local client id is its own.
     fn embedded_bridge(&self, who: &Who<'_>) -> bool {
         who.bridge
@@ -235,6 +241,9 @@ impl Access {
                 "clients write only $resource/<name>/acquire, reserve and release",
             )),
             PRESENCE => self.presence_publish(who, topic),
+            "$dashboard" if topic != crate::services::client_pages::REQUEST_TOPIC => Err(Denied(
+                "clients write only $dashboard/clients (a page request)",
+            )),
             _ => Ok(()),
         }
     }
@@ -286,7 +295,7 @@ impl Access {
         match first_level(&inner) {
             // A bridge carries configuration documents down: with a password file, a
             // `bridge_users` user reads them all, as an admin does.
-            CONFIG if !self.is_admin(who) && !(self.users_proved && self.is_bridge(who)) => {
+            CONFIG if !self.reads_all_config(who) => {
                 if inner.strip_prefix("$config/") == Some(client_id) {
                     Ok(())
                 } else {
@@ -317,6 +326,11 @@ impl Access {
                     )),
                 }
             }
+            // Pages are delivered to the requester's session only; a 3.1.1 client, which
+            // cannot name a response topic, subscribes to the default reply topic.
+            "$dashboard" if inner != crate::services::client_pages::DEFAULT_REPLY_TOPIC => Err(
+                Denied("a client reads only $dashboard/clients/reply (its own pages)"),
+            ),
             PRESENCE if self.is_admin(who) || self.is_bridge(who) => Ok(()),
             PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),

@@ -63,6 +63,9 @@ fn publish_table() {
         ("site-local", "$interest/applied/site", true),
         ("site-local", "$interest/applied/site/x", false),
         ("dev", "$interest/applied/site", false),
+        ("dev", "$dashboard/clients", true),
+        ("dev", "$dashboard/clients/reply", false),
+        ("dev", "$dashboard/other", false),
     ];
     for &(client, topic, allowed) in rows {
         assert_eq!(
@@ -121,6 +124,9 @@ fn subscribe_table() {
         ("site-local", "$interest/#", true),
         ("admin", "$interest/subscriptions", true),
         ("site-remote", "$interest/subscriptions", false),
+        ("dev", "$dashboard/clients/reply", true),
+        ("dev", "$dashboard/clients", false),
+        ("dev", "$dashboard/#", false),
     ];
     for &(client, filter, allowed) in rows {
         assert_eq!(

@@ -57,6 +57,8 @@ pub struct BrokerHandle {
     metrics: Arc<Metrics>,
     /// The bound UDP address of the DNS status listener, when `[dns] listen` is set.
     dns_addr: Option<SocketAddr>,
+    /// The bound address of the dashboard, when `[dashboard] listen` is set.
+    dashboard_addr: Option<SocketAddr>,
     /// Embedded metabrokers (`[[bridge]]`), stopped before the broker.
     bridges: Vec<canopy_metabroker::BridgeHandle>,
     /// What connection tasks share, for [`BrokerHandle::attach`].
@@ -84,6 +86,12 @@ impl BrokerHandle {
     /// The bound UDP address of the DNS status listener, `None` without `[dns] listen`.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns_addr
+    }
+
+    /// The bound address of the dashboard (page and MQTT over WebSocket), `None` without
+    /// `[dashboard] listen`.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard_addr
     }
 
     /// Broker-wide counters.
@@ -197,6 +205,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         }
         None => None,
     };
+    let dashboard_listener = server::dashboard::bind(&config).await?;
     // Files the configuration names are read before the store is opened, so that a bad
     // one leaves no data directory behind.
     let auth = Arc::new(auth::Auth::load(&config.auth)?);
@@ -237,7 +246,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let router_task = tokio::spawn(router.run(rx, commits));
     let ctx = Arc::new(ServerCtx {
         router: tx.clone(),
-        anonymous: config.auth.anonymous_allowed(&config.listener),
+        anonymous: config.anonymous_allowed(),
         auth: auth.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
@@ -266,6 +275,16 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             metrics.clone(),
         )));
     }
+    let dashboard_addr = dashboard_listener.map(|(listener, addr, max_ws)| {
+        tracing::info!(%addr, url = %format!("http://{addr}/"), "serving the dashboard");
+        accept_tasks.push(tokio::spawn(server::dashboard::accept_loop(
+            listener,
+            ctx.clone(),
+            connections.clone(),
+            max_ws,
+        )));
+        addr
+    });
     let mut dns_addr = None;
     if let Some((socket, bound)) = dns_socket {
         tracing::info!(addr = %bound, zone = %config.dns.zone, "serving DNS status");
@@ -294,6 +313,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         connections,
         metrics,
         dns_addr,
+        dashboard_addr,
     })
 }
 

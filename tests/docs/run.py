@@ -25,7 +25,7 @@ follows it, except `broker` and `expect` with inline text):
   <!-- doc-test: absent TEXT -->    TEXT must not be in the page's output so far
 
 Rewrites, so a page runs on any machine (see tests/docs/README.md): the documented ports
-(1883, 1884, 1885, 5353, 8883, 9100) become free ports; `canopy`, `mosquitto_pub` and
+(1883, 1884, 1885, 5353, 8080, 8883, 9100) become free ports; `canopy`, `mosquitto_pub` and
 `mosquitto_sub` without a port get `-p <the port standing for 1883>`; `canopy-broker`
 without `--config` gets a file that listens there; `cargo run [--release] -p canopy-broker`
 and `cargo run [--release] -p canopy-client --` become the release binaries. In expected
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_PORTS = (1883, 1884, 1885, 5353, 8883, 9100)
+DOC_PORTS = (1883, 1884, 1885, 5353, 8080, 8883, 9100)
 BLOCK_TIMEOUT = 60.0
 EXPECT_TIMEOUT = 10.0
 PORT_WAIT = 15.0

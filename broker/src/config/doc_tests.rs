@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 9] = [
+const TABLES: [(&str, &str); 10] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
@@ -24,11 +24,21 @@ const TABLES: [(&str, &str); 9] = [
     ("### `[presence]`", "[presence]\n"),
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
     ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
+    ("### `[dashboard]`", "[dashboard]\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 9] = [
-    "listener", "auth", "limits", "dns", "config", "presence", "carousel", "bridge", "resource",
+const TABLE_KEYS: [&str; 10] = [
+    "listener",
+    "auth",
+    "limits",
+    "dns",
+    "config",
+    "presence",
+    "carousel",
+    "bridge",
+    "resource",
+    "dashboard",
 ];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.

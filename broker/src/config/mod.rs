@@ -6,6 +6,7 @@
 //! anything beyond reading the one file it is given: no sockets, no other files, and no shared
 //! state except the counter that keeps `Config::ephemeral` directories distinct.
 
+mod dashboard;
 mod error;
 mod limits;
 mod resources;
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+pub use dashboard::DashboardConfig;
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
 pub use resources::{ResourceConfig, ResourceMode};
@@ -208,6 +210,8 @@ pub struct Config {
     pub bridge: Vec<canopy_metabroker::BridgeConfig>,
     /// Scarce resources (`[[resource]]`, SPEC §7; see docs/resources.md); default none.
     pub resource: Vec<ResourceConfig>,
+    /// The web dashboard (`[dashboard]`, see docs/dashboard.md); default off.
+    pub dashboard: DashboardConfig,
 }
 
 impl Default for Config {
@@ -230,6 +234,7 @@ impl Default for Config {
             carousel: Vec::new(),
             bridge: Vec::new(),
             resource: Vec::new(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -391,6 +396,7 @@ impl Config {
                 });
             }
         }
+        dashboard::check(self)?;
         for (i, b) in self.bridge.iter().enumerate() {
             b.validate().map_err(|(key, message)| Violation {
                 key: format!("bridge[{i}].{key}"),

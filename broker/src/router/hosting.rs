@@ -41,6 +41,7 @@ pub fn registered(
             &config.presence,
         )),
         Box::new(crate::services::interest::InterestService::new()),
+        Box::new(crate::services::client_pages::ClientPages::new()),
     ]
 }
 
@@ -68,6 +69,13 @@ struct RouterHost<'a> {
 impl Host for RouterHost<'_> {
     fn now(&self) -> Instant {
         self.now
+    }
+
+    fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        let r = &self.router;
+        r.by_id
+            .get(client_id)
+            .is_some_and(|&key| r.may_deliver(key, topic))
     }
 
     fn publish(&mut self, msg: Message) {

@@ -6,6 +6,7 @@
 //! router's command channel.
 
 mod connection;
+pub mod dashboard;
 mod handshake;
 pub mod layers;
 pub mod prometheus;

@@ -12,6 +12,7 @@
 //! list (`router::services::registered`).
 
 pub mod carousel;
+pub mod client_pages;
 pub mod config_docs;
 pub mod dns;
 pub mod interest;
@@ -102,6 +103,13 @@ pub trait Host {
     /// Calls `f(client id, filter, active)` for every subscription of every session (those
     /// restored from the store included).
     fn for_each_subscription(&self, _f: &mut dyn FnMut(&str, &str, bool)) {}
+
+    /// Whether `client_id` may receive a message on `topic`: the access seam's delivery
+    /// rule (the ACL file, when there is one), for a service that answers with documents
+    /// it reads on a client's behalf. False for an unknown client, and by default.
+    fn may_read(&self, _client_id: &str, _topic: &str) -> bool {
+        false
+    }
 }
 
 /// One service module. Every hook has a default that does nothing, so a service

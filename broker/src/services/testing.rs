@@ -38,6 +38,8 @@ pub struct FakeHost {
     subscriptions: HashMap<String, Vec<(String, QoS)>>,
     /// Gated subscriptions (client id, filter) and whether each is active now.
     pub gated: BTreeMap<(String, String), bool>,
+    /// Topics [`Host::may_read`] refuses to every client (as an ACL file would).
+    pub read_denied: Vec<String>,
 }
 
 impl Default for FakeHost {
@@ -60,6 +62,7 @@ impl FakeHost {
             clients: HashMap::new(),
             subscriptions: HashMap::new(),
             gated: BTreeMap::new(),
+            read_denied: Vec::new(),
         }
     }
 
@@ -228,6 +231,10 @@ pub fn fire_due(service: &mut dyn Service, host: &mut FakeHost) -> bool {
 }
 
 impl Host for FakeHost {
+    fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        self.clients.contains_key(client_id) && !self.read_denied.iter().any(|t| t == topic)
+    }
+
     fn now(&self) -> Instant {
         self.now
     }
