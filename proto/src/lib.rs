@@ -13,7 +13,7 @@ pub mod reason;
 pub mod session;
 pub mod topic;
 
-pub use codec::{DecodeLimits, decode, encode, encoded_len};
+pub use codec::{DecodeLimits, decode, encode, encoded_len, frame_size};
 pub use error::ProtoError;
 pub use packet::*;
 pub use reason::ReasonCode;

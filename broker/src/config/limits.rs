@@ -73,9 +73,27 @@ pub struct Limits {
     #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
     pub max_connections: usize,
     /// Most new connections accepted per second, across all listeners; 0 (default) means
-    /// unlimited.
+    /// unlimited. Above it the listeners stop accepting until the next second: the
+    /// connections wait in the kernel's backlog, none is refused.
     #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
     pub connection_rate: u32,
+    /// Most new connections accepted per second from one source (an IPv4 address or an
+    /// IPv6 /64); more are closed at once and counted. 0 (default) means unlimited.
+    #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
+    pub connection_rate_per_address: u32,
+    /// Connections above `max_connections` that wait, in arrival order, for a place
+    /// before their CONNECT is read. Default 1000; 0 to 1000000.
+    #[serde(deserialize_with = "int::<_, _, 0, 1_000_000>")]
+    pub admission_queue: usize,
+    /// How long a connection may wait in the admission queue; then its CONNECT is read and
+    /// refused (5.0: CONNACK 0x97, 3.1.1: return code 3). Default `"10s"`; 100ms to 1h.
+    #[serde(deserialize_with = "duration::<_, 100, 3_600_000>")]
+    pub admission_timeout: Duration,
+    /// How long a new connection has, once admitted, to complete its CONNECT (and, before
+    /// that, its TLS and WebSocket handshakes); a connection that trickles bytes is dropped
+    /// too. Default `"10s"`; 100ms to 1h.
+    #[serde(deserialize_with = "duration::<_, 100, 3_600_000>")]
+    pub connect_timeout: Duration,
     /// Longest keep alive, in seconds, the broker lets a client choose; a 5.0 client asking
     /// for more, or for 0, is sent this value as Server Keep Alive. Default 65535; 1 to 65535.
     #[serde(deserialize_with = "int::<_, _, 1, 65535>")]
@@ -110,6 +128,10 @@ impl Default for Limits {
             slow_consumer_timeout: Duration::from_secs(30),
             max_connections: 100_000,
             connection_rate: 0,
+            connection_rate_per_address: 0,
+            admission_queue: 1000,
+            admission_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             max_keep_alive: 65535,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,

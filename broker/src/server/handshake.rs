@@ -287,7 +287,8 @@ pub async fn establish<S: Transport>(
     ctx: &ServerCtx,
 ) -> Option<Established> {
     let limits = &ctx.config.limits;
-    let open = ctx.open.load(Ordering::Relaxed);
+    // Served connections (this one included); admission keeps it within the limit.
+    let open = ctx.admission.serving();
     // A certificate's CN stands for the user name: such a client is never anonymous.
     let anonymous = ctx.anonymous || stream.identity().is_some();
     let accepted = match validate(&connect, &ctx.config, anonymous, open, || {

@@ -71,6 +71,20 @@ pub fn decode(
     decode::packet(first, body, protocol).map(Some)
 }
 
+/// The first byte and the total size (fixed header included) of the packet at the front of
+/// `buf`, once its fixed header is complete; `Ok(None)` before. Reads nothing else and
+/// reserves nothing: a caller that must not buffer ahead of the bytes received (a
+/// connection before its CONNECT) checks the size here before calling [`decode`].
+pub fn frame_size(buf: &[u8]) -> Result<Option<(u8, usize)>, ProtoError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let Some((remaining, len_bytes)) = varint::read(buf.get(1..).unwrap_or_default())? else {
+        return Ok(None);
+    };
+    Ok(Some((first, 1 + len_bytes + remaining)))
+}
+
 /// Appends the encoding of `packet` to `out`.
 ///
 /// Fails, writing nothing, when the packet cannot be represented in `protocol` (for

@@ -31,6 +31,8 @@ macro_rules! both_versions {
 }
 
 mod activation;
+#[cfg(feature = "in-process")]
+mod admission;
 mod bridge;
 mod connect;
 mod malformed;
