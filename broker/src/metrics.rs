@@ -66,6 +66,8 @@ counters! {
     connect_timeouts,
     /// Connections closed at once for exceeding `connection_rate_per_address`.
     connections_rate_limited,
+    /// PUBLISHes refused for carrying more than `max_user_properties` User Properties.
+    user_properties_exceeded,
 }
 
 impl Metrics {

@@ -106,6 +106,12 @@ pub struct Limits {
     /// lowered to this. Default 4294967295 (never expire); 0 to 4294967295.
     #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
     pub max_session_expiry: u32,
+    /// Most User Properties in one PUBLISH (or will) from a client. A 5.0 QoS 1/2 PUBLISH
+    /// over it is answered PUBACK/PUBREC 0x97 (Quota exceeded) and not routed; a QoS 0 one
+    /// is dropped and counted; a will over it refuses the CONNECT (CONNACK 0x97). Default
+    /// 128; 0 to 1000000.
+    #[serde(deserialize_with = "int::<_, _, 0, 1_000_000>")]
+    pub max_user_properties: usize,
     /// Whether retained messages are supported (Retain Available). Default true.
     pub retain_available: bool,
     /// Highest QoS the broker grants (Maximum QoS). Default 2; 0 to 2.
@@ -135,6 +141,7 @@ impl Default for Limits {
             max_keep_alive: 65535,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
+            max_user_properties: 128,
             retain_available: true,
             maximum_qos: 2,
         }

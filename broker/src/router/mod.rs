@@ -184,6 +184,8 @@ pub struct Router {
     next_gate: u64,
     /// How long an online subscriber may stay full before it is cut off.
     slow_consumer_timeout: Duration,
+    /// Most User Properties accepted in one PUBLISH (`[limits] max_user_properties`).
+    max_user_properties: usize,
 }
 
 impl Router {
@@ -263,6 +265,7 @@ impl Router {
             overflow: Vec::new(),
             next_gate: 0,
             slow_consumer_timeout: limits.slow_consumer_timeout,
+            max_user_properties: limits.max_user_properties,
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {

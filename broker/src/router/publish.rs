@@ -46,6 +46,16 @@ impl Router {
                     .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
+        if p.properties.user_properties.len() > self.max_user_properties {
+            // docs/flow-control.md#user-properties: refused, not routed, counted.
+            Metrics::add(&self.metrics.user_properties_exceeded, 1);
+            tracing::debug!(
+                count = p.properties.user_properties.len(),
+                "publish over max_user_properties refused"
+            );
+            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::QUOTA_EXCEEDED);
+            return;
+        }
         // A hop marker says a metabroker forwarded this message (loop guard, and the
         // hierarchy's documents, SPEC §4).
         let forwarded = p

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use canopy_proto::session::KeepAlive;
-use canopy_proto::{DecodeLimits, Packet, Protocol, ReasonCode};
+use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
@@ -375,7 +375,7 @@ impl Connection<'_> {
                     };
                     if let Some(p) = outbound_publish(d, self.protocol, &mut self.aliases, now) {
                         Metrics::add(&self.ctx.metrics.publish_sent, 1);
-                        self.encode(&Packet::Publish(p));
+                        self.encode_delivery(&p, &msg.properties);
                     }
                 }
                 Outgoing::Packet(p) => {
@@ -402,6 +402,15 @@ impl Connection<'_> {
         match canopy_proto::encode(packet, self.protocol, &mut self.wbuf) {
             Ok(()) => Metrics::add(&self.ctx.metrics.packets_sent, 1),
             Err(e) => tracing::warn!(error = %e, "cannot encode outgoing packet; dropped"),
+        }
+    }
+
+    /// Encodes a delivery: its per-hop properties from `p`, the message's own from the
+    /// shared message (never copied per subscriber).
+    fn encode_delivery(&mut self, p: &canopy_proto::Publish, shared: &PublishProperties) {
+        match canopy_proto::encode_publish_shared(p, shared, self.protocol, &mut self.wbuf) {
+            Ok(()) => Metrics::add(&self.ctx.metrics.packets_sent, 1),
+            Err(e) => tracing::warn!(error = %e, "cannot encode outgoing PUBLISH; dropped"),
         }
     }
 

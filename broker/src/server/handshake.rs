@@ -194,6 +194,12 @@ pub fn validate(
                 "will QoS above the maximum",
             ));
         }
+        if w.properties.user_properties.len() > limits.max_user_properties {
+            return Err(refuse(
+                ReasonCode::QUOTA_EXCEEDED,
+                "will has more user properties than max_user_properties",
+            ));
+        }
         if w.retain && !limits.retain_available {
             return Err(refuse(
                 ReasonCode::RETAIN_NOT_SUPPORTED,

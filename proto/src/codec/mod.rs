@@ -11,7 +11,7 @@
 use bytes::BytesMut;
 
 use crate::error::ProtoError;
-use crate::packet::{Packet, Protocol};
+use crate::packet::{Packet, Protocol, Publish, PublishProperties};
 
 mod decode;
 mod encode;
@@ -104,6 +104,45 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     sink::Sink::put_varint(out, remaining);
     encode::body(packet, protocol, out);
     Ok(())
+}
+
+/// Appends the encoding of the PUBLISH `p` with its message-level properties (Payload
+/// Format Indicator, Response Topic, Correlation Data, User Properties, Content Type) taken
+/// from `shared` instead of `p.properties`, whose own values for those are ignored; the
+/// per-hop ones (Message Expiry Interval, Topic Alias, Subscription Identifiers) come from
+/// `p.properties`. The bytes are those [`encode`] writes for the merged packet. Lets one
+/// message be sent to many subscribers without copying its properties for each.
+pub fn encode_publish_shared(
+    p: &Publish,
+    shared: &PublishProperties,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<(), ProtoError> {
+    let v5 = protocol.is_v5();
+    encode::check_publish(p, v5)?;
+    let mut counter = sink::Counter::default();
+    encode::publish_shared(p, shared, v5, &mut counter);
+    if let Some(e) = counter.err {
+        return Err(e);
+    }
+    let remaining = counter.n;
+    check_remaining(remaining)?;
+    out.reserve(1 + varint::len(remaining) + remaining);
+    sink::Sink::put_u8(out, encode::publish_first_byte(p));
+    sink::Sink::put_varint(out, remaining);
+    encode::publish_shared(p, shared, v5, out);
+    Ok(())
+}
+
+/// Exact size of what [`encode_publish_shared`] writes, fixed header included.
+pub fn encoded_publish_shared_len(
+    p: &Publish,
+    shared: &PublishProperties,
+    protocol: Protocol,
+) -> usize {
+    let mut counter = sink::Counter::default();
+    encode::publish_shared(p, shared, protocol.is_v5(), &mut counter);
+    1 + varint::len(counter.n) + counter.n
 }
 
 /// Exact size of the encoding, fixed header included (used to honour a peer's Maximum

@@ -47,4 +47,6 @@ mod retain;
 mod services;
 mod session;
 mod subscribe;
+#[cfg(feature = "in-process")]
+mod user_properties;
 mod will;
