@@ -68,6 +68,8 @@ counters! {
     connections_rate_limited,
     /// PUBLISHes refused for carrying more than `max_user_properties` User Properties.
     user_properties_exceeded,
+    /// SUBSCRIBE filters and retained PUBLISHes refused by a subscription or retained quota.
+    quota_exceeded,
 }
 
 impl Metrics {

@@ -112,6 +112,24 @@ pub struct Limits {
     /// 128; 0 to 1000000.
     #[serde(deserialize_with = "int::<_, _, 0, 1_000_000>")]
     pub max_user_properties: usize,
+    /// Most subscriptions one session may hold; a SUBSCRIBE of a new filter beyond it is
+    /// refused for that filter (5.0: 0x97 Quota exceeded, 3.1.1: 0x80). Default 100000;
+    /// at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_subscriptions_per_client: usize,
+    /// Most retained messages held in total. Default 1000000; at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_retained_messages: usize,
+    /// Most bytes (topic and payload) of retained messages held in total. Default 1 GiB.
+    #[serde(deserialize_with = "size::<_, _, 1, UNBOUNDED>")]
+    pub max_retained_bytes: u64,
+    /// Most retained messages one client's PUBLISHes may hold. Default 10000; at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_retained_messages_per_client: usize,
+    /// Most bytes (topic and payload) of retained messages one client's PUBLISHes may hold.
+    /// Default 64 MiB.
+    #[serde(deserialize_with = "size::<_, _, 1, UNBOUNDED>")]
+    pub max_retained_bytes_per_client: u64,
     /// Whether retained messages are supported (Retain Available). Default true.
     pub retain_available: bool,
     /// Highest QoS the broker grants (Maximum QoS). Default 2; 0 to 2.
@@ -142,6 +160,11 @@ impl Default for Limits {
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             max_user_properties: 128,
+            max_subscriptions_per_client: 100_000,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1024 * MIB,
+            max_retained_messages_per_client: 10_000,
+            max_retained_bytes_per_client: 64 * MIB,
             retain_available: true,
             maximum_qos: 2,
         }

@@ -40,6 +40,8 @@ mod malformed;
 mod presence;
 mod properties;
 mod publish;
+#[cfg(feature = "in-process")]
+mod quotas;
 mod real_clients;
 #[cfg(feature = "in-process")]
 mod resources;
