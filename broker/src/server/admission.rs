@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::config::Limits;
@@ -36,42 +36,57 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Every bound on new connections, shared by all listeners.
 #[derive(Debug)]
 pub struct Admission {
-    sockets: Arc<Semaphore>,
-    released: Arc<Notify>,
+    sockets: Arc<Sockets>,
     gate: Arc<Gate>,
     /// Queue length at which waiters that gave up are swept out of the FIFO.
     prune_at: usize,
     timeout: Duration,
+    /// `connection_rate` and `connection_rate_per_address` (0: unlimited), read without
+    /// taking the lock.
+    total_rate: u32,
+    per_address_rate: u32,
     rate: Mutex<Rates>,
     metrics: Arc<Metrics>,
 }
 
+/// The socket semaphore and the signal that one of its permits came back.
+#[derive(Debug)]
+struct Sockets {
+    semaphore: Semaphore,
+    released: Notify,
+}
+
 /// A socket the broker may hold (a permit of the socket semaphore), from accept to close.
+/// One pointer: it lives in every connection task.
 #[derive(Debug)]
 pub struct Ticket {
-    _permit: OwnedSemaphorePermit,
-    released: Arc<Notify>,
+    sockets: Arc<Sockets>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.sockets.semaphore.add_permits(1);
         // Wakes an accept loop backing off after running out of descriptors.
-        self.released.notify_waiters();
+        self.sockets.released.notify_waiters();
     }
 }
 
-/// What a connection task gets from the accept loop.
+/// What a connection task gets from the accept loop: one pointer (`None`: exempt), so
+/// that each future it passes through stays small.
 #[derive(Debug)]
-pub struct Admit {
-    _ticket: Option<Ticket>,
+pub struct Admit(Option<Box<AdmitInner>>);
+
+#[derive(Debug)]
+struct AdmitInner {
+    ticket: Ticket,
     entry: Entry,
 }
 
 /// A connection's place at the gate.
 #[derive(Debug)]
 enum Entry {
-    /// Served now (or exempt: `None`).
-    Now(Option<Serving>),
+    /// Served now.
+    Now(Serving),
     /// Waiting in the FIFO.
     Wait(Waiting),
 }
@@ -110,42 +125,41 @@ impl Drop for Waiting {
 /// ticket until then.
 #[derive(Debug)]
 pub struct TimedOut {
-    _ticket: Option<Ticket>,
+    _ticket: Ticket,
 }
 
 impl Admit {
     /// A connection not subject to admission (an in-process stream given to the broker).
     pub fn exempt() -> Admit {
-        Admit {
-            _ticket: None,
-            entry: Entry::Now(None),
-        }
+        Admit(None)
     }
 
     /// Waits for a place among the served connections, at most `timeout`; the returned
     /// value is to be held until the connection ends.
     pub async fn admitted(self, timeout: Duration) -> Result<Admitted, TimedOut> {
-        let Admit { _ticket, entry } = self;
+        let Some(inner) = self.0 else {
+            return Ok(Admitted { _held: None });
+        };
+        let AdmitInner { ticket, entry } = *inner;
         let serving = match entry {
             Entry::Now(s) => s,
             Entry::Wait(mut w) => match tokio::time::timeout(timeout, &mut w.rx).await {
-                Ok(Ok(s)) => Some(s),
+                Ok(Ok(s)) => s,
                 // The gate is gone (shutdown) or the wait timed out.
-                Ok(Err(_)) | Err(_) => return Err(TimedOut { _ticket }),
+                Ok(Err(_)) | Err(_) => return Err(TimedOut { _ticket: ticket }),
             },
         };
         Ok(Admitted {
-            _ticket,
-            _serving: serving,
+            _held: Some((ticket, serving)),
         })
     }
 }
 
-/// An admitted connection's socket ticket and place; dropped when the connection ends.
+/// An admitted connection's socket ticket and place (`None`: exempt); dropped when the
+/// connection ends. Two pointers.
 #[derive(Debug)]
 pub struct Admitted {
-    _ticket: Option<Ticket>,
-    _serving: Option<Serving>,
+    _held: Option<(Ticket, Serving)>,
 }
 
 /// The served count and the FIFO of connections waiting for a place.
@@ -224,8 +238,6 @@ impl Gate {
 /// The per-second connection counters.
 #[derive(Debug)]
 struct Rates {
-    total: u32,
-    per_address: u32,
     window_start: Instant,
     in_window: u32,
     sources: HashMap<u128, u32>,
@@ -262,14 +274,16 @@ impl Admission {
             .saturating_add(limits.admission_queue)
             .min(Semaphore::MAX_PERMITS);
         Admission {
-            sockets: Arc::new(Semaphore::new(sockets)),
-            released: Arc::new(Notify::new()),
+            sockets: Arc::new(Sockets {
+                semaphore: Semaphore::new(sockets),
+                released: Notify::new(),
+            }),
             gate: Gate::new(limits.max_connections),
             prune_at: limits.admission_queue.saturating_mul(2).max(16),
             timeout: limits.admission_timeout,
+            total_rate: limits.connection_rate,
+            per_address_rate: limits.connection_rate_per_address,
             rate: Mutex::new(Rates {
-                total: limits.connection_rate,
-                per_address: limits.connection_rate_per_address,
                 window_start: Instant::now(),
                 in_window: 0,
                 sources: HashMap::new(),
@@ -286,19 +300,20 @@ impl Admission {
     /// Waits for a socket ticket, then for the total connection rate to allow one more
     /// accept. Called before `accept`.
     pub async fn ticket(&self) -> Ticket {
-        let permit = match self.sockets.clone().acquire_owned().await {
-            Ok(p) => p,
+        match self.sockets.semaphore.acquire().await {
+            // Given back by `Ticket::drop`.
+            Ok(p) => p.forget(),
             // The semaphore is never closed; wait forever rather than accept unbounded.
             Err(_) => std::future::pending().await,
+        }
+        let ticket = Ticket {
+            sockets: self.sockets.clone(),
         };
-        loop {
+        while self.total_rate > 0 {
             let wait_until = {
                 let mut r = self.rates();
-                if r.total == 0 {
-                    break;
-                }
                 r.roll(Instant::now());
-                if r.in_window < r.total {
+                if r.in_window < self.total_rate {
                     r.in_window += 1;
                     break;
                 }
@@ -306,21 +321,18 @@ impl Admission {
             };
             tokio::time::sleep_until(wait_until).await;
         }
-        Ticket {
-            _permit: permit,
-            released: self.released.clone(),
-        }
+        ticket
     }
 
     /// Whether `ip` is within `connection_rate_per_address`; counts a refusal.
     pub fn source_allowed(&self, ip: IpAddr) -> bool {
+        if self.per_address_rate == 0 {
+            return true;
+        }
         let allowed = {
             let mut r = self.rates();
-            if r.per_address == 0 {
-                return true;
-            }
             r.roll(Instant::now());
-            let limit = r.per_address;
+            let limit = self.per_address_rate;
             let key = source_key(ip);
             let full = r.sources.len() >= MAX_TRACKED_SOURCES;
             let count = match r.sources.get_mut(&key) {
@@ -340,7 +352,7 @@ impl Admission {
     /// Takes the connection's place at the gate, in accept order.
     pub fn enter(&self, ticket: Ticket) -> Admit {
         let entry = match self.gate.enter(self.prune_at) {
-            Ok(s) => Entry::Now(Some(s)),
+            Ok(s) => Entry::Now(s),
             Err(rx) => {
                 Metrics::add(&self.metrics.connections_queued, 1);
                 Metrics::add(&self.metrics.connections_waiting, 1);
@@ -350,10 +362,7 @@ impl Admission {
                 })
             }
         };
-        Admit {
-            _ticket: Some(ticket),
-            entry,
-        }
+        Admit(Some(Box::new(AdmitInner { ticket, entry })))
     }
 
     /// `admission_timeout`.
@@ -380,7 +389,7 @@ impl Admission {
         }
         let backoff = backoff.clamp(BACKOFF_MIN, BACKOFF_MAX);
         tokio::select! {
-            _ = self.released.notified() => {}
+            _ = self.sockets.released.notified() => {}
             _ = tokio::time::sleep(backoff) => {}
         }
         (backoff * 2).min(BACKOFF_MAX)
