@@ -309,19 +309,21 @@ impl Admission {
         let ticket = Ticket {
             sockets: self.sockets.clone(),
         };
-        while self.total_rate > 0 {
+        if self.total_rate == 0 {
+            return ticket;
+        }
+        loop {
             let wait_until = {
                 let mut r = self.rates();
                 r.roll(Instant::now());
                 if r.in_window < self.total_rate {
                     r.in_window += 1;
-                    break;
+                    return ticket;
                 }
                 r.window_start + Duration::from_secs(1)
             };
             tokio::time::sleep_until(wait_until).await;
         }
-        ticket
     }
 
     /// Whether `ip` is within `connection_rate_per_address`; counts a refusal.
