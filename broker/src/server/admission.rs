@@ -150,16 +150,17 @@ impl Admit {
             },
         };
         Ok(Admitted {
-            _held: Some((ticket, serving)),
+            _held: Some((serving, ticket)),
         })
     }
 }
 
-/// An admitted connection's socket ticket and place (`None`: exempt); dropped when the
-/// connection ends. Two pointers.
+/// An admitted connection's place and socket ticket (`None`: exempt); dropped when the
+/// connection ends, the place first, so that the accept loop woken by the ticket finds
+/// the place free. Two pointers.
 #[derive(Debug)]
 pub struct Admitted {
-    _held: Option<(Ticket, Serving)>,
+    _held: Option<(Serving, Ticket)>,
 }
 
 /// The served count and the FIFO of connections waiting for a place.
