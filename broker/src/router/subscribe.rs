@@ -74,6 +74,12 @@ impl Router {
                 reasons.push(fail(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR));
                 continue;
             }
+            if let Err(why) = self.subscription_quota(key, filter.as_str()) {
+                Metrics::add(&self.metrics.quota_exceeded, 1);
+                reason_string = Some(why.to_string());
+                reasons.push(fail(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
             let granted = options.qos.min(self.maximum_qos);
             let options = SubscriptionOptions {
                 qos: granted,

@@ -31,6 +31,8 @@ macro_rules! both_versions {
 }
 
 mod activation;
+#[cfg(feature = "in-process")]
+mod admission;
 mod bridge;
 mod connect;
 mod malformed;
@@ -38,6 +40,8 @@ mod malformed;
 mod presence;
 mod properties;
 mod publish;
+#[cfg(feature = "in-process")]
+mod quotas;
 mod real_clients;
 #[cfg(feature = "in-process")]
 mod resources;
@@ -45,4 +49,6 @@ mod retain;
 mod services;
 mod session;
 mod subscribe;
+#[cfg(feature = "in-process")]
+mod user_properties;
 mod will;
