@@ -233,6 +233,8 @@ impl Access {
         match first_level(topic) {
             "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
             STATUS => Err(Denied("$status topics are written by the broker only")),
+            // A metabroker reports the interest version it applied upstream.
+            INTEREST if self.reads_interest(who) && applied_report(topic) => Ok(()),
             INTEREST => Err(Denied("$interest topics are written by the broker only")),
             CONFIG if !self.is_admin(who) => {
                 Err(Denied("only admins write configuration documents"))
@@ -383,6 +385,13 @@ fn forwarded_publish(topic: &str, online_here: &dyn Fn(&str) -> bool) -> Result<
         ));
     }
     Ok(())
+}
+
+/// `$interest/applied/<bridge name>`: one level, no wildcard.
+fn applied_report(topic: &str) -> bool {
+    topic
+        .strip_prefix("$interest/applied/")
+        .is_some_and(|n| !n.is_empty() && !n.contains('/'))
 }
 
 /// `$resource/<name>/acquire|reserve|release`.

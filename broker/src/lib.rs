@@ -119,6 +119,7 @@ impl BrokerHandle {
             self.ctx.clone(),
             server::transport::Polled::new(stream),
             peer,
+            server::admission::Admit::exempt(),
         );
     }
 
@@ -265,6 +266,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         next_assigned: AtomicU64::new(1),
         shutdown: stop_rx,
         cluster: cluster.clone(),
+        admission: server::admission::Admission::new(&config.limits, metrics.clone()),
     });
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();

@@ -224,7 +224,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 49, "rows with a literal default");
+    assert_eq!(checked, 59, "rows with a literal default");
 }
 
 #[test]
