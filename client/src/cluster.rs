@@ -17,7 +17,7 @@ use crate::link::{FilterRequest, Link, LinkEvent, SubscribeRequest};
 use crate::options::ConnectSettings;
 use crate::publish::{PublishPlan, Source};
 
-/// How long `status` waits for more records after the last one arrived.
+/// How long `status` waits for more retained records after the last one arrived.
 const QUIET: Duration = Duration::from_millis(300);
 
 /// Arguments of `canopy cluster`.
@@ -180,10 +180,16 @@ async fn status(args: &StatusArgs) -> Result<(), CliError> {
         match tokio::time::timeout(limit, link.next_event()).await {
             Err(_) => break,
             Ok(Some(LinkEvent::Message(m))) => {
+                // Retained records come first; a live one means the replay is over (records
+                // keep arriving every load interval, so waiting for quiet may never end).
+                let live = !m.retain;
                 if let Some(r) = NodeRecord::from_payload(&m.payload) {
                     records.retain(|x| x.node != r.node);
                     records.push(r);
                     limit = QUIET;
+                }
+                if live && !records.is_empty() {
+                    break;
                 }
             }
             Ok(Some(LinkEvent::Failed(f))) => return Err(f.into_error(link.addr().to_owned())),
