@@ -56,6 +56,14 @@ counters! {
     logins_failed,
     /// Publisher acknowledgements held back because a subscriber's queue was full.
     publishers_held,
+    /// 3.1.1 connections proxied to their assigned cluster node (server/proxy.rs).
+    proxied_connections,
+    /// Proxied connections open now.
+    proxied_open,
+    /// Bytes spliced between proxied clients and their nodes, both directions.
+    proxied_bytes,
+    /// Proxied connections refused because the assigned node could not be reached.
+    proxy_unreachable,
 }
 
 impl Metrics {

@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::handshake::{self, Established};
+use super::proxy::{self, Preamble};
 use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
 use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
@@ -71,10 +72,11 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
     let mut rbuf = BytesMut::with_capacity(4096);
-    let connect = match Box::pin(read_connect(&mut stream, &mut rbuf, &limits, ctx)).await {
-        Some(c) => c,
-        None => return,
-    };
+    let (connect, _arrival) =
+        match Box::pin(read_connect(&mut stream, &mut rbuf, &limits, ctx)).await {
+            Some(c) => c,
+            None => return,
+        };
     let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;
     };
@@ -113,18 +115,48 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
     let _ = stream.shutdown().await;
 }
 
-/// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout.
+/// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout, after
+/// the PROXY line another cluster node may send first (server/proxy.rs).
 async fn read_connect<S: Transport>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     limits: &DecodeLimits,
     ctx: &ServerCtx,
-) -> Option<canopy_proto::Connect> {
+) -> Option<(canopy_proto::Connect, Arrival)> {
     let mut shutdown = ctx.shutdown.clone();
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    // Whether the PROXY line question is settled, and its answer.
+    let mut preamble_read = false;
+    let mut via_proxy = None;
     loop {
-        match canopy_proto::decode(rbuf, Protocol::V311, limits) {
-            Ok(Some(Packet::Connect(c))) => return Some(*c),
+        if !preamble_read {
+            match proxy::take_preamble(rbuf) {
+                Preamble::Absent => preamble_read = true,
+                Preamble::Proxied(client) => {
+                    tracing::debug!(?client, "connection proxied by another node");
+                    preamble_read = true;
+                    via_proxy = Some(client);
+                }
+                Preamble::Incomplete => {}
+                Preamble::Invalid => {
+                    tracing::info!("malformed PROXY line; closing");
+                    Metrics::add(&ctx.metrics.protocol_errors, 1);
+                    return None;
+                }
+            }
+        }
+        let raw = proxy::frame_len(rbuf).and_then(|n| rbuf.get(..n));
+        let raw = raw.map(bytes::Bytes::copy_from_slice).unwrap_or_default();
+        let decoded = if preamble_read {
+            canopy_proto::decode(rbuf, Protocol::V311, limits)
+        } else {
+            Ok(None)
+        };
+        match decoded {
+            Ok(Some(Packet::Connect(c))) => {
+                let arrival = Arrival { raw, via_proxy };
+                return Some((*c, arrival));
+            }
             Ok(Some(other)) => {
                 tracing::info!(
                     packet_type = other.packet_type(),
@@ -166,6 +198,16 @@ async fn read_connect<S: Transport>(
             Err(_) => return None,
         }
     }
+}
+
+/// How a CONNECT arrived, for a decision to proxy it (server/proxy.rs).
+#[derive(Debug, Default)]
+pub struct Arrival {
+    /// The CONNECT packet exactly as received.
+    pub raw: bytes::Bytes,
+    /// `Some` when another node proxied this connection (it is then served here, never
+    /// proxied again), with the client's address when the PROXY line named it.
+    pub via_proxy: Option<Option<SocketAddr>>,
 }
 
 struct Connection<'a> {

@@ -9,6 +9,7 @@ mod connection;
 mod handshake;
 pub mod layers;
 pub mod prometheus;
+pub mod proxy;
 mod shaping;
 pub mod tls;
 pub mod transport;

@@ -194,6 +194,16 @@ impl SysState {
             ("subscriptions/inactive".into(), r.inactive.to_string()),
             ("retained messages/count".into(), r.retained.to_string()),
             ("store/messages/count".into(), r.retained.to_string()),
+            (
+                "proxy/connections".into(),
+                g(&m.proxied_connections).to_string(),
+            ),
+            ("proxy/open".into(), g(&m.proxied_open).to_string()),
+            ("proxy/bytes".into(), g(&m.proxied_bytes).to_string()),
+            (
+                "proxy/unreachable".into(),
+                g(&m.proxy_unreachable).to_string(),
+            ),
         ];
         for (i, name) in LOAD_NAMES.iter().enumerate() {
             self.loads[i].update(totals[i], dt);
@@ -255,6 +265,9 @@ mod tests {
             "$SYS/broker/subscriptions/inactive",
             "$SYS/broker/retained messages/count",
             "$SYS/broker/load/messages/received/1min",
+            "$SYS/broker/proxy/connections",
+            "$SYS/broker/proxy/open",
+            "$SYS/broker/proxy/bytes",
         ] {
             assert!(topics.iter().any(|t| t == want), "{want} missing");
         }
