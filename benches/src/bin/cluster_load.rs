@@ -108,6 +108,8 @@ struct Shared {
     moves: AtomicU64,
     failures: AtomicU64,
     reconnects: AtomicU64,
+    /// The first failure, for the report.
+    first_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -235,6 +237,14 @@ async fn main() -> anyhow::Result<()> {
         shared.failures.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
+    if let Some(e) = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        println!("first failed attempt: {e}");
+    }
     println!("{}", if ok { "PASS" } else { "FAIL" });
     if !ok {
         std::process::exit(1);
@@ -355,8 +365,11 @@ async fn client(
                     next = Some(to);
                 }
             }
-            Err(_) => {
-                shared.failures.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                if shared.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                    *shared.first_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{id}: {e:#}"));
+                }
                 let jitter = Duration::from_millis((i as u64 * 7919) % 50);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff + jitter) => {}
