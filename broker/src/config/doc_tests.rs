@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every reference table: its heading and the TOML that opens its table.
-const TABLES: [(&str, &str); 9] = [
+const TABLES: [(&str, &str); 10] = [
     ("### Top level", ""),
     ("### `[[listener]]`", "[[listener]]\n"),
     ("### `[auth]`", "[auth]\n"),
@@ -24,11 +24,13 @@ const TABLES: [(&str, &str); 9] = [
     ("### `[presence]`", "[presence]\n"),
     ("### `[[carousel]]`", "[[carousel]]\nfilter = \"a\"\n"),
     ("### `[[resource]]`", "[[resource]]\nname = \"a\"\n"),
+    ("### `[cluster]`", "[cluster]\n"),
 ];
 
 /// The top-level keys that open a table of their own (each with its own reference table).
-const TABLE_KEYS: [&str; 9] = [
+const TABLE_KEYS: [&str; 10] = [
     "listener", "auth", "limits", "dns", "config", "presence", "carousel", "bridge", "resource",
+    "cluster",
 ];
 
 /// The user-facing reference, checked against the code so that the two cannot drift apart.
@@ -169,7 +171,7 @@ fn documented_parse_error_messages_match_the_code() {
             "[[listener]]\nbind = \"0.0.0.0:1883\"\ntls = { cert = \"c\" }\n",
             1,
         ),
-        ("[cluster]\npolicy = \"redirect\"\n", 2),
+        ("[clusters]\npolicy = \"redirect\"\n", 2),
         ("[limits]\nmax_connections = \"many\"\n", 3),
         ("sys_interval = 10\n", 4),
         ("sys_interval = \"10 parsecs\"\n", 5),
@@ -212,12 +214,16 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 42, "rows with a literal default");
+    assert_eq!(checked, 49, "rows with a literal default");
 }
 
 #[test]
 fn bare_tables_give_the_default_configuration() {
-    for (_, prefix) in TABLES.iter().filter(|(h, _)| !h.contains("[[")) {
+    // A `[cluster]` table makes the broker a cluster node, so it is no default either.
+    for (_, prefix) in TABLES
+        .iter()
+        .filter(|(h, _)| !h.contains("[[") && !h.contains("cluster"))
+    {
         assert_eq!(parse(prefix), Config::default(), "{prefix:?}");
     }
     let dns = DnsConfig::default();

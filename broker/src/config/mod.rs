@@ -6,12 +6,15 @@
 //! anything beyond reading the one file it is given: no sockets, no other files, and no shared
 //! state except the counter that keeps `Config::ephemeral` directories distinct.
 
+mod cluster;
 mod error;
 mod limits;
 mod resources;
 mod services;
 mod values;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod doc_tests;
 #[cfg(test)]
@@ -28,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+pub use cluster::{ClusterConfig, ClusterPolicy, Ratio, plain_listener};
 pub use error::ConfigError;
 pub use limits::{Limits, QueueFullPolicy};
 pub use resources::{ResourceConfig, ResourceMode};
@@ -208,6 +212,9 @@ pub struct Config {
     pub bridge: Vec<canopy_metabroker::BridgeConfig>,
     /// Scarce resources (`[[resource]]`, SPEC §7; see docs/resources.md); default none.
     pub resource: Vec<ResourceConfig>,
+    /// Load distribution across brokers (`[cluster]`, SPEC §6; see docs/cluster.md). Absent
+    /// (default): this broker is no cluster node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -230,6 +237,7 @@ impl Default for Config {
             carousel: Vec::new(),
             bridge: Vec::new(),
             resource: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -319,6 +327,16 @@ impl Config {
                 }
             }
         }
+        if let Some(c) = &self.cluster {
+            for (k, p) in [
+                ("join_password_file", &c.join_password_file),
+                ("join_ca_file", &c.join_ca_file),
+            ] {
+                if let Some(p) = p {
+                    files.push((format!("cluster.{k}"), p.clone()));
+                }
+            }
+        }
         files
     }
 
@@ -390,6 +408,10 @@ impl Config {
                     message: format!("{:?} is already the name of resource[{j}]", later.name),
                 });
             }
+        }
+        if let Some(c) = &self.cluster {
+            c.check(&self.listener)
+                .map_err(|(key, message)| Violation { key, message })?;
         }
         for (i, b) in self.bridge.iter().enumerate() {
             b.validate().map_err(|(key, message)| Violation {

@@ -223,9 +223,9 @@ fn unknown_nested_key_matches_the_documented_format() {
 }
 
 #[test]
-fn later_feature_sections_are_rejected_as_unknown_keys() {
-    let err = fail("node_id = \"x\"\n[cluster]\npolicy = \"redirect\"\n");
-    assert_error(&err, 2, "cluster");
+fn unknown_sections_are_rejected_as_unknown_keys() {
+    let err = fail("node_id = \"x\"\n[clusters]\npolicy = \"redirect\"\n");
+    assert_error(&err, 2, "clusters");
     assert!(err.to_string().contains("unknown key"), "{err}");
 }
 
