@@ -273,6 +273,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             socket,
             config.dns.clone(),
             status.clone(),
+            None,
         )));
     }
     // Bridges connect to this broker like any client, so they start once it listens.
