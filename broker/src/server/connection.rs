@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::handshake::{self, Established};
-use super::proxy::{self, Preamble};
+use super::proxy::{self, Arrival, Preamble};
 use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
 use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
@@ -198,16 +198,6 @@ async fn read_connect<S: Transport>(
             Err(_) => return None,
         }
     }
-}
-
-/// How a CONNECT arrived, for a decision to proxy it (server/proxy.rs).
-#[derive(Debug, Default)]
-pub struct Arrival {
-    /// The CONNECT packet exactly as received.
-    pub raw: bytes::Bytes,
-    /// `Some` when another node proxied this connection (it is then served here, never
-    /// proxied again), with the client's address when the PROXY line named it.
-    pub via_proxy: Option<Option<SocketAddr>>,
 }
 
 struct Connection<'a> {

@@ -37,6 +37,16 @@ const PREAMBLE_MAX: usize = 107;
 /// What starts a PROXY protocol v1 line.
 const PREAMBLE_START: &[u8] = b"PROXY ";
 
+/// How a CONNECT arrived: what the decision to proxy it, and the proxy, need.
+#[derive(Debug, Default)]
+pub struct Arrival {
+    /// The CONNECT packet exactly as received.
+    pub raw: Bytes,
+    /// `Some` when another node proxied this connection (it is then served here, never
+    /// proxied again), with the client's address when the PROXY line named it.
+    pub via_proxy: Option<Option<SocketAddr>>,
+}
+
 /// Where a proxied client goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -233,6 +243,39 @@ pub async fn splice<S: Transport>(
         Err(e) => tracing::info!(node = %upstream.node, error = %e, "proxied connection failed"),
     }
     result
+}
+
+/// Serves a client the cluster sends to `node` ([`crate::services::cluster`]'s `Proxy`
+/// admission): the CONNECT as received and whatever followed it in `rest` go first, then
+/// the splice, until either side closes or the broker stops. The outcome is logged and
+/// counted here.
+pub async fn serve<S: Transport>(
+    stream: &mut S,
+    peer: SocketAddr,
+    protocol: Protocol,
+    arrival: Arrival,
+    rest: BytesMut,
+    node: &canopy_model::cluster::NodeRecord,
+    ctx: &super::ServerCtx,
+) {
+    let mut head = BytesMut::with_capacity(arrival.raw.len() + rest.len());
+    head.extend_from_slice(&arrival.raw);
+    head.extend_from_slice(&rest);
+    let upstream = Upstream {
+        node: node.node.clone(),
+        addr: node.advertise.clone(),
+    };
+    let shutdown = ctx.shutdown.clone();
+    let _ = splice(
+        stream,
+        peer,
+        protocol,
+        head.freeze(),
+        &upstream,
+        &ctx.metrics,
+        shutdown,
+    )
+    .await;
 }
 
 /// Sends the head, then copies both ways until the first side ends.
