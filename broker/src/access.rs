@@ -88,6 +88,8 @@ const CONFIG: &str = "$config";
 const PRESENCE: &str = "$presence";
 /// Prefix of the interest document read by bridges (`services::interest`).
 const INTEREST: &str = "$interest";
+/// Prefix of cluster records, pins and drain orders (`services::cluster`).
+const CLUSTER: &str = "$cluster";
 
 impl Access {
     /// The rules `config` grants.
@@ -163,6 +165,9 @@ impl Access {
             Request::Publish { topic, forwarded } if forwarded && self.trusted_bridge(who) => {
                 forwarded_publish(topic, online_here)?
             }
+            // A cluster join link's will on the root marks its node down (docs/cluster.md).
+            Request::Will { topic }
+                if topic.starts_with("$cluster/nodes/") && self.trusted_bridge(who) => {}
             Request::Publish { topic, .. } | Request::Will { topic } => self.publish(who, topic)?,
             Request::Subscribe { filter } => self.subscribe(who, filter)?,
             Request::Deliver { .. } => {}
@@ -206,6 +211,13 @@ impl Access {
                 "clients write only $resource/<name>/acquire, reserve and release",
             )),
             PRESENCE => self.presence_publish(who, topic),
+            CLUSTER => match topic.split('/').nth(1) {
+                Some("assign" | "drain") if self.is_admin(client_id) => Ok(()),
+                Some("assign" | "drain") => Err(Denied(
+                    "only admins write $cluster/assign/... and $cluster/drain/...",
+                )),
+                _ => Err(Denied("$cluster records are written by the brokers only")),
+            },
             _ => Ok(()),
         }
     }

@@ -148,6 +148,100 @@ fn forwarded_hierarchy_documents_are_accepted_except_local_truth_and_sys() {
     );
 }
 
+#[test]
+fn cluster_publish_table() {
+    let a = access(&["admin"]);
+    let rows: &[(&str, &str, bool)] = &[
+        ("dev", "$cluster/assign/dev", false),
+        ("admin", "$cluster/assign/dev", true),
+        ("dev", "$cluster/drain/n1", false),
+        ("admin", "$cluster/drain/n1", true),
+        ("dev", "$cluster/nodes/n1", false),
+        ("admin", "$cluster/nodes/n1", false),
+        ("cluster-n1-local", "$cluster/nodes/n1", false),
+        ("admin", "$cluster/other", false),
+        ("admin", "$cluster", false),
+    ];
+    for &(client, topic, allowed) in rows {
+        assert_eq!(
+            publish(&a, client, topic),
+            allowed,
+            "{client} publish {topic}"
+        );
+    }
+    assert!(subscribe(&a, "dev", "$cluster/#"));
+    assert!(subscribe(&a, "dev", "$cluster/nodes/+"));
+}
+
+#[test]
+fn cluster_documents_cross_brokers_only_through_trusted_links() {
+    let a = access(&[]);
+    let fwd = |topic| Request::Publish {
+        topic,
+        forwarded: true,
+    };
+    for topic in [
+        "$cluster/nodes/n2",
+        "$cluster/assign/dev",
+        "$cluster/drain/n2",
+    ] {
+        assert!(
+            a.check(&who("link"), &fwd(topic), &nobody_here).is_ok(),
+            "{topic}"
+        );
+    }
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["cluster".into()];
+    let a = Access::new(&cfg);
+    let link = as_user("cluster-n2-remote", Some("cluster"));
+    let forger = as_user("cluster-n2-remote", Some("mallory"));
+    assert!(
+        a.check(&link, &fwd("$cluster/assign/dev"), &nobody_here)
+            .is_ok()
+    );
+    assert!(
+        a.check(&forger, &fwd("$cluster/assign/dev"), &nobody_here)
+            .is_err()
+    );
+    assert!(
+        a.check(&forger, &fwd("$cluster/nodes/n2"), &nobody_here)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_join_links_will_may_mark_its_node_down_and_nothing_else() {
+    let will = |topic| Request::Will { topic };
+    let a = access(&[]);
+    assert!(
+        a.check(
+            &who("cluster-n2-remote"),
+            &will("$cluster/nodes/n2"),
+            &nobody_here
+        )
+        .is_ok()
+    );
+    assert!(
+        a.check(&who("x"), &will("$cluster/assign/dev"), &nobody_here)
+            .is_err()
+    );
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["cluster".into()];
+    let a = Access::new(&cfg);
+    let link = as_user("cluster-n2-remote", Some("cluster"));
+    let other = as_user("dev", Some("dev"));
+    assert!(
+        a.check(&link, &will("$cluster/nodes/n2"), &nobody_here)
+            .is_ok()
+    );
+    assert!(
+        a.check(&other, &will("$cluster/nodes/n2"), &nobody_here)
+            .is_err()
+    );
+}
+
 #[derive(Debug)]
 struct DenyTopic(&'static str);
 

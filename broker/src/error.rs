@@ -36,6 +36,14 @@ pub enum BrokerError {
         /// What is wrong with its files.
         source: crate::server::tls::TlsError,
     },
+    /// The cluster join link's password file could not be read.
+    #[error("cluster.join_password_file {}: {source}", path.display())]
+    ClusterJoin {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// An embedded `[[bridge]]` could not start.
     #[error("bridge: {0}")]
     Bridge(#[from] canopy_metabroker::BridgeError),

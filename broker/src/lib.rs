@@ -58,6 +58,8 @@ pub struct BrokerHandle {
     dns_addr: Option<SocketAddr>,
     /// Embedded metabrokers (`[[bridge]]`), stopped before the broker.
     bridges: Vec<canopy_metabroker::BridgeHandle>,
+    /// The cluster view, when `[cluster]` is configured.
+    cluster: Option<Arc<services::cluster::ClusterBook>>,
     /// What connection tasks share, for [`BrokerHandle::attach`].
     ctx: Arc<ServerCtx>,
     /// Password and ACL files, for [`BrokerHandle::reload`].
@@ -83,6 +85,12 @@ impl BrokerHandle {
     /// The bound UDP address of the DNS status listener, `None` without `[dns] listen`.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns_addr
+    }
+
+    /// The cluster view (node records, pins, the admission rule), when `[cluster]` is
+    /// configured.
+    pub fn cluster(&self) -> Option<&Arc<services::cluster::ClusterBook>> {
+        self.cluster.as_ref()
     }
 
     /// Broker-wide counters.
@@ -218,7 +226,14 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         })?;
     let status = Arc::new(services::status::StatusBook::new());
     let now = Instant::now();
-    let services = router::registered(&config, &metrics, &status, now);
+    let bound: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
+    let advertise = services::cluster::link::advertise(&config, &bound);
+    let cluster = services::cluster::ClusterBook::new(&config, &advertise).map(Arc::new);
+    if let Some(book) = &cluster {
+        // 3.1.1 clients assigned elsewhere are spliced to their node (server/proxy.rs).
+        book.set_proxying(true);
+    }
+    let services = router::registered(&config, &metrics, &status, cluster.as_ref(), now);
     let mut router = Router::new(
         &config,
         snapshot,
@@ -243,6 +258,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         open: AtomicUsize::new(0),
         next_assigned: AtomicU64::new(1),
         shutdown: stop_rx,
+        cluster: cluster.clone(),
     });
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();
@@ -273,7 +289,9 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             socket,
             config.dns.clone(),
             status.clone(),
-            None,
+            cluster
+                .clone()
+                .and_then(|book| services::dns::name_service(&config, book)),
         )));
     }
     // Bridges connect to this broker like any client, so they start once it listens.
@@ -289,9 +307,22 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             b
         })
         .collect();
+    let mut bridge_configs: Vec<_> = bridge_configs;
+    if let Some(c) = &config.cluster
+        && c.join.is_some()
+    {
+        let password = match &c.join_password_file {
+            Some(path) => Some(read_password(path)?),
+            None => None,
+        };
+        bridge_configs.extend(services::cluster::link::join_bridge(
+            &config, &bound, password,
+        ));
+    }
     let bridges = canopy_metabroker::spawn(bridge_configs)?;
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");
     Ok(BrokerHandle {
+        cluster,
         ctx,
         auth,
         layers,
@@ -305,6 +336,15 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         metrics,
         dns_addr,
     })
+}
+
+/// The first line of the cluster join link's password file.
+fn read_password(path: &std::path::Path) -> Result<String, BrokerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BrokerError::ClusterJoin {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// Runs a broker until `shutdown` completes, then stops it gracefully.

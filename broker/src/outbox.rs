@@ -41,6 +41,9 @@ pub enum Outgoing {
     Packet(Packet),
     /// Send DISCONNECT with this reason (5.0 only) and close the connection.
     Disconnect(ReasonCode, Option<String>),
+    /// The client belongs on another node: DISCONNECT 0x9C (Use another server) with
+    /// this Server Reference (5.0), a plain close otherwise.
+    Moved(String),
 }
 
 #[derive(Debug, Default)]
@@ -138,7 +141,7 @@ impl Outbox {
                     }
                     inner.qos0 += 1;
                 }
-                Outgoing::Disconnect(..) => inner.closed = true,
+                Outgoing::Disconnect(..) | Outgoing::Moved(_) => inner.closed = true,
                 _ => {}
             }
             if let Some(epoch) = hold {

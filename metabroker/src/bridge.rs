@@ -162,6 +162,17 @@ pub(crate) fn will(config: &BridgeConfig) -> LastWill {
     )
 }
 
+/// The will a program asked the bridge to leave on its remote broker: retained, QoS 1.
+pub(crate) fn remote_will(w: &crate::config::RemoteWill) -> LastWill {
+    LastWill::new(
+        w.topic.clone(),
+        w.payload.clone(),
+        QoS::AtLeastOnce,
+        true,
+        None,
+    )
+}
+
 fn lane_to(dest: Side) -> Lane {
     match dest {
         Side::Remote => OUT,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use config::{BridgeConfig, ConfigError, Direction, RouteConfig};
+pub use config::{BridgeConfig, ConfigError, Direction, RemoteWill, RouteConfig};
 pub use message::{HOPS_PROPERTY, Message};
 pub use stats::BridgeStats;
 pub use transform::Transform;
@@ -123,7 +123,7 @@ impl Bridge {
             &remote_id,
             config.backoff,
             config.max_inflight,
-            None,
+            config.remote_will.as_ref().map(bridge::remote_will),
             tx,
         )
         .map_err(|message| BridgeError::Url {

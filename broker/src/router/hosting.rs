@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::services::carousel::Carousels;
+use crate::services::cluster::{ClusterBook, ClusterService};
 use crate::services::config_docs::ConfigDocs;
 use crate::services::status::{StatusBook, StatusService};
 use crate::services::sys::{RouterStats, SysService};
@@ -29,9 +30,10 @@ pub fn registered(
     config: &Config,
     metrics: &Arc<Metrics>,
     status: &Arc<StatusBook>,
+    cluster: Option<&Arc<ClusterBook>>,
     now: Instant,
 ) -> Vec<Box<dyn Service>> {
-    vec![
+    let mut services: Vec<Box<dyn Service>> = vec![
         Box::new(StatusService::new(&config.node_id, status.clone())),
         Box::new(ConfigDocs::new()),
         Box::new(Carousels::new(&config.carousel, now)),
@@ -41,7 +43,13 @@ pub fn registered(
             &config.presence,
         )),
         Box::new(crate::services::interest::InterestService::new()),
-    ]
+    ];
+    services.extend(
+        cluster
+            .and_then(|b| ClusterService::new(config, b.clone(), metrics.clone(), now))
+            .map(|s| Box::new(s) as Box<dyn Service>),
+    );
+    services
 }
 
 /// What a service may know of a session.
@@ -162,6 +170,21 @@ impl Host for RouterHost<'_> {
 
     fn stats(&self) -> RouterStats {
         self.router.stats()
+    }
+
+    fn move_client(&mut self, client_id: &str, reference: &str) -> bool {
+        let r = &self.router;
+        let Some(c) = r
+            .by_id
+            .get(client_id)
+            .and_then(|&k| r.sessions.get(k))
+            .and_then(|s| s.conn.as_ref())
+        else {
+            return false;
+        };
+        tracing::info!(client_id, reference, "moving client to another node");
+        c.outbox
+            .push(crate::outbox::Outgoing::Moved(reference.to_owned()))
     }
 }
 

@@ -19,12 +19,15 @@ use tracing::Instrument;
 
 use super::handshake::{self, Established};
 use super::proxy::{self, Arrival, Preamble};
-use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
+use super::shaping::{
+    Aliases, Delivery, Unacked, disconnect, inbound_publish, moved, outbound_publish,
+};
 use super::transport::Transport;
 use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 use crate::router::Command;
+use crate::services::cluster::Admission;
 
 /// Bytes reserved for reading when a readable socket finds the buffer short.
 const READ_CHUNK: usize = 8192;
@@ -72,11 +75,40 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
     let mut rbuf = BytesMut::with_capacity(4096);
-    let (connect, _arrival) =
+    let (connect, arrival) =
         match Box::pin(read_connect(&mut stream, &mut rbuf, &limits, ctx)).await {
             Some(c) => c,
             None => return,
         };
+    // A connection another node proxied here is served here, never sent on: two nodes
+    // whose views differ for a moment cannot bounce a client between them.
+    let admission = if arrival.via_proxy.is_some() {
+        Admission::Local
+    } else {
+        handshake::admission(&connect, ctx.cluster.as_deref())
+    };
+    match admission {
+        Admission::Redirect(node) => {
+            handshake::redirect(&mut stream, &node, ctx).await;
+            return;
+        }
+        Admission::Proxy(node) => {
+            tracing::Span::current().record("client_id", connect.client_id.as_str());
+            let protocol = connect.protocol.unwrap_or(Protocol::V311);
+            Box::pin(proxy::serve(
+                &mut stream,
+                peer,
+                protocol,
+                arrival,
+                rbuf,
+                &node,
+                ctx,
+            ))
+            .await;
+            return;
+        }
+        Admission::Local => {}
+    }
     let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;
     };
@@ -461,6 +493,13 @@ impl Connection<'_> {
                 }
                 Outgoing::Disconnect(reason, why) => {
                     if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+                        self.encode(&d);
+                    }
+                    end = Some(End::Kicked);
+                    break;
+                }
+                Outgoing::Moved(reference) => {
+                    if let Some(d) = moved(self.protocol, reference) {
                         self.encode(&d);
                     }
                     end = Some(End::Kicked);

@@ -19,6 +19,8 @@ use super::transport::Transport;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::router::{Command, ConnectReply, ConnectRequest};
+use crate::services::cluster::{Admission, ClusterBook};
+use canopy_model::cluster::NodeRecord;
 
 /// What the rest of the connection needs to know after a successful CONNECT.
 #[derive(Debug)]
@@ -276,6 +278,50 @@ pub fn connack(
         }
     }
     ack
+}
+
+/// Where `connect` is served (SPEC §6, docs/cluster.md): always `Local` without
+/// `[cluster]`; otherwise the cluster book's [`ClusterBook::admit`] for its client id (an
+/// empty id is one the broker would assign) and protocol. Decided before the login, so a
+/// client sent elsewhere costs no password hash here: its node checks it.
+pub fn admission(connect: &Connect, cluster: Option<&ClusterBook>) -> Admission {
+    let Some(book) = cluster else {
+        return Admission::Local;
+    };
+    book.admit(
+        &connect.client_id,
+        connect.client_id.is_empty(),
+        connect.protocol.unwrap_or(Protocol::V311),
+        connect.username.as_deref(),
+    )
+}
+
+/// The CONNACK that sends a 5.0 client to `node`: 0x9C (Use another server) with the
+/// node's advertised address as Server Reference.
+pub fn redirect_connack(node: &NodeRecord) -> ConnAck {
+    ConnAck {
+        session_present: false,
+        reason: ReasonCode::USE_ANOTHER_SERVER,
+        properties: ConnAckProperties {
+            server_reference: Some(node.advertise.clone()),
+            ..Default::default()
+        },
+    }
+}
+
+/// Sends a 5.0 client to `node` ([`redirect_connack`]) and closes the connection.
+pub async fn redirect<S: Transport>(stream: &mut S, node: &NodeRecord, ctx: &ServerCtx) {
+    tracing::info!(node = %node.node, reference = %node.advertise, "client redirected to its node");
+    let mut buf = BytesMut::new();
+    let ack = Packet::ConnAck(redirect_connack(node));
+    if canopy_proto::encode(&ack, Protocol::V5, &mut buf).is_ok()
+        && stream.write_all(&buf).await.is_ok()
+    {
+        let _ = stream.flush().await;
+        Metrics::add(&ctx.metrics.bytes_sent, buf.len() as u64);
+        Metrics::add(&ctx.metrics.packets_sent, 1);
+    }
+    let _ = stream.shutdown().await;
 }
 
 /// Validates `connect`, registers it with the router and writes the CONNACK.

@@ -4,6 +4,8 @@ use canopy_proto::{Connect, Protocol, QoS, ReasonCode, TopicName, Will};
 
 use super::{Refusal, connack, validate};
 use crate::config::Config;
+use crate::services::cluster::{Admission, ClusterBook};
+use canopy_model::cluster::NodeRecord;
 
 fn connect(protocol: Protocol, id: &str, clean: bool) -> Connect {
     Connect {
@@ -161,4 +163,46 @@ fn a_311_keep_alive_above_the_maximum_is_refused_as_mosquitto_does() {
     // Without a configured maximum nothing changes.
     c.keep_alive = 0;
     assert!(validate(&c, &Config::ephemeral(), true, 0, || 0).is_ok());
+}
+
+#[test]
+fn without_a_cluster_every_connect_is_served_here() {
+    let c = connect(Protocol::V5, "dev", true);
+    assert_eq!(super::admission(&c, None), Admission::Local);
+}
+
+#[test]
+fn a_client_assigned_elsewhere_is_redirected_with_the_server_reference() {
+    // MQTT 5.0 §4.11: CONNACK 0x9C (Use another server) with Server Reference.
+    let mut cfg = Config::ephemeral();
+    cfg.node_id = "n1".into();
+    cfg.cluster = Some(Default::default());
+    let book = ClusterBook::new(&cfg, "127.0.0.1:1").unwrap();
+    assert_eq!(
+        super::admission(&connect(Protocol::V5, "dev", true), Some(&book)),
+        Admission::Local,
+        "the only node"
+    );
+    let n2 = NodeRecord::from_payload(
+        br#"{"node":"n2","advertise":"10.0.0.2:1883","capacity":10000,"ts":1,"state":"up"}"#,
+    )
+    .unwrap();
+    book.learn_for_tests(n2.clone(), Some(("dev", "n2")));
+    let Admission::Redirect(to) =
+        super::admission(&connect(Protocol::V5, "dev", true), Some(&book))
+    else {
+        panic!("not redirected");
+    };
+    let ack = super::redirect_connack(&to);
+    assert_eq!(ack.reason, ReasonCode::USE_ANOTHER_SERVER);
+    assert_eq!(
+        ack.properties.server_reference.as_deref(),
+        Some("10.0.0.2:1883")
+    );
+    assert!(!ack.session_present);
+    // 3.1.1 cannot be redirected; without the proxy it is served here.
+    assert_eq!(
+        super::admission(&connect(Protocol::V311, "dev", true), Some(&book)),
+        Admission::Local
+    );
 }

@@ -47,6 +47,8 @@ pub struct ServerCtx {
     pub next_assigned: AtomicU64,
     /// Flips to `true` when the broker stops.
     pub shutdown: watch::Receiver<bool>,
+    /// The cluster view (`[cluster]`), consulted on CONNECT.
+    pub cluster: Option<Arc<crate::services::cluster::ClusterBook>>,
 }
 
 /// Time a new connection has to send its CONNECT.

@@ -262,7 +262,7 @@ fn preamble_round_trips_and_is_recognised_only_at_the_start() {
     let node = SocketAddr::from(([127, 0, 0, 1], 1883));
     let line = preamble(PEER, node);
     assert_eq!(line, "PROXY TCP4 10.1.2.3 127.0.0.1 40000 1883\r\n");
-    let mut buf = BytesMut::from(&line.as_bytes()[..]);
+    let mut buf = BytesMut::from(line.as_bytes());
     buf.extend_from_slice(&connect_311("x"));
     assert_eq!(take_preamble(&mut buf), Preamble::Proxied(Some(PEER)));
     assert_eq!(&buf[..], &connect_311("x")[..]);

@@ -212,6 +212,20 @@ pub fn disconnect(
     })
 }
 
+/// The DISCONNECT that sends a 5.0 client to another node: 0x9C (Use another server) with
+/// `reference` as Server Reference; nothing for older protocols, which are just closed.
+pub fn moved(protocol: Protocol, reference: String) -> Option<Packet> {
+    protocol.is_v5().then(|| {
+        Packet::Disconnect(Disconnect {
+            reason: ReasonCode::USE_ANOTHER_SERVER,
+            properties: DisconnectProperties {
+                server_reference: Some(reference),
+                ..Default::default()
+            },
+        })
+    })
+}
+
 #[cfg(test)]
 #[path = "shaping_tests.rs"]
 mod tests;

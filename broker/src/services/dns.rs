@@ -33,7 +33,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::net::UdpSocket;
 
-use crate::config::DnsConfig;
+use crate::config::{Config, DnsConfig};
+use crate::services::cluster::ClusterBook;
 use crate::services::status::{State, StatusBook};
 
 /// Prefix of a label that carries a client id in base32 (see [`client_id_to_label`]).
@@ -86,6 +87,20 @@ impl std::fmt::Debug for NameService {
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// The name service of a cluster node (`None` without `[cluster]`): `<[cluster] service>`
+/// under the zone names `book`'s least loaded live node; its TTL is `load_interval` rounded
+/// up to whole seconds, at least 1 and at most [`SERVICE_MAX_TTL`].
+pub fn name_service(config: &Config, book: Arc<ClusterBook>) -> Option<NameService> {
+    let cluster = config.cluster.as_ref()?;
+    let secs = cluster.load_interval.as_millis().div_ceil(1000);
+    let ttl = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX).max(1));
+    Some(NameService {
+        label: cluster.service.clone(),
+        ttl: ttl.min(SERVICE_MAX_TTL),
+        pick: Arc::new(move || book.least_loaded().map(|n| n.advertise)),
+    })
 }
 
 /// The IPv4 address in an advertised `host:port` (or bare host), if its host is one.

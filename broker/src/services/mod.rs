@@ -1,5 +1,5 @@
 //! Services modelled as topics (SPEC §5): device status, configuration documents, the
-//! map carousel, `$SYS`, and the DNS listener; later presence, cluster and resources.
+//! map carousel, `$SYS`, the DNS listener, presence, resources and the cluster.
 //!
 //! Every service the router drives implements [`Service`]: it receives events (a
 //! PUBLISH to a topic it owns, a subscription, a connection or session ending, its own
@@ -12,6 +12,7 @@
 //! list (`router::services::registered`).
 
 pub mod carousel;
+pub mod cluster;
 pub mod config_docs;
 pub mod dns;
 pub mod interest;
@@ -94,6 +95,11 @@ pub trait Host {
     }
     /// Figures only the router knows (sessions, subscriptions, retained messages).
     fn stats(&self) -> sys::RouterStats;
+    /// Sends `client_id`'s open connection to another node: DISCONNECT 0x9C (Use another
+    /// server) with `reference` as Server Reference for 5.0, a plain close for older
+    /// protocols. The session stays as its expiry says. Returns false when the client
+    /// has no open connection here.
+    fn move_client(&mut self, client_id: &str, reference: &str) -> bool;
 }
 
 /// One service module. Every hook has a default that does nothing, so a service

@@ -38,6 +38,8 @@ pub struct FakeHost {
     subscriptions: HashMap<String, Vec<(String, QoS)>>,
     /// Gated subscriptions (client id, filter) and whether each is active now.
     pub gated: BTreeMap<(String, String), bool>,
+    /// Every [`Host::move_client`] that found an open connection: client id, reference.
+    pub moved: Vec<(String, String)>,
 }
 
 impl Default for FakeHost {
@@ -60,6 +62,7 @@ impl FakeHost {
             clients: HashMap::new(),
             subscriptions: HashMap::new(),
             gated: BTreeMap::new(),
+            moved: Vec::new(),
         }
     }
 
@@ -306,6 +309,15 @@ impl Host for FakeHost {
 
     fn stats(&self) -> RouterStats {
         self.stats
+    }
+
+    fn move_client(&mut self, client_id: &str, reference: &str) -> bool {
+        let online = self.clients.get(client_id).is_some_and(|c| c.online);
+        if online {
+            self.moved
+                .push((client_id.to_owned(), reference.to_owned()));
+        }
+        online
     }
 }
 

@@ -199,6 +199,19 @@ pub struct BridgeConfig {
     /// covering wildcards.
     #[serde(default = "default_max_proxy_filters")]
     pub max_proxy_filters: usize,
+    /// A will left on the remote broker, retained at QoS 1 (set by programs only, never
+    /// read from a file: the broker's cluster join link marks its node down with it).
+    #[serde(skip)]
+    pub remote_will: Option<RemoteWill>,
+}
+
+/// The will a bridge leaves on its remote broker ([`BridgeConfig::remote_will`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteWill {
+    /// Topic of the will.
+    pub topic: String,
+    /// Payload of the will.
+    pub payload: String,
 }
 
 /// The hierarchy shorthand's routes, in the order they are added.
@@ -290,6 +303,7 @@ impl BridgeConfig {
             state_prefix: default_state_prefix(),
             max_inflight: default_inflight(),
             max_proxy_filters: default_max_proxy_filters(),
+            remote_will: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod durability;
 mod presence;
 mod pressure;
@@ -26,6 +27,7 @@ use super::{Command, ConnectReply, ConnectRequest, Router};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing};
+use crate::services::cluster::ClusterBook;
 use crate::services::status::StatusBook;
 use crate::store::MemoryStore;
 use crate::store::Mutation;
@@ -69,6 +71,8 @@ pub struct Harness {
     pub router: Router,
     pub now: Instant,
     pub status: Arc<StatusBook>,
+    /// The cluster book, when the config has `[cluster]`.
+    pub cluster: Option<Arc<ClusterBook>>,
     clients: HashMap<String, (ConnectReply, Arc<Outbox>)>,
     next_pkid: u16,
 }
@@ -155,7 +159,8 @@ impl Harness {
         let now = Instant::now();
         let metrics = Arc::new(Metrics::default());
         let status = Arc::new(StatusBook::new());
-        let services = super::registered(&config, &metrics, &status, now);
+        let cluster = ClusterBook::new(&config, "127.0.0.1:1883").map(Arc::new);
+        let services = super::registered(&config, &metrics, &status, cluster.as_ref(), now);
         let router = Router::new(
             &config,
             Default::default(),
@@ -168,6 +173,7 @@ impl Harness {
             router,
             now,
             status,
+            cluster,
             clients: HashMap::new(),
             next_pkid: 1,
         };
