@@ -108,6 +108,8 @@ struct Shared {
     moves: AtomicU64,
     failures: AtomicU64,
     reconnects: AtomicU64,
+    /// Most Server References one successful connection followed.
+    max_hops: AtomicU64,
     /// The first failure, for the report.
     first_error: Mutex<Option<String>>,
 }
@@ -229,9 +231,10 @@ async fn main() -> anyhow::Result<()> {
     .await;
     tasks.abort_all();
     println!(
-        "totals: dns queries {}, redirects {}, moves {}, reconnects {}, failed attempts {}, run {:.1} s",
+        "totals: dns queries {}, redirects {} (at most {} for one connection), moves {}, reconnects {}, failed attempts {}, run {:.1} s",
         shared.dns_queries.load(Ordering::Relaxed),
         shared.redirects.load(Ordering::Relaxed),
+        shared.max_hops.load(Ordering::Relaxed),
         shared.moves.load(Ordering::Relaxed),
         shared.reconnects.load(Ordering::Relaxed),
         shared.failures.load(Ordering::Relaxed),
@@ -400,7 +403,7 @@ async fn establish(
         (None, None) => bail!("no way to find a node"),
     };
     let mut seen = HashSet::new();
-    for _ in 0..=args.max_hops {
+    for hop in 0..=args.max_hops {
         if !seen.insert(target) {
             bail!("redirect loop at {target}");
         }
@@ -421,6 +424,7 @@ async fn establish(
         };
         match ack.reason {
             ReasonCode::SUCCESS => {
+                shared.max_hops.fetch_max(hop as u64, Ordering::Relaxed);
                 let ka = ack.properties.server_keep_alive.unwrap_or(KEEP_ALIVE);
                 return Ok((conn, target, ka));
             }
