@@ -7,12 +7,14 @@
 # stops it. Brokers run A B A B interleaved; the table shows medians over the rounds and the
 # ratio of Canopy to each peer. Everything is bounded by `timeout`.
 #
-# Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--out FILE]
+# Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--out FILE] [--json FILE]
 #   --rounds N   rounds per scenario (default 3)
 #   --unpinned   do not pin: broker and generator share both cores (default: broker on
 #                CPU 0, generator on CPU 1, with taskset)
 #   --quick      short runs and small sizes, one round: a smoke test of this script
 #   --out FILE   also write the table to FILE
+#   --json FILE  also write the table as JSON to FILE (what `compare-plot` draws:
+#                cargo run -p canopy-bench --bin compare-plot -- FILE OUT.svg)
 # Environment: CARGO_TARGET_DIR (default ./target), RUMQTTD (path to rumqttd), MOSQUITTO.
 set -euo pipefail
 
@@ -21,13 +23,15 @@ rounds=3
 pinned=1
 quick=0
 out=""
+json=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --unpinned) pinned=0; shift ;;
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --json) json=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -222,9 +226,11 @@ done
 
 load_start=${load_start:-}
 mode="$mode; load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-table=$(python3 - "$WORK/results" "$mode" "$rounds" "$duration" "${brokers[@]}" <<'PY'
+table=$(python3 - "$WORK/results" "$mode" "$rounds" "$duration" "$json" "${brokers[@]}" <<'PY'
 import json, os, statistics, sys
-res, mode, rounds, duration, brokers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+res, mode, rounds, duration, json_out, brokers = (
+    sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:])
+doc = {"mode": mode, "rounds": int(rounds), "duration": duration, "brokers": brokers, "rows": []}
 def load(key, broker):
     out = []
     if not os.path.isdir(res):
@@ -272,6 +278,7 @@ print(head)
 print("|" + "---|" * (1 + len(brokers) + len(peers)))
 for label, key, path, scale, higher, fmt in rows:
     med = {}
+    ratios = {}
     cells = []
     for b in brokers:
         vals = [get(r, path) for r in load(key, b)]
@@ -294,9 +301,17 @@ for label, key, path, scale, higher, fmt in rows:
             cells.append("– (incomplete)")
         elif higher:
             cells.append(f"{c / v:.2f}×" if v else "∞")
+            ratios[p] = c / v if v else None
         else:
             cells.append(f"{v / c:.2f}×" if c else "∞")
+            ratios[p] = v / c if c else None
     print(f"| {label} | " + " | ".join(cells) + " |")
+    doc["rows"].append({"scenario": label, "higher_is_better": higher, "values": med,
+                        "ratios": ratios})
+if json_out:
+    with open(json_out, "w") as fh:
+        json.dump(doc, fh, indent=1)
+        fh.write("\n")
 PY
 )
 echo "$table"

@@ -4,6 +4,10 @@
 //! ahead of it releases its licence. The output shows the positions going down and the
 //! grants in the order the workers asked.
 //!
+//! What to watch in the output: workers 3-5 `queued at position N`, the positions going
+//! down as licences are released, and the last line
+//! `granted in order: workers [1, 2, 3, 4, 5], grants [1, 2, 3, 4, 5]`.
+//!
 //! Run: `cargo run -p canopy-examples --example license_pool`. Everything runs in this
 //! process on a loopback port and stops by itself (at most 30 s).
 

@@ -3,6 +3,10 @@
 //! them, spread over its period; a receiver that joins late and loses a third of what it
 //! receives (on purpose) still builds the whole map, showing its coverage as it goes.
 //!
+//! What to watch in the output: a progress bar of segments received (and how many were
+//! dropped on purpose), then `map complete after ...: N messages received, M dropped on
+//! purpose, gaps filled by the carousel` and the rebuilt map drawn in characters.
+//!
 //! Run: `cargo run -p canopy-examples --example map_broadcast`. Everything runs in this
 //! process on a loopback port and stops by itself (at most 60 s).
 

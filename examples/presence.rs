@@ -4,6 +4,11 @@
 //! laptop's connection drops, and after the broker's `offline_grace` the laptop turns
 //! offline in the document while the phone still decides alice's availability.
 //!
+//! What to watch in the output: alice sees bob's request (`"state":"pending"`); after she
+//! writes `$presence/alice/watchers = ["bob"]`, bob prints `alice is available / active`
+//! (the laptop decides); when the laptop's connection drops, bob prints
+//! `alice is busy / idle (laptop=offline, phone=busy)` about one second later.
+//!
 //! Run: `cargo run -p canopy-examples --example presence`. Everything runs in this process
 //! on a loopback port and stops by itself (at most 30 s).
 

@@ -50,6 +50,8 @@ pub struct Who<'a> {
     pub client_id: &'a str,
     /// The authenticated user name, if any.
     pub user: Option<&'a str>,
+    /// Whether this is the broker's own embedded bridge, proved in-process.
+    pub bridge: bool,
 }
 
 /// Why a request is refused.
@@ -65,10 +67,14 @@ pub trait Acl: Send + Sync + std::fmt::Debug {
 /// The access rules in force.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// Client ids allowed to write configuration documents and read all of them.
+    /// `[config] admins`: proved user names, and — on a broker without a password file,
+    /// where no user name is proved — client ids.
     admins: Vec<String>,
+    /// Whether a password file proves user names (then admins and bridges are users).
+    users_proved: bool,
     /// Embedded bridges' local client ids and the state prefix each may write
-    /// (`<state_prefix>/<name>/`), even under `$SYS`.
+    /// (`<state_prefix>/<name>/`), even under `$SYS`; only for the connection proved
+    /// in-process ([`Who::bridge`]).
     bridge_writers: Vec<(String, String)>,
     /// With a password file: the users whose hop-marked messages are forwarded hierarchy
     /// documents. `None` without one: every hop-marked message is (loopback brokers).
@@ -96,6 +102,7 @@ impl Access {
     pub fn new(config: &Config) -> Access {
         Access {
             admins: config.config_docs.admins.clone(),
+            users_proved: config.auth.password_file.is_some(),
             bridge_writers: config
                 .bridge
                 .iter()
@@ -118,6 +125,9 @@ impl Access {
     /// password file authenticates users; anyone on a broker without one. A hop marker
     /// is never a privilege by itself.
     fn trusted_bridge(&self, who: &Who<'_>) -> bool {
+        if who.bridge {
+            return true;
+        }
         match &self.bridge_users {
             None => true,
             Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
@@ -135,20 +145,35 @@ impl Access {
         self.acl.is_some()
     }
 
-    /// Whether `client_id` is an admin.
-    pub fn is_admin(&self, client_id: &str) -> bool {
-        self.admins.iter().any(|a| a == client_id)
+    /// Whether `who` is an admin: its proved user name is listed in `[config] admins`, or,
+    /// on a broker without a password file (no user name is proved by a password there),
+    /// its client id is.
+    pub fn is_admin(&self, who: &Who<'_>) -> bool {
+        let listed = |name: &str| self.admins.iter().any(|a| a == name);
+        who.user.is_some_and(listed) || (!self.users_proved && listed(who.client_id))
+    }
+
+    /// Whether `who` reads every configuration document: an admin, or — with a password
+    /// file — a bridge, which carries them down the hierarchy.
+    fn reads_all_config(&self, who: &Who<'_>) -> bool {
+        self.is_admin(who) || (self.users_proved && self.is_bridge(who))
+    }
+
+    /// Whether `who` is the embedded bridge whose local client id is its own.
+    fn embedded_bridge(&self, who: &Who<'_>) -> bool {
+        who.bridge
+            && self
+                .bridge_writers
+                .iter()
+                .any(|(id, _)| id == who.client_id)
     }
 
     /// Whether `who` may read `$interest`: an admin, an embedded `[[bridge]]`'s local
     /// client, or a standalone metabroker's default `<name>-local` client — which, once a
     /// password file authenticates users, must also log in as a `bridge_users` user.
     fn reads_interest(&self, who: &Who<'_>) -> bool {
-        self.is_admin(who.client_id)
-            || self
-                .bridge_writers
-                .iter()
-                .any(|(id, _)| id == who.client_id)
+        self.is_admin(who)
+            || self.embedded_bridge(who)
             || (canopy_model::bridge::name_of_default_local(who.client_id).is_some()
                 && self.trusted_bridge(who))
     }
@@ -172,6 +197,11 @@ impl Access {
             Request::Subscribe { filter } => self.subscribe(who, filter)?,
             Request::Deliver { .. } => {}
         }
+        // An embedded bridge carries what its configured routes say: like Mosquitto's
+        // bridges, it is not subject to the ACL file.
+        if self.embedded_bridge(who) {
+            return Ok(());
+        }
         match &self.acl {
             Some(acl) if !acl.allows(who, req) => Err(Denied("not allowed by the ACL file")),
             _ => Ok(()),
@@ -181,19 +211,22 @@ impl Access {
     /// The broker's own rules for a client's PUBLISH or will.
     fn publish(&self, who: &Who<'_>, topic: &str) -> Result<(), Denied> {
         let client_id = who.client_id;
-        if self
-            .bridge_writers
-            .iter()
-            .any(|(id, prefix)| id == client_id && topic.starts_with(prefix.as_str()))
+        if who.bridge
+            && self
+                .bridge_writers
+                .iter()
+                .any(|(id, prefix)| id == client_id && topic.starts_with(prefix.as_str()))
         {
             return Ok(()); // an embedded bridge's own state and counters
         }
         // A metabroker with its default local client id `<name>-local` writes its state
-        // under `$SYS/metabroker/<name>/` (docs/metabroker.md).
+        // under `$SYS/metabroker/<name>/` (docs/metabroker.md) — with a password file only
+        // when it logged in as one of `[auth] bridge_users`.
         if let (Some(rest), Some(name)) = (
             topic.strip_prefix("$SYS/metabroker/"),
             canopy_model::bridge::name_of_default_local(client_id),
         ) && rest.strip_prefix(name).is_some_and(|r| r.starts_with('/'))
+            && self.trusted_bridge(who)
         {
             return Ok(());
         }
@@ -201,7 +234,7 @@ impl Access {
             "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
             STATUS => Err(Denied("$status topics are written by the broker only")),
             INTEREST => Err(Denied("$interest topics are written by the broker only")),
-            CONFIG if !self.is_admin(client_id) => {
+            CONFIG if !self.is_admin(who) => {
                 Err(Denied("only admins write configuration documents"))
             }
             "$ctl" if !matches!(topic, "$ctl/subscribe" | "$ctl/unsubscribe") => Err(Denied(
@@ -212,7 +245,7 @@ impl Access {
             )),
             PRESENCE => self.presence_publish(who, topic),
             CLUSTER => match topic.split('/').nth(1) {
-                Some("assign" | "drain") if self.is_admin(client_id) => Ok(()),
+                Some("assign" | "drain") if self.is_admin(who) => Ok(()),
                 Some("assign" | "drain") => Err(Denied(
                     "only admins write $cluster/assign/... and $cluster/drain/...",
                 )),
@@ -249,9 +282,7 @@ impl Access {
     /// embedded `[[bridge]]`; with a password file, a configured bridge user; without one,
     /// a metabroker with its default local id `<name>-local`.
     fn is_bridge(&self, who: &Who<'_>) -> bool {
-        self.bridge_writers
-            .iter()
-            .any(|(id, _)| id == who.client_id)
+        self.embedded_bridge(who)
             || match &self.bridge_users {
                 None => canopy_model::bridge::name_of_default_local(who.client_id).is_some(),
                 Some(users) => who.user.is_some_and(|u| users.iter().any(|b| b == u)),
@@ -269,7 +300,9 @@ impl Access {
         // Filters starting with a wildcard never match `$` topics [MQTT-4.7.2-1], so
         // only filters naming a reserved first level need a rule.
         match first_level(&inner) {
-            CONFIG if !self.is_admin(client_id) => {
+            // A bridge carries configuration documents down: with a password file, a
+            // `bridge_users` user reads them all, as an admin does.
+            CONFIG if !self.reads_all_config(who) => {
                 if inner.strip_prefix("$config/") == Some(client_id) {
                     Ok(())
                 } else {
@@ -300,7 +333,7 @@ impl Access {
                     )),
                 }
             }
-            PRESENCE if self.is_admin(client_id) || self.is_bridge(who) => Ok(()),
+            PRESENCE if self.is_admin(who) || self.is_bridge(who) => Ok(()),
             PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),
         }

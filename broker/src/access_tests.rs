@@ -12,6 +12,7 @@ fn who(client_id: &str) -> Who<'_> {
     Who {
         client_id,
         user: None,
+        bridge: false,
     }
 }
 
@@ -274,7 +275,11 @@ fn the_acl_is_asked_only_after_the_broker_rules_allow() {
 }
 
 fn as_user<'a>(client_id: &'a str, user: Option<&'a str>) -> Who<'a> {
-    Who { client_id, user }
+    Who {
+        client_id,
+        user,
+        bridge: false,
+    }
 }
 
 #[test]
@@ -440,10 +445,12 @@ fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
     let bridge = Who {
         client_id: "anything",
         user: Some("site-bridge"),
+        bridge: false,
     };
     let forger = Who {
         client_id: "site-local",
         user: Some("mallory"),
+        bridge: false,
     };
     assert!(a.check(&bridge, &fwd("$status/far"), &nobody_here).is_ok());
     assert!(a.check(&bridge, &fwd("$config/dev"), &nobody_here).is_ok());
@@ -453,6 +460,7 @@ fn with_a_password_file_only_bridge_users_forward_hierarchy_documents() {
     let anonymous = Who {
         client_id: "x",
         user: None,
+        bridge: false,
     };
     assert!(
         a.check(&anonymous, &fwd("$status/far"), &nobody_here)
@@ -476,11 +484,130 @@ fn with_a_password_file_interest_is_read_by_bridge_users_only() {
         ("other", Some("site-bridge"), false),
     ];
     for (client_id, user, allowed) in rows {
-        let who = Who { client_id, user };
+        let who = as_user(client_id, user);
         assert_eq!(
             a.check(&who, &sub, &nobody_here).is_ok(),
             allowed,
             "{client_id} as {user:?}"
         );
     }
+}
+
+/// A broker with a password file, admin user `root`, bridge user `site-bridge` and an
+/// embedded `[[bridge]]` named `site` (local client id `site-local`).
+fn guarded() -> Access {
+    let mut cfg = Config::ephemeral();
+    cfg.auth.password_file = Some("passwd".into());
+    cfg.auth.bridge_users = vec!["site-bridge".into()];
+    cfg.config_docs.admins = vec!["root".into()];
+    cfg.bridge = vec![canopy_metabroker::BridgeConfig::new(
+        "site",
+        "mqtt://127.0.0.1:1883",
+        "mqtt://127.0.0.1:1884",
+    )];
+    let mut a = Access::new(&cfg);
+    a.set_acl(Some(Arc::new(DenyTopic("a/secret"))));
+    a
+}
+
+#[test]
+fn with_a_password_file_admins_are_users_not_client_ids() {
+    let a = guarded();
+    let write = Request::Publish {
+        topic: "$config/dev",
+        forwarded: false,
+    };
+    let read_all = Request::Subscribe {
+        filter: "$config/#",
+    };
+    let rows = [
+        ("any", Some("root"), true),
+        ("root", None, false),
+        ("root", Some("mallory"), false),
+    ];
+    for (client_id, user, allowed) in rows {
+        let w = as_user(client_id, user);
+        assert_eq!(
+            a.check(&w, &write, &nobody_here).is_ok(),
+            allowed,
+            "{client_id} {user:?}"
+        );
+        assert_eq!(
+            a.check(&w, &read_all, &nobody_here).is_ok(),
+            allowed,
+            "{client_id} {user:?}"
+        );
+    }
+    // Without a password file no user name is proved: admins are client ids.
+    let open = access(&["root"]);
+    assert!(open.check(&who("root"), &write, &nobody_here).is_ok());
+}
+
+#[test]
+fn an_embedded_bridge_is_known_by_its_in_process_identity_not_its_client_id() {
+    let a = guarded();
+    let embedded = Who {
+        client_id: "site-local",
+        user: Some("canopy-bridge:site"),
+        bridge: true,
+    };
+    let impostor = as_user("site-local", None);
+    let impostor_user = as_user("site-local", Some("mallory"));
+    let state = Request::Publish {
+        topic: "$SYS/metabroker/site/state",
+        forwarded: false,
+    };
+    let interest = Request::Subscribe {
+        filter: "$interest/subscriptions",
+    };
+    let presence = Request::Subscribe {
+        filter: "$presence/#",
+    };
+    let forwarded = Request::Publish {
+        topic: "$config/dev",
+        forwarded: true,
+    };
+    let secret = Request::Deliver { topic: "a/secret" };
+    for req in [&state, &interest, &presence, &forwarded, &secret] {
+        assert!(a.check(&embedded, req, &nobody_here).is_ok(), "{req:?}");
+        assert!(a.check(&impostor, req, &nobody_here).is_err(), "{req:?}");
+        assert!(
+            a.check(&impostor_user, req, &nobody_here).is_err(),
+            "{req:?}"
+        );
+    }
+    // Its own state only.
+    let other = Request::Publish {
+        topic: "$SYS/metabroker/other/state",
+        forwarded: false,
+    };
+    assert!(a.check(&embedded, &other, &nobody_here).is_err());
+    // A standalone metabroker's `<name>-local` writes its state when it is a bridge user.
+    let standalone = as_user("edge-local", Some("site-bridge"));
+    let edge_state = Request::Publish {
+        topic: "$SYS/metabroker/edge/state",
+        forwarded: false,
+    };
+    assert!(a.check(&standalone, &edge_state, &nobody_here).is_ok());
+    assert!(
+        a.check(
+            &as_user("edge-local", Some("mallory")),
+            &edge_state,
+            &nobody_here
+        )
+        .is_err()
+    );
+    // The flag alone, on a client id that is no embedded bridge's, writes no state.
+    let flagged = Who {
+        client_id: "edge-local",
+        user: None,
+        bridge: true,
+    };
+    assert!(a.check(&flagged, &state, &nobody_here).is_err());
+    // A bridge user carries configuration documents down: it reads them all.
+    let config_all = Request::Subscribe {
+        filter: "$config/#",
+    };
+    assert!(a.check(&standalone, &config_all, &nobody_here).is_ok());
+    assert!(a.check(&impostor_user, &config_all, &nobody_here).is_err());
 }

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auth;
+mod bridges;
 pub mod config;
 mod error;
 mod levels;
@@ -296,18 +297,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     }
     // Bridges connect to this broker like any client, so they start once it listens.
     // Their on-disk queues live in the broker's data directory unless configured.
-    let bridge_configs = config
-        .bridge
-        .iter()
-        .cloned()
-        .map(|mut b| {
-            if b.queue.dir.is_none() {
-                b.queue.dir = Some(config.data_dir.join(format!("bridge-{}", b.name)));
-            }
-            b
-        })
-        .collect();
-    let mut bridge_configs: Vec<_> = bridge_configs;
+    let mut bridge_configs = bridges::prepare(&config, &addrs, &auth);
     if let Some(c) = &config.cluster
         && c.join.is_some()
     {

@@ -47,7 +47,7 @@ pub enum CliError {
     },
     /// The broker refused to store a configuration document (`canopy config set`).
     #[error(
-        "the broker refused to write {topic}: {} (only client ids listed in the broker's \
+        "the broker refused to write {topic}: {} (only admins listed in the broker's \
          [config] admins may write configuration documents)",
         describe(*code)
     )]

@@ -374,6 +374,8 @@ pub struct Connect {
     pub props: Props,
     /// Last will.
     pub will: Option<Will>,
+    /// User name and password.
+    pub login: Option<(String, Vec<u8>)>,
 }
 
 impl Connect {
@@ -395,7 +397,13 @@ impl Connect {
             keep_alive: 60,
             props: Props::new(),
             will: None,
+            login: None,
         }
+    }
+    /// Sets the user name and password.
+    pub fn login(mut self, user: &str, password: &[u8]) -> Self {
+        self.login = Some((user.into(), password.to_vec()));
+        self
     }
     /// Sets Clean Session / Clean Start.
     pub fn clean(mut self, clean: bool) -> Self {
@@ -425,6 +433,9 @@ impl Connect {
         if let Some(w) = &self.will {
             flags |= 0x04 | (w.qos << 3) | if w.retain { 0x20 } else { 0 };
         }
+        if self.login.is_some() {
+            flags |= 0xC0;
+        }
         body.push(flags);
         body.extend(self.keep_alive.to_be_bytes());
         if self.version == V5 {
@@ -437,6 +448,10 @@ impl Connect {
             }
             body.extend(string(&w.topic));
             body.extend(binary(&w.payload));
+        }
+        if let Some((user, password)) = &self.login {
+            body.extend(string(user));
+            body.extend(binary(password));
         }
         packet(0x10, &body)
     }

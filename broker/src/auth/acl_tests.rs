@@ -221,3 +221,72 @@ fn pattern_matching_without_allocation_agrees_with_substitution() {
         }
     }
 }
+
+/// Review comments (docs/review-comments.md): `%u` in a middle level, after a `+`, keeps each
+/// reviewer to the comments directed to them, on every document.
+#[test]
+fn user_pattern_in_a_middle_level_keeps_each_reviewer_to_their_own_comments() {
+    let acl = Acl::parse(
+        "user author\ntopic readwrite review/#\n\npattern read review/+/comments/%u/#\n",
+    )
+    .unwrap();
+    let bob = Some("bob");
+    let delivery: &[(Option<&str>, Access, &str, bool)] = &[
+        (bob, Read, "review/spec/comments/bob/c1", true),
+        (bob, Read, "review/plan/comments/bob/c9", true),
+        (bob, Read, "review/spec/comments/bob", true),
+        (bob, Read, "review/spec/comments/alice/c1", false),
+        (bob, Read, "review/spec/notes/bob/c1", false),
+        (bob, Write, "review/spec/comments/bob/c1", false),
+        (Some("author"), Write, "review/spec/comments/bob/c1", true),
+        (Some("author"), Read, "review/spec/comments/alice/c1", true),
+        (None, Read, "review/spec/comments/bob/c1", false),
+    ];
+    for &(user, access, topic, allowed) in delivery {
+        assert_eq!(
+            acl.check(user, "c", access, topic),
+            allowed,
+            "{user:?} {access:?} {topic}"
+        );
+    }
+    let subscribe: &[(&str, bool)] = &[
+        ("review/spec/comments/bob/#", true),
+        ("review/+/comments/bob/#", true),
+        // a wider filter is accepted; delivery still gives bob only his own comments
+        ("review/spec/comments/#", true),
+        ("review/spec/comments/alice/#", false),
+        ("review/+/comments/alice/+", false),
+        ("other/#", false),
+    ];
+    for &(filter, allowed) in subscribe {
+        assert_eq!(acl.check_subscribe(bob, "c", filter), allowed, "{filter}");
+    }
+}
+
+/// `$status` reads are an ACL decision (docs/security.md): without an ACL file everyone
+/// reads them; with one, only a rule naming `$status` grants them — `#` does not, as a
+/// wildcard first level never matches a `$` topic [MQTT-4.7.2-1].
+#[test]
+fn status_documents_are_read_only_under_a_rule_that_names_status() {
+    let acl =
+        Acl::parse("topic read #\n\nuser ops\ntopic read $status/#\n\npattern read $status/%c\n")
+            .unwrap();
+    let cases: &[(Option<&str>, &str, &str, bool)] = &[
+        (None, "dev1", "$status/dev2", false),
+        (None, "dev1", "$status/dev1", true),
+        (None, "dev1", "other/topic", true),
+        (Some("ops"), "console", "$status/dev2", true),
+    ];
+    for &(user, id, topic, allowed) in cases {
+        assert_eq!(
+            acl.check(user, id, Read, topic),
+            allowed,
+            "{user:?} {id} {topic}"
+        );
+    }
+    // `$status/#` is granted because its own document could match; every delivery is then
+    // checked one by one, so it receives only `$status/dev1`.
+    assert!(acl.check_subscribe(None, "dev1", "$status/#"));
+    assert!(!acl.check_subscribe(None, "dev1", "$status/dev2"));
+    assert!(acl.check_subscribe(Some("ops"), "console", "$status/#"));
+}

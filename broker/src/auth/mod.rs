@@ -6,6 +6,7 @@
 //! bridges (the access seam applies those before asking the ACL) and never log a password.
 
 pub mod acl;
+pub mod internal;
 pub mod password;
 pub mod throttle;
 
@@ -83,13 +84,16 @@ pub enum Login {
     BadCredentials,
     /// No user name where anonymous clients are refused: CONNACK 0x87 (5.0) / 5 (3.1.1).
     NotAuthorized,
+    /// This broker's own embedded bridge, proved by its in-process token
+    /// ([`internal::BridgeTokens`]); the user name is `canopy-bridge:<name>`.
+    Bridge,
 }
 
 impl Login {
     /// The CONNACK reason code for an MQTT 5.0 client (0x00, 0x86 or 0x87).
     pub fn reason_v5(self) -> u8 {
         match self {
-            Login::Accepted { .. } => 0x00,
+            Login::Accepted { .. } | Login::Bridge => 0x00,
             Login::BadCredentials => 0x86,
             Login::NotAuthorized => 0x87,
         }
@@ -98,7 +102,7 @@ impl Login {
     /// The CONNACK return code for an MQTT 3.1/3.1.1 client (0, 4 or 5).
     pub fn return_code_v3(self) -> u8 {
         match self {
-            Login::Accepted { .. } => 0,
+            Login::Accepted { .. } | Login::Bridge => 0,
             Login::BadCredentials => 4,
             Login::NotAuthorized => 5,
         }
@@ -117,6 +121,8 @@ pub struct Auth {
     /// Password verifications running at once: each takes ~19 MiB and a core for tens of
     /// milliseconds, so a flood of CONNECTs queues here instead of exhausting memory.
     verify_slots: tokio::sync::Semaphore,
+    /// The embedded bridges' in-process credentials.
+    bridges: internal::BridgeTokens,
 }
 
 impl Auth {
@@ -147,6 +153,7 @@ impl Auth {
             throttle: Mutex::new(LoginThrottle::new(policy)),
             failed_logins: AtomicU64::new(0),
             verify_slots: tokio::sync::Semaphore::new(verify_slots()),
+            bridges: internal::BridgeTokens::default(),
         })
     }
 
@@ -178,6 +185,11 @@ impl Auth {
         Arc::clone(&self.rules.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The embedded bridges' in-process credentials (issued at start-up).
+    pub fn bridge_tokens(&self) -> &internal::BridgeTokens {
+        &self.bridges
+    }
+
     /// Decides a CONNECT from `peer`. Waits first if `peer` has failed repeatedly (see
     /// [`ThrottlePolicy`]); verifies the password on a blocking thread; counts and logs a
     /// failure with the peer and user name (never the password).
@@ -198,7 +210,12 @@ impl Auth {
             tokio::time::sleep(delay).await;
         }
         let rules = self.rules();
+        let bridge = user.map_or(internal::BridgeLogin::NotBridge, |u| {
+            self.bridges.check(u, password)
+        });
         let outcome = match (user, &rules.passwords) {
+            _ if bridge == internal::BridgeLogin::Bridge => Login::Bridge,
+            _ if bridge == internal::BridgeLogin::Refused => Login::BadCredentials,
             (None, _) if anonymous_allowed => Login::Accepted {
                 authenticated: false,
             },
@@ -227,7 +244,7 @@ impl Auth {
                 }
             }
         };
-        if !matches!(outcome, Login::Accepted { .. }) {
+        if !matches!(outcome, Login::Accepted { .. } | Login::Bridge) {
             self.failed_logins.fetch_add(1, Ordering::Relaxed);
             self.lock_throttle().failed(peer, Instant::now());
             tracing::warn!(%peer, user = user.unwrap_or(""), outcome = ?outcome, "login refused");

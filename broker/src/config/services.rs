@@ -79,9 +79,10 @@ impl Default for PresenceConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigDocs {
-    /// Client ids allowed to write `$config/<client-id>` and `$config/default` and to read every
-    /// document (until users and ACLs exist, identity is the client id). Default: none, so
-    /// nobody can write configuration documents. Each id must be non-empty; no repeats.
+    /// Who may write `$config/<client-id>` and `$config/default` and read every document:
+    /// user names proved by a password (or a client certificate); on a broker without a
+    /// `password_file`, where no password proves a user name, client ids. Default: none, so
+    /// nobody can write configuration documents. Each entry must be non-empty; no repeats.
     #[serde(deserialize_with = "admin_ids")]
     pub admins: Vec<String>,
 }

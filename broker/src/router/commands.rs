@@ -107,6 +107,9 @@ pub struct ConnectRequest {
     pub max_packet_size: Option<u32>,
     /// The authenticated user name, if the client logged in with one.
     pub user: Option<Arc<str>>,
+    /// Whether the connection is this broker's own embedded bridge, proved by its
+    /// in-process token (`auth::internal`), never by anything a client chooses.
+    pub bridge: bool,
     /// Whether the broker assigned `client_id` (the client sent an empty one).
     pub assigned: bool,
     /// The connection's outbox.

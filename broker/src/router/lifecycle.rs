@@ -32,8 +32,8 @@ impl Router {
                     if let Some(w) = s.will.take()
                         && w.properties.will_delay_interval.unwrap_or(0) == 0
                     {
-                        let (client_id, user) = (s.client_id.clone(), s.user.clone());
-                        self.publish_will(now, &client_id, user.as_deref(), w);
+                        let author = WillAuthor::of(s);
+                        self.publish_will(now, &author, w);
                     }
                 } else {
                     // A delayed will is cancelled by the new connection.
@@ -69,6 +69,7 @@ impl Router {
             max_packet_size: req.max_packet_size,
         });
         s.user = req.user;
+        s.bridge = req.bridge;
         s.assigned_id = req.assigned;
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
@@ -121,8 +122,7 @@ impl Router {
         };
         let Some(conn) = s.conn.take() else { return };
         s.last_conn = conn.id;
-        let client_id = s.client_id.clone();
-        let user = s.user.clone();
+        let author = WillAuthor::of(s);
         let info = super::hosting::client_info(s, Some(&conn));
         self.gone_offline(key);
         self.services_disconnect(now, &info, reason);
@@ -135,7 +135,7 @@ impl Router {
         let will = s.will.take().filter(|_| publish_will);
         if s.expiry_interval == 0 {
             if let Some(w) = will {
-                self.publish_will(now, &client_id, user.as_deref(), w);
+                self.publish_will(now, &author, w);
             }
             self.end_session(now, key, true);
             return;
@@ -173,7 +173,7 @@ impl Router {
         }
         self.persist_session(key);
         if let Some(w) = due_now {
-            self.publish_will(now, &client_id, user.as_deref(), w);
+            self.publish_will(now, &author, w);
         }
     }
 
@@ -194,9 +194,9 @@ impl Router {
                     };
                     s.will_at = None;
                     if let Some(w) = s.will.take() {
-                        let (client_id, user) = (s.client_id.clone(), s.user.clone());
+                        let author = WillAuthor::of(s);
                         self.persist_session(session);
-                        self.publish_will(now, &client_id, user.as_deref(), w);
+                        self.publish_will(now, &author, w);
                     }
                 }
                 Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
@@ -229,7 +229,7 @@ impl Router {
         let mut ended = None;
         if let Some(s) = self.sessions.try_remove(key) {
             self.by_id.remove(&s.client_id);
-            ended = Some((s.client_id.clone(), s.user.clone()));
+            ended = Some(WillAuthor::of(&s));
             if s.expiry_interval > 0 || s.expires_at.is_some() {
                 self.journal
                     .record(|| Mutation::DeleteSession(s.client_id.clone()));
@@ -239,25 +239,24 @@ impl Router {
                 Metrics::add(&self.metrics.messages_dropped, lost as u64);
             }
         }
-        if let Some((client_id, user)) = ended {
+        if let Some(author) = ended {
             if publish_pending_will && let Some(w) = will {
-                self.publish_will(now, &client_id, user.as_deref(), w);
+                self.publish_will(now, &author, w);
             }
-            self.services_session_end(now, &client_id);
+            self.services_session_end(now, &author.client_id);
         }
     }
 
     /// Publishes a will message as if its client had sent it, if the access seam lets
     /// that client publish there (a will is a PUBLISH deferred, not a privilege).
-    /// `user` is the session's proved user name when the will was left.
-    pub(super) fn publish_will(
-        &mut self,
-        now: Instant,
-        client_id: &str,
-        user: Option<&str>,
-        w: Will,
-    ) {
-        let who = crate::access::Who { client_id, user };
+    /// `author` is the session as it was when the will was left.
+    pub(super) fn publish_will(&mut self, now: Instant, author: &WillAuthor, w: Will) {
+        let client_id = &*author.client_id;
+        let who = crate::access::Who {
+            client_id,
+            user: author.user.as_deref(),
+            bridge: author.bridge,
+        };
         let req = crate::access::Request::Will { topic: &w.topic };
         if let Err(why) = self.access.check(&who, &req, &|_| false) {
             Metrics::add(&self.metrics.publish_denied, 1);
@@ -439,6 +438,23 @@ impl Router {
         s.next_seq = max_seq + 1;
         for pkid in stored.incoming {
             s.incoming.on_publish(pkid);
+        }
+    }
+}
+
+/// Who left a will: what the access seam needs of its session once the session is gone.
+pub(super) struct WillAuthor {
+    client_id: Arc<str>,
+    user: Option<Arc<str>>,
+    bridge: bool,
+}
+
+impl WillAuthor {
+    fn of(s: &Session) -> WillAuthor {
+        WillAuthor {
+            client_id: s.client_id.clone(),
+            user: s.user.clone(),
+            bridge: s.bridge,
         }
     }
 }

@@ -130,6 +130,8 @@ pub struct Session {
     /// The user the last connection authenticated as, if any: what the access seam
     /// checks deliveries against, also while the session is offline.
     pub user: Option<Arc<str>>,
+    /// Whether the last connection was this broker's embedded bridge (in-process identity).
+    pub bridge: bool,
     /// Whether the broker assigned the client identifier.
     pub assigned_id: bool,
     /// The live connection, if any.
@@ -208,6 +210,7 @@ impl Session {
         Session {
             client_id,
             user: None,
+            bridge: false,
             assigned_id: false,
             conn: None,
             expiry_interval,

@@ -350,6 +350,7 @@ impl Router {
         let who = crate::access::Who {
             client_id: s.map_or("", |s| &s.client_id),
             user: s.and_then(|s| s.user.as_deref()),
+            bridge: s.is_some_and(|s| s.bridge),
         };
         let online_here = |id: &str| {
             self.by_id

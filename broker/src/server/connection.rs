@@ -31,6 +31,11 @@ use crate::services::cluster::Admission;
 
 /// Bytes reserved for reading when a readable socket finds the buffer short.
 const READ_CHUNK: usize = 8192;
+/// How long a connection the broker closed keeps reading (and discarding) what the client
+/// still sends, so that the client reads our DISCONNECT instead of a reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// At most this much is read and discarded while lingering.
+const LINGER_BYTES: usize = 1 << 20;
 
 /// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
 pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx) {
@@ -144,7 +149,40 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
         reason,
     };
     let _ = Box::pin(ctx.router.send(gone)).await;
+    // While the broker stops, nobody waits for clients to close.
+    if matches!(end, End::Error | End::Kicked | End::KeepAlive) && !*ctx.shutdown.borrow() {
+        Box::pin(linger(&mut stream)).await;
+    } else {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Closes a connection the broker ended (it may have sent a DISCONNECT) without
+/// resetting it: a socket closed with unread bytes sends RST, and a client still writing
+/// (say, a burst beyond our Receive Maximum, answered with 0x93) would then see a broken
+/// pipe and lose the DISCONNECT it had not read yet. So our side is shut down first, then
+/// what the client still sends is read and discarded until it closes, for at most
+/// [`LINGER`] and [`LINGER_BYTES`]. Allocates its buffer only when the client does
+/// send more, and nothing for a client that closes at once.
+async fn linger<S: Transport>(stream: &mut S) {
     let _ = stream.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut sink = BytesMut::new();
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        sink.clear();
+        sink.reserve(READ_CHUNK);
+        match stream.try_read_buf(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout, after

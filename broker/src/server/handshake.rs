@@ -348,7 +348,21 @@ pub async fn establish<S: Transport>(
     let protocol = accepted.protocol;
     let v5 = protocol.is_v5();
     tracing::Span::current().record("client_id", &*accepted.client_id);
+    let mut bridge = false;
     let (user, authenticated) = match stream.identity() {
+        Some(cn) if crate::auth::internal::is_reserved_user(cn) => {
+            Metrics::add(&ctx.metrics.logins_failed, 1);
+            let why = "a certificate may not name an in-process bridge user";
+            refuse(
+                stream,
+                protocol,
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                ctx,
+                why,
+            )
+            .await;
+            return None;
+        }
         Some(cn) => (Some(Arc::<str>::from(cn)), true),
         None => {
             let user = connect.username.as_deref();
@@ -359,6 +373,10 @@ pub async fn establish<S: Transport>(
             match login {
                 crate::auth::Login::Accepted { authenticated } => {
                     (user.map(Arc::<str>::from), authenticated)
+                }
+                crate::auth::Login::Bridge => {
+                    bridge = true;
+                    (user.map(Arc::<str>::from), true)
                 }
                 crate::auth::Login::BadCredentials => {
                     Metrics::add(&ctx.metrics.logins_failed, 1);
@@ -381,6 +399,12 @@ pub async fn establish<S: Transport>(
             }
         }
     };
+    if !bridge && ctx.auth.bridge_tokens().reserves(&accepted.client_id) {
+        let why = "this client identifier belongs to an embedded bridge";
+        let reason = ReasonCode::CLIENT_IDENTIFIER_NOT_VALID;
+        refuse(stream, protocol, reason, ctx, why).await;
+        return None;
+    }
     let props = &connect.properties;
     let outbox = Outbox::new(super::QOS0_OUTBOX);
     let (tx, rx) = oneshot::channel();
@@ -402,6 +426,7 @@ pub async fn establish<S: Transport>(
         // Only a proved name (password file or certificate) counts: a name a client merely
         // claims grants nothing, so such a client gets the ACL's anonymous rules.
         user: user.clone().filter(|_| authenticated),
+        bridge,
         outbox: outbox.clone(),
         reply: tx,
     };

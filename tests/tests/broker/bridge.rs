@@ -100,3 +100,101 @@ qos = 1
     assert_ne!(m.payload, b"disconnected");
     site.shutdown().await;
 }
+
+/// An embedded bridge is trusted by the in-process identity the broker gives it, not by its
+/// client id: on a broker with a password file it logs in without configured credentials
+/// and carries the hierarchy, while a client that takes its id is refused (rc 2) and a
+/// client writing its state is dropped.
+#[cfg(feature = "in-process")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bridge_is_trusted_by_its_in_process_identity_not_its_client_id() {
+    if is_external() {
+        return;
+    }
+    let root = TestBroker::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(unique("bridge-auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwd = dir.join("passwd");
+    let hash = canopy_model::password::hash_password(b"apple").unwrap();
+    std::fs::write(&passwd, format!("alice:{hash}\n")).unwrap();
+    let text = format!(
+        r#"
+durability = "memory"
+[[listener]]
+bind = "127.0.0.1:{port}"
+[auth]
+password_file = "{passwd}"
+[[bridge]]
+name = "site8"
+hierarchy = true
+[bridge.local]
+url = "mqtt://127.0.0.1:{port}"
+[bridge.remote]
+url = "mqtt://{root}"
+"#,
+        passwd = passwd.display(),
+        root = root.addr()
+    );
+    let mut cfg = canopy_broker::config::Config::from_toml(&text, "site.toml").unwrap();
+    cfg.data_dir = dir.join("data");
+    let site = canopy_broker::start(cfg).await.unwrap();
+    let site_addr = site.mqtt_addr();
+
+    let mut watch = RawClient::connect(site_addr, V311, &unique("w")).await;
+    watch.subscribe("$SYS/metabroker/site8/state", 0).await;
+    let mut state = String::new();
+    for _ in 0..10 {
+        let m = watch.recv_publish().await;
+        state = String::from_utf8_lossy(&m.payload).into_owned();
+        if state.contains("connected") && !state.contains("disconnected") {
+            break;
+        }
+    }
+    assert!(
+        state.contains("connected") && !state.contains("disconnected"),
+        "state: {state}"
+    );
+
+    // The hierarchy flows: a device's status at the site reaches the root.
+    let dev = unique("dev");
+    let mut st = RawClient::connect(root.addr(), V311, &unique("st")).await;
+    st.subscribe(&format!("$status/{dev}"), 0).await;
+    let _d = RawClient::connect(site_addr, V311, &dev).await;
+    let m = tokio::time::timeout(Duration::from_secs(10), st.recv_publish())
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(doc["state"], "online", "{doc}");
+
+    // Taking the bridge's client id is refused: identifier rejected (3.1.1 rc 2).
+    let connect = canopy_tests::wire::Connect::v311("site8-local");
+    let (_c, ack) = RawClient::handshake(site_addr, &connect).await;
+    assert_eq!(ack.code, 2, "{ack:?}");
+    // The in-process user name with a guessed token is a bad user name or password (rc 4).
+    let guess = canopy_tests::wire::Connect::v311(&unique("guess"))
+        .login("canopy-bridge:site8", b"0123456789abcdef");
+    let (_g, ack) = RawClient::handshake(site_addr, &guess).await;
+    assert_eq!(ack.code, 4, "{ack:?}");
+    // alice, a real user, may not write the bridge's state either.
+    let alice = canopy_tests::wire::Connect::v311(&unique("alice")).login("alice", b"apple");
+    let (mut alice, _) = RawClient::connect_with(site_addr, &alice).await;
+    alice
+        .publish("$SYS/metabroker/site8/state", b"disconnected", 1, true)
+        .await;
+
+    // Writing the bridge's state as anyone else is dropped.
+    let mut forger = RawClient::connect(site_addr, V311, &unique("forger")).await;
+    forger
+        .publish("$SYS/metabroker/site8/state", b"disconnected", 1, true)
+        .await;
+    let mut late = RawClient::connect(site_addr, V311, &unique("late")).await;
+    late.subscribe("$SYS/metabroker/site8/state", 0).await;
+    let m = late.recv_publish().await;
+    assert_ne!(m.payload, b"disconnected");
+    site.shutdown().await;
+}

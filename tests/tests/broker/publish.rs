@@ -253,3 +253,72 @@ async fn burst_beyond_receive_maximum_is_slowed_not_dropped(v: u8) {
         .collect();
     assert_eq!(order, (1..=n).collect::<Vec<_>>());
 }
+
+/// A 5.0 client with more QoS 2 messages awaiting PUBREL than the broker's Receive Maximum
+/// gets DISCONNECT 0x93 (Receive Maximum exceeded, MQTT 5.0 §4.9) — and can read it while
+/// it is still writing its burst: the broker stops reading only after the client closed
+/// (or a short linger), so the client sees the DISCONNECT and an orderly end of stream,
+/// never a reset that would discard it. This is the Paho 5.0 suite's `test_flow_control2`
+/// case, with a burst long enough to outlast the broker's decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_beyond_receive_maximum_gets_a_readable_disconnect_0x93() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let settings = Settings {
+        receive_maximum: Some(4),
+        ..Settings::default()
+    };
+    let Some(b) = TestBroker::start_with(settings, "qos2_beyond_receive_maximum").await else {
+        return;
+    };
+    let mut stream = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
+    stream
+        .write_all(&wire::Connect::v5(&unique("rm")).encode())
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let topic = unique("rm");
+    let payload = vec![b'x'; 2048];
+    // 400 QoS 2 PUBLISHes (about 800 KB), none of them ever released, written in small
+    // batches over tens of milliseconds: the client is still writing after the broker's
+    // DISCONNECT, as Paho's test is. Every write must succeed (no broken pipe).
+    let writer = tokio::spawn(async move {
+        for pid in 1..=400u16 {
+            let p = Publish::new(V5, &topic, &payload).qos(2, pid).encode();
+            wr.write_all(&p).await?;
+            if pid % 20 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut bytes = Vec::new();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the broker closes the connection");
+    let written = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .expect("the writer finishes")
+        .unwrap();
+    assert!(written.is_ok(), "every write succeeds: {written:?}");
+    let mut packets = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (len, n) = wire::decode_varint(&rest[1..]).expect("a whole packet");
+        packets.push(rest[..1 + n + len].to_vec());
+        rest = &rest[1 + n + len..];
+    }
+    let last = packets.last().expect("packets before the end");
+    assert_eq!(last[0], 0xE0, "the last packet is a DISCONNECT: {last:?}");
+    assert_eq!(wire::parse_disconnect(last).reason, 0x93);
+    assert!(ended.is_ok(), "an orderly end of stream, not {ended:?}");
+    canopy_tests::assert_broker_works(b.addr()).await;
+}

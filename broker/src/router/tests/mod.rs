@@ -233,6 +233,7 @@ impl Harness {
             receive_maximum: 100,
             max_packet_size: None,
             user: None,
+            bridge: false,
             assigned: c.assigned,
             outbox: outbox.clone(),
             reply: tx,
