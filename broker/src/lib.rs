@@ -305,9 +305,16 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             Some(path) => Some(read_password(path)?),
             None => None,
         };
-        bridge_configs.extend(services::cluster::link::join_bridge(
-            &config, &bound, password,
-        ));
+        bridge_configs.extend(
+            services::cluster::link::join_bridge(&config, &bound, password).map(|mut b| {
+                // The link's local side is this broker: it logs in with an in-process
+                // identity, as an embedded `[[bridge]]` does.
+                let (user, token) = auth.bridge_tokens().issue(&b.name, &b.local_client_id());
+                b.local.username = Some(user);
+                b.local.password = Some(token);
+                b
+            }),
+        );
     }
     let bridges = canopy_metabroker::spawn(bridge_configs)?;
     tracing::info!(node_id = %config.node_id, durability = ?config.durability, bridges = bridges.len(), "broker started");

@@ -49,6 +49,8 @@ pub enum Command {
     Presence(crate::presence::PresenceArgs),
     /// Add, change or delete a user in a broker password file (`[auth] password_file`).
     Passwd(PasswdArgs),
+    /// Watch a cluster's nodes, pin a client to a node, drain a node (`$cluster/...`).
+    Cluster(crate::cluster::ClusterArgs),
 }
 
 /// Arguments of `canopy passwd`, like mosquitto_passwd.

@@ -10,10 +10,12 @@
 //! - [`format`]: how received messages are printed (payload, `-v`, JSON);
 //! - [`publish`] / [`subscribe`]: the two commands' flows;
 //! - [`config_doc`]: `canopy config get|set`, built on those two flows;
+//! - [`cluster`]: `canopy cluster status|assign|drain`;
 //! - [`resource`]: `canopy resource acquire|reserve|status`;
 //! - [`passwd`]: `canopy passwd`, the broker password file editor;
 //! - [`presence`]: `canopy presence set|watch|allow`;
 //! - [`presence_agent`]: the device-side presence agent for brokers without one;
+//! - [`redirect`]: following Server Reference (CONNACK and DISCONNECT 0x9C/0x9D);
 //! - [`reason`]: MQTT reason code names; [`error`]: the error type and exit statuses.
 //!
 //! This crate must never publish from the task that polls a rumqttc event loop (see [`link`]).
@@ -21,6 +23,7 @@
 
 pub mod adapter;
 pub mod cli;
+pub mod cluster;
 pub mod config_doc;
 pub mod error;
 pub mod format;
@@ -31,6 +34,7 @@ pub mod presence;
 pub mod presence_agent;
 pub mod publish;
 pub mod reason;
+pub mod redirect;
 pub mod resource;
 pub mod subscribe;
 pub mod url;

@@ -18,6 +18,7 @@ use crate::cli::{ProtocolVersion, Qos};
 use crate::error::CliError;
 use crate::format::Message;
 use crate::options::{ConnectSettings, v5_qos};
+use crate::redirect;
 
 /// Capacity of the driver-to-caller event channel; a full channel pauses the driver, which
 /// pauses reading the socket, so a slow stdout cannot grow memory.
@@ -56,6 +57,9 @@ pub enum LinkFailure {
     Refused(String),
     /// The broker sent DISCONNECT (5.0); the text names the reason code.
     Disconnected(String),
+    /// The broker sent the client elsewhere (CONNACK or DISCONNECT 0x9C/0x9D); the text
+    /// names the reason code. [`Link::open`] follows it.
+    Redirected(String),
     /// Any other loss of the connection.
     Lost(String),
 }
@@ -69,6 +73,7 @@ impl LinkFailure {
             Self::Disconnected(reason) => {
                 CliError::ConnectionLost(format!("the broker disconnected: {reason}"))
             }
+            Self::Redirected(reason) => CliError::Refused(format!("{reason} (not followed)")),
             Self::Lost(reason) => CliError::ConnectionLost(reason),
         }
     }
@@ -157,6 +162,38 @@ impl Link {
             events,
             driver,
             addr: settings.addr(),
+        }
+    }
+
+    /// Connects as [`Link::start`] and waits for the CONNACK, following Server Reference
+    /// (CONNACK 0x9C/0x9D, see [`crate::redirect`]) at most
+    /// [`MAX_REDIRECTS`](crate::redirect::MAX_REDIRECTS) times without loops. Returns the
+    /// link, whether a session was present, and the settings that reached the broker.
+    pub async fn open(
+        settings: &ConnectSettings,
+    ) -> Result<(Self, bool, ConnectSettings), CliError> {
+        let mut chain = redirect::Chain::default();
+        let mut settings = settings.clone();
+        loop {
+            let mut link = Link::start(&settings);
+            match link.next_event().await {
+                Some(LinkEvent::Connected { session_present }) => {
+                    return Ok((link, session_present, settings));
+                }
+                Some(LinkEvent::Failed(LinkFailure::Redirected(why))) => {
+                    link.driver.abort();
+                    settings = redirect::next(&settings, &mut chain, &why).await?;
+                }
+                Some(LinkEvent::Failed(failure)) => {
+                    return Err(failure.into_error(link.addr.clone()));
+                }
+                Some(other) => {
+                    return Err(CliError::ConnectionLost(format!(
+                        "unexpected event before CONNACK: {other:?}"
+                    )));
+                }
+                None => return Err(CliError::ConnectionLost("event loop stopped".into())),
+            }
         }
     }
 
@@ -278,6 +315,7 @@ async fn drive(mut connection: Connection, v5: bool, tx: mpsc::Sender<LinkEvent>
                 let failure = match failure.kind {
                     FailureKind::Refused(code) => LinkFailure::Refused(code),
                     FailureKind::Disconnected(reason) => LinkFailure::Disconnected(reason),
+                    FailureKind::Redirected(reason) => LinkFailure::Redirected(reason),
                     FailureKind::Lost if !connected => LinkFailure::Unreachable(failure.message),
                     FailureKind::Lost => LinkFailure::Lost(failure.message),
                 };

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use canopy_client::cli::{Cli, Command};
-use canopy_client::{CliError, config_doc, passwd, presence, publish, resource, subscribe};
+use canopy_client::{
+    CliError, cluster, config_doc, passwd, presence, publish, resource, subscribe,
+};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +49,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Resource(args) => resource::run(args).await,
         Command::Presence(args) => presence::run(args).await,
         Command::Passwd(args) => passwd::run(&args),
+        Command::Cluster(args) => cluster::run(args).await,
     }
 }
 

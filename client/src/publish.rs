@@ -155,8 +155,7 @@ pub async fn run(plan: PublishPlan) -> Result<(), CliError> {
         }
         Source::StdinLines => None,
     };
-    let mut link = Link::start(&plan.connect);
-    let session_present = link.connected().await?;
+    let (mut link, session_present, _) = Link::open(&plan.connect).await?;
     tracing::debug!(session_present, addr = link.addr(), "connected");
 
     let mut producer = tokio::spawn(produce(link.sender(), plan, single));

@@ -157,8 +157,7 @@ fn outgoing(topic: String) -> OutgoingMessage {
 /// Connects and subscribes to `filters`, waiting for the SUBACK; fails if every filter
 /// was refused.
 async fn open(connect: &ConnectSettings, filters: &[String]) -> Result<Link, CliError> {
-    let mut link = Link::start(connect);
-    link.connected().await?;
+    let (mut link, _, _) = Link::open(connect).await?;
     let filters = filters
         .iter()
         .map(|f| FilterRequest {

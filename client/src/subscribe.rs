@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::cli::{OutputFormat, ProtocolVersion, Qos, SubArgs};
 use crate::error::CliError;
 use crate::format::Formatter;
-use crate::link::{FilterRequest, Link, LinkEvent, SubscribeRequest};
+use crate::link::{FilterRequest, Link, LinkEvent, LinkFailure, SubscribeRequest};
 use crate::options::ConnectSettings;
 use crate::reason::describe_suback;
+use crate::redirect;
 
 /// Everything `canopy sub` will do, validated before any connection is made.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,37 +104,78 @@ impl SubscribePlan {
 }
 
 /// Runs `canopy sub` until its stop condition.
+/// A broker sending the client to another server (CONNACK or DISCONNECT 0x9C/0x9D) is
+/// followed ([`crate::redirect`]), and the subscriptions are made again there; a chain or a
+/// loop of redirections without a connection in between ends the command.
 pub async fn run(plan: SubscribePlan) -> Result<(), CliError> {
     let deadline = plan.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut link = Link::start(&plan.connect);
-    let work = receive(&mut link, &plan);
-    let outcome = match deadline {
+    let mut settings = plan.connect.clone();
+    let mut chain = redirect::Chain::default();
+    // `-C` counts across the servers the client is sent to.
+    let mut printed = 0u64;
+    loop {
+        let mut link = Link::start(&settings);
+        let outcome = within(
+            deadline,
+            receive(&mut link, &plan, &mut chain, &mut printed),
+        )
+        .await;
+        match outcome {
+            Ok(None) => return link.disconnect().await,
+            Err(CliError::Timeout) => {
+                link.disconnect().await?;
+                return Err(CliError::Timeout);
+            }
+            Ok(Some(why)) => {
+                tokio::time::sleep(redirect::AFTER_DISCONNECT).await;
+                settings = within(deadline, redirect::next(&settings, &mut chain, &why)).await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `work`, cut off with [`CliError::Timeout`] at `deadline` if there is one.
+async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, work)
             .await
             .unwrap_or(Err(CliError::Timeout)),
         None => work.await,
-    };
-    match outcome {
-        Ok(()) | Err(CliError::Timeout) => {
-            link.disconnect().await?;
-            outcome
-        }
-        Err(error) => Err(error),
     }
 }
 
-/// Connects, subscribes and prints; returns `Ok` when `-C` is reached or on Ctrl-C.
-async fn receive(link: &mut Link, plan: &SubscribePlan) -> Result<(), CliError> {
-    link.connected().await?;
+/// Connects, subscribes and prints; returns `Ok(None)` when `-C` is reached or on Ctrl-C,
+/// `Ok(Some(reason))` when the broker sent the client elsewhere.
+async fn receive(
+    link: &mut Link,
+    plan: &SubscribePlan,
+    chain: &mut redirect::Chain,
+    printed: &mut u64,
+) -> Result<Option<String>, CliError> {
+    match link.next_event().await {
+        Some(LinkEvent::Connected { .. }) => *chain = redirect::Chain::default(),
+        Some(LinkEvent::Failed(LinkFailure::Redirected(why))) => return Ok(Some(why)),
+        Some(LinkEvent::Failed(failure)) => {
+            return Err(failure.into_error(link.addr().to_owned()));
+        }
+        other => {
+            return Err(CliError::ConnectionLost(format!(
+                "unexpected event before CONNACK: {other:?}"
+            )));
+        }
+    }
     link.sender().subscribe(plan.request.clone()).await?;
     let v5 = plan.connect.version == ProtocolVersion::V5;
     let formatter = Formatter::new(plan.format, plan.newline);
-    let mut printed = 0u64;
     let stdout = std::io::stdout();
     loop {
         let event = tokio::select! {
             event = link.next_event() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(None),
         };
         match event {
             Some(LinkEvent::Message(message)) => {
@@ -147,12 +189,12 @@ async fn receive(link: &mut Link, plan: &SubscribePlan) -> Result<(), CliError> 
                 match written {
                     Ok(()) => {}
                     // The reader went away (`canopy sub | head -1`): stop quietly.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
                     Err(e) => return Err(CliError::Output(e)),
                 }
-                printed += 1;
-                if plan.count == Some(printed) {
-                    return Ok(());
+                *printed += 1;
+                if plan.count == Some(*printed) {
+                    return Ok(None);
                 }
             }
             Some(LinkEvent::SubAck(codes)) => {
@@ -172,6 +214,7 @@ async fn receive(link: &mut Link, plan: &SubscribePlan) -> Result<(), CliError> 
                 }
                 tracing::info!(granted = codes.len() - refused, refused, "subscribed");
             }
+            Some(LinkEvent::Failed(LinkFailure::Redirected(why))) => return Ok(Some(why)),
             Some(LinkEvent::Failed(failure)) => {
                 return Err(failure.into_error(link.addr().to_owned()));
             }

@@ -79,6 +79,10 @@ pub enum FailureKind {
     Refused(String),
     /// The broker sent DISCONNECT (5.0); the reason's name and reason string.
     Disconnected(String),
+    /// The broker sent the client to another server: CONNACK or DISCONNECT 0x9C (Use
+    /// another server) or 0x9D (Server moved); the reason's name. rumqttc drops the Server
+    /// Reference (see `crate::redirect`).
+    Redirected(String),
     /// Anything else: unreachable, timed out, connection lost, protocol error.
     Lost,
 }
@@ -341,9 +345,19 @@ fn failure_v4(error: rumqttc::ConnectionError) -> Failure {
 }
 
 fn failure_v5(error: rumqttc::v5::ConnectionError) -> Failure {
+    use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, DisconnectReasonCode};
     use rumqttc::v5::{ConnectionError, StateError};
     let kind = match &error {
+        ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::UseAnotherServer | ConnectReturnCode::ServerMoved),
+        ) => FailureKind::Redirected(connack_v5(*code)),
         ConnectionError::ConnectionRefused(code) => FailureKind::Refused(connack_v5(*code)),
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code:
+                reason_code @ (DisconnectReasonCode::UseAnotherServer
+                | DisconnectReasonCode::ServerMoved),
+            ..
+        }) => FailureKind::Redirected(disconnect_reason(*reason_code)),
         ConnectionError::MqttState(StateError::ServerDisconnect {
             reason_code,
             reason_string,

@@ -32,6 +32,8 @@ macro_rules! both_versions {
 
 mod activation;
 mod bridge;
+#[cfg(feature = "in-process")]
+mod cluster;
 mod connect;
 mod malformed;
 #[cfg(feature = "in-process")]
