@@ -5,25 +5,28 @@
 # name service on port 53, rebalancer) and canopy-h2..h5 (10.77.0.2-5, joined to the root),
 # plus a load host canopy-gen (10.77.0.100). The bridge lives in its own namespace
 # (canopy-sw), each host is joined to it by a veth pair, so nothing touches the host's own
-# network. `cluster-load` opens --clients MQTT 5.0 connections through the name service and
-# Server References, checks the spread against capacity, SIGKILLs canopy-h3's broker and
+# network. `cluster-load` opens --clients connections through the name service: MQTT 5.0
+# ones follow Server References, the last --v311 are 3.1.1 and get proxied by the node they
+# reach. It checks the spread against capacity, SIGKILLs canopy-h3's broker and
 # measures the time until every client is connected again. Bounded: every step has a
 # timeout, the whole run is limited by --deadline.
 #
 # Needs root and `ip netns` (iproute2). Without them it FAILS, unless CANOPY_SKIP_NETNS=1:
 # then it prints SKIPPED and exits 0.
 #
-#   tests/cluster/run.sh [--plain] [--clients N] [--bin-dir DIR] [--keep]
+#   tests/cluster/run.sh [--plain] [--clients N] [--v311 N] [--bin-dir DIR] [--keep]
 #
 #   --plain     no cluster: the generator connects round-robin to the five brokers
 #               (checks the namespace plumbing and the generator alone)
 #   --clients   connections (default 10000)
+#   --v311      how many of them speak MQTT 3.1.1 and are proxied (default 1000)
 #   --bin-dir   where canopy-broker and cluster-load are (default: built with cargo --release)
 #   --keep      leave the namespaces, configurations and logs for inspection
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 clients=10000
+v311=1000
 plain=0
 keep=0
 bin_dir=""
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --plain) plain=1 ;;
     --keep) keep=1 ;;
     --clients) clients="$2"; shift ;;
+    --v311) v311="$2"; shift ;;
     --bin-dir) bin_dir="$2"; shift ;;
     --deadline) deadline="$2"; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -173,7 +177,7 @@ if [ "$plain" = 1 ]; then
   # generator's limit; the plain run therefore only checks the spread.
   args=(--nodes "$nodes" --clients "$clients" --deadline "$deadline" --direct "$nodes")
 else
-  args+=(--dns 10.77.0.1:53 --name mqtt.canopy.local)
+  args+=(--dns 10.77.0.1:53 --name mqtt.canopy.local --v311 "$v311")
 fi
 echo "==> cluster-load ${args[*]}"
 start=$(date +%s)

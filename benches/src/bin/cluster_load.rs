@@ -65,6 +65,11 @@ struct Args {
     /// Client connections to open and hold.
     #[arg(long, default_value_t = 10_000)]
     clients: usize,
+    /// The last N clients speak MQTT 3.1.1: they cannot be redirected, so the node they
+    /// reach proxies them to their own; they count towards "connected" but not the spread
+    /// (this side cannot see where they are served).
+    #[arg(long, default_value_t = 0)]
+    v311: usize,
     /// Handshakes (DNS + connect + redirects) in flight at once.
     #[arg(long, default_value_t = 200)]
     parallel: usize,
@@ -100,9 +105,12 @@ struct Args {
 /// What every client task shares.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Clients connected now, per node address.
+    /// 5.0 clients connected now, per node address.
     per_node: Mutex<BTreeMap<SocketAddr, usize>>,
+    /// Clients connected now, 3.1.1 ones included.
     connected: AtomicUsize,
+    /// 3.1.1 clients connected now (through whichever node they reached).
+    proxied: AtomicUsize,
     dns_queries: AtomicU64,
     redirects: AtomicU64,
     moves: AtomicU64,
@@ -115,18 +123,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn joined(&self, node: SocketAddr) {
+    fn joined(&self, node: SocketAddr, v311: bool) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        if v311 {
+            self.proxied.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut m = self.per_node.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(node).or_default() += 1;
-        self.connected.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn left(&self, node: SocketAddr) {
+    fn left(&self, node: SocketAddr, v311: bool) {
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+        if v311 {
+            self.proxied.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         let mut m = self.per_node.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&node) {
             *n = n.saturating_sub(1);
         }
-        self.connected.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn count(&self, node: SocketAddr) -> usize {
@@ -171,9 +187,10 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let connect_secs = started.elapsed().as_secs_f64();
     println!(
-        "phase 1: {} of {} clients connected in {connect_secs:.1} s; dns queries {}, redirects {}, failed attempts {}",
+        "phase 1: {} of {} clients connected in {connect_secs:.1} s ({} of them 3.1.1, proxied); dns queries {}, redirects {}, failed attempts {}",
         shared.connected.load(Ordering::Relaxed),
         args.clients,
+        shared.proxied.load(Ordering::Relaxed),
         shared.dns_queries.load(Ordering::Relaxed),
         shared.redirects.load(Ordering::Relaxed),
         shared.failures.load(Ordering::Relaxed),
@@ -337,6 +354,7 @@ async fn client(
     mut stop: watch::Receiver<bool>,
 ) {
     let id = format!("{}-{i}", args.prefix);
+    let v311 = i >= args.clients.saturating_sub(args.v311);
     let mut next: Option<SocketAddr> = None;
     let mut first = true;
     let mut backoff = Duration::from_millis(50);
@@ -348,7 +366,7 @@ async fn client(
             let Ok(_permit) = gate.acquire().await else {
                 return;
             };
-            establish(i, &id, &args, &shared, next.take()).await
+            establish(i, &id, v311, &args, &shared, next.take()).await
         };
         match attempt {
             Ok((conn, node, keep_alive)) => {
@@ -357,12 +375,12 @@ async fn client(
                     shared.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 first = false;
-                shared.joined(node);
+                shared.joined(node, v311);
                 let moved = tokio::select! {
                     m = hold(conn, keep_alive, args.port) => m,
                     _ = stop.wait_for(|s| *s) => None,
                 };
-                shared.left(node);
+                shared.left(node, v311);
                 if let Some(to) = moved {
                     shared.moves.fetch_add(1, Ordering::Relaxed);
                     next = Some(to);
@@ -389,6 +407,7 @@ async fn client(
 async fn establish(
     i: usize,
     id: &str,
+    v311: bool,
     args: &Args,
     shared: &Shared,
     start: Option<SocketAddr>,
@@ -407,9 +426,10 @@ async fn establish(
         if !seen.insert(target) {
             bail!("redirect loop at {target}");
         }
-        let mut conn = Conn::open(target).await?;
+        let protocol = if v311 { Protocol::V311 } else { Protocol::V5 };
+        let mut conn = Conn::open(target, protocol).await?;
         let connect = Connect {
-            protocol: Some(Protocol::V5),
+            protocol: Some(protocol),
             clean_start: true,
             keep_alive: KEEP_ALIVE,
             client_id: id.to_owned(),
@@ -522,10 +542,11 @@ async fn hold(mut conn: Conn, keep_alive: u16, port: u16) -> Option<SocketAddr> 
 struct Conn {
     stream: TcpStream,
     rbuf: BytesMut,
+    protocol: Protocol,
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
+    async fn open(addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Conn> {
         let stream = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connect to {addr} timed out"))??;
@@ -533,12 +554,13 @@ impl Conn {
         Ok(Conn {
             stream,
             rbuf: BytesMut::new(),
+            protocol,
         })
     }
 
     async fn send(&mut self, p: &Packet) -> anyhow::Result<()> {
         let mut buf = BytesMut::new();
-        encode(p, Protocol::V5, &mut buf)?;
+        encode(p, self.protocol, &mut buf)?;
         self.stream.write_all(&buf).await?;
         Ok(())
     }
@@ -546,7 +568,7 @@ impl Conn {
     /// The next packet; an error at the end of the stream.
     async fn next(&mut self) -> anyhow::Result<Packet> {
         loop {
-            if let Some(p) = decode(&mut self.rbuf, Protocol::V5, &LIMITS)? {
+            if let Some(p) = decode(&mut self.rbuf, self.protocol, &LIMITS)? {
                 // An idle connection keeps no read buffer.
                 if self.rbuf.is_empty() {
                     self.rbuf = BytesMut::new();
