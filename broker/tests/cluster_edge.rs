@@ -97,10 +97,16 @@ struct V311 {
 
 impl V311 {
     async fn connect(addr: SocketAddr, id: &str) -> (V311, Packet) {
+        V311::connect_after(addr, id, b"").await
+    }
+
+    /// Connects, sending `before` ahead of the CONNECT (a PROXY line).
+    async fn connect_after(addr: SocketAddr, id: &str, before: &[u8]) -> (V311, Packet) {
         let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
         body.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
         body.extend_from_slice(id.as_bytes());
-        let mut bytes = vec![0x10, u8::try_from(body.len()).unwrap()];
+        let mut bytes = before.to_vec();
+        bytes.extend_from_slice(&[0x10, u8::try_from(body.len()).unwrap()]);
         bytes.extend_from_slice(&body);
         let mut c = V311 {
             stream: TcpStream::connect(addr).await.unwrap(),
@@ -202,6 +208,27 @@ async fn a_311_client_assigned_elsewhere_is_proxied_to_its_node() {
     }
     assert!(Metrics::get(&n1.metrics().proxied_bytes) > 0);
     watcher.disconnect().await;
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_another_node_proxied_is_served_here_never_sent_on() {
+    let n1 = root().await;
+    let n2 = joined(&n1, "n2", None).await;
+    wait_for_record(&n1, "n2", NodeState::Up).await;
+    let id = id_admitted(&n1, "dev", Protocol::V311, Some("n2"));
+    let before = Metrics::get(&n1.metrics().clients_connected);
+    // What n2 would send if it proxied this client to n1: n1 serves it, even though it
+    // thinks the client is n2's, so two nodes that disagree cannot bounce it.
+    let line = b"PROXY TCP4 10.9.9.9 127.0.0.1 40000 1883\r\n";
+    let (_c, ack) = V311::connect_after(n1.mqtt_addr(), &id, line).await;
+    assert!(
+        matches!(&ack, Packet::ConnAck(a) if !a.reason.is_error()),
+        "{ack:?}"
+    );
+    assert_eq!(Metrics::get(&n1.metrics().proxied_connections), 0);
+    assert_eq!(Metrics::get(&n1.metrics().clients_connected), before + 1);
     n2.shutdown().await;
     n1.shutdown().await;
 }
