@@ -240,6 +240,10 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let bound: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
     let advertise = services::cluster::link::advertise(&config, &bound);
     let cluster = services::cluster::ClusterBook::new(&config, &advertise).map(Arc::new);
+    if let Some(book) = &cluster {
+        // 3.1.1 clients assigned elsewhere are spliced to their node (server/proxy.rs).
+        book.set_proxying(true);
+    }
     let services = router::registered(&config, &metrics, &status, cluster.as_ref(), now);
     let mut router = Router::new(
         &config,
@@ -307,6 +311,9 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             socket,
             config.dns.clone(),
             status.clone(),
+            cluster
+                .clone()
+                .and_then(|book| services::dns::name_service(&config, book)),
         )));
     }
     // Bridges connect to this broker like any client, so they start once it listens.

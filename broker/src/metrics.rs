@@ -70,6 +70,14 @@ counters! {
     user_properties_exceeded,
     /// SUBSCRIBE filters and retained PUBLISHes refused by a subscription or retained quota.
     quota_exceeded,
+    /// 3.1.1 connections proxied to their assigned cluster node (server/proxy.rs).
+    proxied_connections,
+    /// Proxied connections open now.
+    proxied_open,
+    /// Bytes spliced between proxied clients and their nodes, both directions.
+    proxied_bytes,
+    /// Proxied connections refused because the assigned node could not be reached.
+    proxy_unreachable,
 }
 
 impl Metrics {

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use super::admission::Admit;
 use super::handshake::{self, Established};
 use super::preconnect;
+use super::proxy;
 use super::shaping::{
     Aliases, Delivery, Unacked, disconnect, inbound_publish, moved, outbound_publish,
 };
@@ -82,7 +83,7 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
     };
     let mut rbuf = BytesMut::new();
     // `_admitted` holds the socket ticket and the served place until the connection ends.
-    let Some((connect, _admitted)) = Box::pin(preconnect::admit_and_read(
+    let Some((connect, arrival, _admitted)) = Box::pin(preconnect::admit_and_read(
         &mut stream,
         &mut rbuf,
         &limits,
@@ -93,15 +94,34 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
     else {
         return;
     };
-    match handshake::admission(&connect, ctx.cluster.as_deref()) {
+    // A connection another node proxied here is served here, never sent on: two nodes
+    // whose views differ for a moment cannot bounce a client between them.
+    let admission = if arrival.via_proxy.is_some() {
+        Admission::Local
+    } else {
+        handshake::admission(&connect, ctx.cluster.as_deref())
+    };
+    match admission {
         Admission::Redirect(node) => {
             handshake::redirect(&mut stream, &node, ctx).await;
             return;
         }
-        // A 3.1.1 client assigned to another node is answered `Proxy` only once the server
-        // proxies (`ClusterBook::set_proxying`, docs/cluster.md); this arm is where the
-        // proxy takes the connection (`connect`, `rbuf`) to `node`.
-        Admission::Proxy(_) | Admission::Local => {}
+        Admission::Proxy(node) => {
+            tracing::Span::current().record("client_id", connect.client_id.as_str());
+            let protocol = connect.protocol.unwrap_or(Protocol::V311);
+            Box::pin(proxy::serve(
+                &mut stream,
+                peer,
+                protocol,
+                arrival,
+                rbuf,
+                &node,
+                ctx,
+            ))
+            .await;
+            return;
+        }
+        Admission::Local => {}
     }
     let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;

@@ -12,6 +12,7 @@ mod handshake;
 pub mod layers;
 mod preconnect;
 pub mod prometheus;
+pub mod proxy;
 mod shaping;
 pub mod tls;
 pub mod transport;

@@ -15,6 +15,7 @@ use canopy_proto::{Connect, DecodeLimits, Packet, ProtoError, Protocol, ReasonCo
 use super::ServerCtx;
 use super::admission::{Admit, Admitted};
 use super::handshake;
+use super::proxy::{self, Arrival, Preamble};
 use super::transport::Transport;
 use crate::metrics::Metrics;
 
@@ -24,15 +25,16 @@ const READ_CHUNK: usize = 8192;
 /// MQTT control packet type of CONNECT, in the first byte's high nibble.
 const CONNECT_TYPE: u8 = 1;
 
-/// Waits for admission, then reads the CONNECT. `None` when the connection is to end (the
-/// answer, if any, is already sent). The returned [`Admitted`] is held until it ends.
+/// Waits for admission, then reads the CONNECT (after the PROXY line another cluster node
+/// may send first, server/proxy.rs). `None` when the connection is to end (the answer, if
+/// any, is already sent). The returned [`Admitted`] is held until it ends.
 pub async fn admit_and_read<S: Transport>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     limits: &DecodeLimits,
     ctx: &ServerCtx,
     admit: Admit,
-) -> Option<(Connect, Admitted)> {
+) -> Option<(Connect, Arrival, Admitted)> {
     let mut shutdown = ctx.shutdown.clone();
     let waited = tokio::select! {
         r = admit.admitted(ctx.admission.timeout()) => r,
@@ -40,12 +42,12 @@ pub async fn admit_and_read<S: Transport>(
     };
     match waited {
         Ok(admitted) => {
-            let connect = read_connect(stream, rbuf, limits, ctx).await?;
-            Some((connect, admitted))
+            let (connect, arrival) = read_connect(stream, rbuf, limits, ctx).await?;
+            Some((connect, arrival, admitted))
         }
         Err(_timed_out) => {
             Metrics::add(&ctx.metrics.admission_timeouts, 1);
-            if let Some(connect) = read_connect(stream, rbuf, limits, ctx).await {
+            if let Some((connect, _)) = read_connect(stream, rbuf, limits, ctx).await {
                 let protocol = connect.protocol.unwrap_or(Protocol::V311);
                 let reason = if protocol.is_v5() {
                     ReasonCode::QUOTA_EXCEEDED
@@ -93,44 +95,75 @@ fn first_frame(buf: &[u8], limits: &DecodeLimits) -> Frame {
 }
 
 /// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within `connect_timeout`
-/// from now, counted once: a client trickling bytes is cut off at the same moment.
+/// from now, counted once: a client trickling bytes is cut off at the same moment. A PROXY
+/// line from another cluster node may come first; the CONNECT is also kept as received.
 async fn read_connect<S: Transport>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     limits: &DecodeLimits,
     ctx: &ServerCtx,
-) -> Option<Connect> {
+) -> Option<(Connect, Arrival)> {
     let mut shutdown = ctx.shutdown.clone();
     let deadline = tokio::time::Instant::now() + ctx.config.limits.connect_timeout;
+    // Whether the PROXY line question is settled, and its answer.
+    let mut preamble_read = false;
+    let mut via_proxy = None;
     loop {
-        match first_frame(rbuf, limits) {
+        if !preamble_read {
+            match proxy::take_preamble(rbuf) {
+                Preamble::Absent => preamble_read = true,
+                Preamble::Proxied(client) => {
+                    tracing::debug!(?client, "connection proxied by another node");
+                    preamble_read = true;
+                    via_proxy = Some(client);
+                }
+                Preamble::Incomplete => {}
+                Preamble::Invalid => {
+                    tracing::info!("malformed PROXY line; closing");
+                    Metrics::add(&ctx.metrics.protocol_errors, 1);
+                    return None;
+                }
+            }
+        }
+        let frame = if preamble_read {
+            first_frame(rbuf, limits)
+        } else {
+            Frame::Incomplete
+        };
+        match frame {
             Frame::Incomplete => {}
             Frame::Reject(why) => {
                 tracing::info!(why, "bad first packet; closing");
                 Metrics::add(&ctx.metrics.protocol_errors, 1);
                 return None;
             }
-            Frame::Complete => match canopy_proto::decode(rbuf, Protocol::V311, limits) {
-                Ok(Some(Packet::Connect(c))) => return Some(*c),
-                Ok(Some(other)) => {
-                    tracing::info!(
-                        packet_type = other.packet_type(),
-                        "first packet is not CONNECT; closing"
-                    );
-                    Metrics::add(&ctx.metrics.protocol_errors, 1);
-                    return None;
+            Frame::Complete => {
+                let raw = proxy::frame_len(rbuf)
+                    .and_then(|n| rbuf.get(..n))
+                    .map(bytes::Bytes::copy_from_slice)
+                    .unwrap_or_default();
+                match canopy_proto::decode(rbuf, Protocol::V311, limits) {
+                    Ok(Some(Packet::Connect(c))) => return Some((*c, Arrival { raw, via_proxy })),
+                    Ok(Some(other)) => {
+                        tracing::info!(
+                            packet_type = other.packet_type(),
+                            "first packet is not CONNECT; closing"
+                        );
+                        Metrics::add(&ctx.metrics.protocol_errors, 1);
+                        return None;
+                    }
+                    Ok(None) => {}
+                    Err(e @ ProtoError::UnsupportedProtocol { .. }) => {
+                        handshake::refuse_protocol(stream, &e, ctx).await;
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "malformed CONNECT; closing");
+                        Metrics::add(&ctx.metrics.protocol_errors, 1);
+                        return None;
+                    }
                 }
-                Ok(None) => {}
-                Err(e @ ProtoError::UnsupportedProtocol { .. }) => {
-                    handshake::refuse_protocol(stream, &e, ctx).await;
-                    return None;
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "malformed CONNECT; closing");
-                    Metrics::add(&ctx.metrics.protocol_errors, 1);
-                    return None;
-                }
-            },
+            }
         }
         let ready = tokio::select! {
             r = tokio::time::timeout_at(deadline, stream.readable()) => r,

@@ -14,10 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::metrics::Metrics;
 
 /// Counters that are levels rather than totals.
-const GAUGES: [&str; 3] = [
+const GAUGES: [&str; 4] = [
     "clients_connected",
     "clients_maximum",
     "connections_waiting",
+    "proxied_open",
 ];
 
 /// Renders the counters in the Prometheus text format.

@@ -1,6 +1,7 @@
 //! The DNS status listener (SPEC §5 "Status"): a small authoritative UDP name server that
 //! answers `<label>.status.<zone>` from the [`StatusBook`], so that a system that knows only
-//! DNS and ping can check a device.
+//! DNS and ping can check a device. In a cluster (SPEC §6) it is also the name service:
+//! `<service>.<zone>` names the least loaded live node ([`NameService`]).
 //!
 //! Owns the wire handling (through hickory-proto), the mapping from query names to client ids
 //! ([`client_id_to_label`] and its inverse) and the answer rules:
@@ -10,7 +11,8 @@
 //! | A `<label>.status.<zone>` | `good_ip` when the client's latest status is online, `bad_ip` when it is offline or was never seen |
 //! | TXT `<label>.status.<zone>` | the status document (JSON); no answer (NODATA) when the client was never seen |
 //! | ANY `<label>.status.<zone>` | the A record, and the TXT record when the client was seen |
-//! | any other type at `<label>.status.<zone>`, `status.<zone>` or `<zone>` | NOERROR with no answer (NODATA) |
+//! | A or ANY `<service>.<zone>` (with `[cluster]`) | the IPv4 address of the node the cluster view picks (lowest load per capacity among `up` nodes; this node's own before any record arrived), TTL at most 5 s; no answer (NODATA) when no node is up or its advertised host is not an IPv4 address |
+//! | any other type at `<label>.status.<zone>`, `<service>.<zone>`, `status.<zone>` or `<zone>` | NOERROR with no answer (NODATA) |
 //! | any other name | NXDOMAIN |
 //! | an opcode other than QUERY, or a class other than IN | REFUSED |
 //! | a datagram with a readable header but an unreadable body, or not exactly one question | FORMERR |
@@ -18,9 +20,12 @@
 //!
 //! Must never panic on a datagram, never answer a response (no loops between servers), never
 //! write to the status book and never block the runtime: one datagram is answered at a time
-//! from an in-memory table.
+//! from an in-memory table. It never chooses a node itself: the cluster view does
+//! ([`NameService::pick`]).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, TXT};
@@ -28,7 +33,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::net::UdpSocket;
 
-use crate::config::DnsConfig;
+use crate::config::{Config, DnsConfig};
+use crate::services::cluster::ClusterBook;
 use crate::services::status::{State, StatusBook};
 
 /// Prefix of a label that carries a client id in base32 (see [`client_id_to_label`]).
@@ -56,9 +62,68 @@ const TXT_CHUNK: usize = 255;
 /// RFC 4648 base32 alphabet, lower case.
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// Answers DNS queries on `socket` from `book` until the task is aborted.
-pub async fn serve(socket: UdpSocket, cfg: DnsConfig, book: Arc<StatusBook>) {
-    let responder = Responder::new(&cfg, book);
+/// Longest TTL of a name service answer: a client asks again soon and meets the new choice.
+pub const SERVICE_MAX_TTL: Duration = Duration::from_secs(5);
+
+/// The advertised `host:port` of the node the name service names now, or `None` when no
+/// node is up (draining and down nodes are never picked).
+pub type Pick = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// The name service of a cluster node: `<label>.<zone>` answers the node [`Self::pick`] names.
+#[derive(Clone)]
+pub struct NameService {
+    /// The label under the zone (`[cluster] service`, default `mqtt`).
+    pub label: String,
+    /// TTL of its answers; capped at [`SERVICE_MAX_TTL`].
+    pub ttl: Duration,
+    /// The cluster view's choice (the least loaded live node).
+    pub pick: Pick,
+}
+
+impl std::fmt::Debug for NameService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameService")
+            .field("label", &self.label)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name service of a cluster node (`None` without `[cluster]`): `<[cluster] service>`
+/// under the zone names `book`'s least loaded live node; its TTL is `load_interval` rounded
+/// up to whole seconds, at least 1 and at most [`SERVICE_MAX_TTL`].
+pub fn name_service(config: &Config, book: Arc<ClusterBook>) -> Option<NameService> {
+    let cluster = config.cluster.as_ref()?;
+    let secs = cluster.load_interval.as_millis().div_ceil(1000);
+    let ttl = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX).max(1));
+    Some(NameService {
+        label: cluster.service.clone(),
+        ttl: ttl.min(SERVICE_MAX_TTL),
+        pick: Arc::new(move || book.least_loaded().map(|n| n.advertise)),
+    })
+}
+
+/// The IPv4 address in an advertised `host:port` (or bare host), if its host is one.
+pub fn advertised_ipv4(advertise: &str) -> Option<Ipv4Addr> {
+    let ip = match advertise.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip(),
+        Err(_) => advertise.parse::<IpAddr>().ok()?,
+    };
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    }
+}
+
+/// Answers DNS queries on `socket` from `book` (and, in a cluster, `names`) until the task
+/// is aborted.
+pub async fn serve(
+    socket: UdpSocket,
+    cfg: DnsConfig,
+    book: Arc<StatusBook>,
+    names: Option<NameService>,
+) {
+    let responder = Responder::new(&cfg, book).with_names(names);
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -189,6 +254,8 @@ struct Responder {
     bad: A,
     ttl: u32,
     book: Arc<StatusBook>,
+    /// The name service's label (lower-case), TTL and choice, in a cluster.
+    names: Option<(Vec<u8>, u32, Pick)>,
 }
 
 /// What a query name refers to.
@@ -199,6 +266,8 @@ enum Target {
     Structural,
     /// `<label>.status.<zone>` naming this client id (`exact`: match case exactly).
     Client { id: String, exact: bool },
+    /// `<service>.<zone>`: the name service.
+    Service,
 }
 
 impl Responder {
@@ -216,7 +285,18 @@ impl Responder {
             bad: A(cfg.bad_ip),
             ttl: u32::try_from(cfg.ttl.as_secs()).unwrap_or(u32::MAX),
             book,
+            names: None,
         }
+    }
+
+    /// Adds the name service.
+    fn with_names(mut self, names: Option<NameService>) -> Responder {
+        self.names = names.map(|n| {
+            let ttl = n.ttl.min(SERVICE_MAX_TTL).as_secs();
+            let ttl = u32::try_from(ttl).unwrap_or(0);
+            (n.label.to_ascii_lowercase().into_bytes(), ttl, n.pick)
+        });
+        self
     }
 
     /// The answer to one datagram, encoded, or `None` to send nothing.
@@ -257,6 +337,10 @@ impl Responder {
                     response.answers = self.records(query.name(), query.query_type(), &id, exact);
                     ResponseCode::NoError
                 }
+                Target::Service => {
+                    response.answers = self.service_records(query.name(), query.query_type());
+                    ResponseCode::NoError
+                }
             }
         };
         response.metadata.response_code = code;
@@ -278,6 +362,11 @@ impl Responder {
         let (inner, zone) = labels.split_at(split);
         if zone != self.zone.as_slice() {
             return Target::Nowhere;
+        }
+        if let ([only], Some((label, _, _))) = (inner, &self.names)
+            && only == label
+        {
+            return Target::Service;
         }
         match inner.split_last() {
             None => Target::Structural,
@@ -322,6 +411,26 @@ impl Responder {
     }
 }
 
+impl Responder {
+    /// The name service's records for `qtype`: the picked node's IPv4 address for A and ANY.
+    fn service_records(&self, name: &Name, qtype: RecordType) -> Vec<Record> {
+        let Some((_, ttl, pick)) = &self.names else {
+            return Vec::new();
+        };
+        if !matches!(qtype, RecordType::A | RecordType::ANY) {
+            return Vec::new();
+        }
+        let picked = pick();
+        match picked.as_deref().and_then(advertised_ipv4) {
+            Some(ip) => vec![Record::from_rdata(name.clone(), *ttl, RData::A(A(ip)))],
+            None => {
+                tracing::debug!(?picked, "dns: no live node with an IPv4 address to name");
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// `text` cut into TXT character-strings of at most 255 bytes, at character boundaries.
 fn txt_chunks(text: &str) -> Vec<String> {
     let mut chunks = Vec::new();
@@ -349,3 +458,7 @@ fn encode_bare(mut metadata: Metadata, code: ResponseCode) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[path = "dns_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "dns_service_tests.rs"]
+mod service_tests;

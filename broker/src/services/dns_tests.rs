@@ -452,7 +452,7 @@ async fn serve_answers_over_udp() {
     let addr = server.local_addr().unwrap();
     let book = Arc::new(StatusBook::new());
     book.set("dev1", doc(State::Online));
-    let task = tokio::spawn(serve(server, DnsConfig::default(), book));
+    let task = tokio::spawn(serve(server, DnsConfig::default(), book, None));
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     client.send_to(&[0xff; 3], addr).await.unwrap();
     client

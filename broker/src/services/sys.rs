@@ -194,6 +194,16 @@ impl SysState {
             ("subscriptions/inactive".into(), r.inactive.to_string()),
             ("retained messages/count".into(), r.retained.to_string()),
             ("store/messages/count".into(), r.retained.to_string()),
+            (
+                "proxy/connections".into(),
+                g(&m.proxied_connections).to_string(),
+            ),
+            ("proxy/open".into(), g(&m.proxied_open).to_string()),
+            ("proxy/bytes".into(), g(&m.proxied_bytes).to_string()),
+            (
+                "proxy/unreachable".into(),
+                g(&m.proxy_unreachable).to_string(),
+            ),
         ];
         out.extend(admission_topics(m));
         for (i, name) in LOAD_NAMES.iter().enumerate() {
@@ -273,6 +283,9 @@ mod tests {
             "$SYS/broker/connections/waiting",
             "$SYS/broker/connections/admission_timeouts",
             "$SYS/broker/connections/connect_timeouts",
+            "$SYS/broker/proxy/connections",
+            "$SYS/broker/proxy/open",
+            "$SYS/broker/proxy/bytes",
         ] {
             assert!(topics.iter().any(|t| t == want), "{want} missing");
         }
