@@ -57,10 +57,6 @@ PORT_WAIT = 15.0
 # Pages with nothing a reader can run on one machine in seconds, and why.
 NOT_RUNNABLE = {
     "docs/architecture.md": "the broker's inner structure for contributors, no commands",
-    "docs/cluster-scaleout.md": (
-        "needs root and network namespaces; tests/cluster/run.sh runs it (a section the "
-        "lead merges into docs/cluster.md)"
-    ),
     "docs/flow-control.md": "a description of back-pressure, no commands",
     "docs/interest.md": "a design page; its measurement is metabroker/tests/interest.rs",
     "docs/mqtt-support.md": "a reference of MQTT features, no commands",
