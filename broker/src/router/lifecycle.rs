@@ -33,7 +33,7 @@ impl Router {
                         && w.properties.will_delay_interval.unwrap_or(0) == 0
                     {
                         let author = WillAuthor::of(s);
-                        self.publish_will(now, &author, w);
+                        self.publish_will(now, &author, *w);
                     }
                 } else {
                     // A delayed will is cancelled by the new connection.
@@ -73,7 +73,7 @@ impl Router {
         s.assigned_id = req.assigned;
         s.expiry_interval = req.session_expiry;
         s.expires_at = None;
-        s.will = req.will;
+        s.will = req.will.map(Box::new);
         s.will_at = None;
         s.window.set_capacity(window);
         let reply = ConnectReply {
@@ -135,7 +135,7 @@ impl Router {
         let will = s.will.take().filter(|_| publish_will);
         if s.expiry_interval == 0 {
             if let Some(w) = will {
-                self.publish_will(now, &author, w);
+                self.publish_will(now, &author, *w);
             }
             self.end_session(now, key, true);
             return;
@@ -173,7 +173,7 @@ impl Router {
         }
         self.persist_session(key);
         if let Some(w) = due_now {
-            self.publish_will(now, &author, w);
+            self.publish_will(now, &author, *w);
         }
     }
 
@@ -196,7 +196,7 @@ impl Router {
                     if let Some(w) = s.will.take() {
                         let author = WillAuthor::of(s);
                         self.persist_session(session);
-                        self.publish_will(now, &author, w);
+                        self.publish_will(now, &author, *w);
                     }
                 }
                 Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
@@ -242,7 +242,7 @@ impl Router {
         }
         if let Some(author) = ended {
             if publish_pending_will && let Some(w) = will {
-                self.publish_will(now, &author, w);
+                self.publish_will(now, &author, *w);
             }
             self.services_session_end(now, &author.client_id);
         }
@@ -338,7 +338,7 @@ impl Router {
                     client_id: s.client_id.clone(),
                     expiry_interval: s.expiry_interval,
                     expires_at: s.expires_at,
-                    will: s.will.clone(),
+                    will: s.will.as_deref().cloned(),
                     will_at: s.will_at,
                     subscriptions,
                 })
@@ -400,7 +400,7 @@ impl Router {
                 };
                 now + Duration::from_secs(u64::from(delay))
             });
-            s.will = Some(w);
+            s.will = Some(Box::new(w));
             s.will_at = Some(at);
             self.timers.insert((
                 at,
