@@ -20,6 +20,8 @@ CHECKS=(
   'presence|60|alice +sees \$presence/alice/requests/bob: .*"state":"pending"|bob +alice is available / active \(laptop=available, phone=busy\)|bob +alice is busy / idle \(laptop=offline, phone=busy\)'
   'license_pool|60|worker-5 +queued at position 1$|^granted in order: workers \[1, 2, 3, 4, 5\], grants \[1, 2, 3, 4, 5\]'
   'review_comments|60|alice +c1 \[live, alice.s list\]|bob +subscribes to review/design/comments/alice/#: granted = false, received 0 messages|bob +subscribes to review/design/comments/#: granted = true, received 2 messages, 0 of them not his|alice +c4 withdrawn|carol +c2 \[stored, carol.s list\]|alice +final list: c1$|bob +final list: c2, c4$|carol +final list: c2, c3$'
+  'cluster_redirect|60|cluster +every node sees root, n1, n2 up|sensor-7 +n1 answers CONNACK 0x9C, Server Reference 127\.0\.0\.1:[0-9]+$|^redirected to 127\.0\.0\.1:[0-9]+ \(Use another server \(0x9C\)\)|sensor-7 +connected to 127\.0\.0\.1:[0-9]+ \(n2\)$|sensor-7 +reads \$status/sensor-7: online at node n2$|legacy-9 +\(3\.1\.1\) connected through n1; \$status/legacy-9: online at node n2$'
+  'name_service|60|dns +A mqtt\.canopy\.local\. -> 127\.0\.0\.2 \(n1\)$|root +view after n1.s next load record: n1 has 30 connections|dns +A mqtt\.canopy\.local\. -> 127\.0\.0\.3 \(n2\)$|root +view: n2 is draining|dns +A mqtt\.canopy\.local\. -> 127\.0\.0\.1 \(root\)$|dns +n2 was never named while draining'
 )
 
 declare -A checked=()
