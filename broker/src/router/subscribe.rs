@@ -130,7 +130,6 @@ impl Router {
                 properties,
             }));
         }
-        self.persist_session(key);
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
         }
@@ -204,6 +203,7 @@ impl Router {
             s.subscriptions.insert(name.clone(), entry);
         }
         self.subscription_count += 1;
+        self.persist_subscription(key, &name);
         if !active {
             self.inactive_count += 1;
             return existed;
@@ -249,10 +249,11 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        let Some(entry) = s.subscriptions.remove(filter) else {
+        let Some((name, entry)) = s.subscriptions.remove_entry(filter) else {
             return false;
         };
         self.subscription_count = self.subscription_count.saturating_sub(1);
+        self.persist_subscription(key, &name);
         if let Some(a) = &entry.activation {
             self.remove_triggers(key, filter, a);
             if !a.active {
@@ -319,7 +320,6 @@ impl Router {
                 properties: AckProperties::default(),
             }));
         }
-        self.persist_session(key);
     }
 
     /// Asks the access seam whether session `key` may receive a message on `topic`.
