@@ -33,6 +33,8 @@ macro_rules! both_versions {
 mod activation;
 mod bridge;
 mod connect;
+#[cfg(feature = "in-process")]
+mod journal;
 mod malformed;
 #[cfg(feature = "in-process")]
 mod presence;
