@@ -2,7 +2,7 @@
 //! receive a delivery, and where.
 //!
 //! Owns the rules of the reserved `$` prefixes (`$SYS`, `$status`, `$config`, `$ctl`,
-//! `$presence`, `$cluster`, `$resource`, `$interest`), the roles that configuration grants (admins,
+//! `$presence`, `$cluster`, `$resource`, `$interest`, `$dashboard`), the roles that configuration grants (admins,
 //! embedded bridges), and — through [`Access::set_acl`] — the user's ACL file, which is
 //! consulted only after the reserved-prefix rules allowed a request (as Mosquitto checks
 //! `$` rules before its ACL). Privilege comes from configuration and identity, never
@@ -228,6 +228,8 @@ impl Access {
         match first_level(topic) {
             "$SYS" => Err(Denied("$SYS topics are written by the broker only")),
             STATUS => Err(Denied("$status topics are written by the broker only")),
+            // A metabroker reports the interest version it applied upstream.
+            INTEREST if self.reads_interest(who) && applied_report(topic) => Ok(()),
             INTEREST => Err(Denied("$interest topics are written by the broker only")),
             CONFIG if !self.is_admin(who) => {
                 Err(Denied("only admins write configuration documents"))
@@ -239,6 +241,9 @@ impl Access {
                 "clients write only $resource/<name>/acquire, reserve and release",
             )),
             PRESENCE => self.presence_publish(who, topic),
+            "$dashboard" if topic != crate::services::client_pages::REQUEST_TOPIC => Err(Denied(
+                "clients write only $dashboard/clients (a page request)",
+            )),
             _ => Ok(()),
         }
     }
@@ -321,6 +326,11 @@ impl Access {
                     )),
                 }
             }
+            // Pages are delivered to the requester's session only; a 3.1.1 client, which
+            // cannot name a response topic, subscribes to the default reply topic.
+            "$dashboard" if inner != crate::services::client_pages::DEFAULT_REPLY_TOPIC => Err(
+                Denied("a client reads only $dashboard/clients/reply (its own pages)"),
+            ),
             PRESENCE if self.is_admin(who) || self.is_bridge(who) => Ok(()),
             PRESENCE => presence_subscribe(who, &inner),
             _ => Ok(()),
@@ -363,6 +373,13 @@ fn forwarded_publish(topic: &str, online_here: &dyn Fn(&str) -> bool) -> Result<
         ));
     }
     Ok(())
+}
+
+/// `$interest/applied/<bridge name>`: one level, no wildcard.
+fn applied_report(topic: &str) -> bool {
+    topic
+        .strip_prefix("$interest/applied/")
+        .is_some_and(|n| !n.is_empty() && !n.contains('/'))
 }
 
 /// `$resource/<name>/acquire|reserve|release`.

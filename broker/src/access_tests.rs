@@ -60,6 +60,12 @@ fn publish_table() {
         ("dev", "$interest/subscriptions", false),
         ("site-local", "$interest/subscriptions", false),
         ("admin", "$interest/subscriptions", false),
+        ("site-local", "$interest/applied/site", true),
+        ("site-local", "$interest/applied/site/x", false),
+        ("dev", "$interest/applied/site", false),
+        ("dev", "$dashboard/clients", true),
+        ("dev", "$dashboard/clients/reply", false),
+        ("dev", "$dashboard/other", false),
     ];
     for &(client, topic, allowed) in rows {
         assert_eq!(
@@ -118,6 +124,9 @@ fn subscribe_table() {
         ("site-local", "$interest/#", true),
         ("admin", "$interest/subscriptions", true),
         ("site-remote", "$interest/subscriptions", false),
+        ("dev", "$dashboard/clients/reply", true),
+        ("dev", "$dashboard/clients", false),
+        ("dev", "$dashboard/#", false),
     ];
     for &(client, filter, allowed) in rows {
         assert_eq!(

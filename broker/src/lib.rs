@@ -111,6 +111,7 @@ impl BrokerHandle {
             self.ctx.clone(),
             server::transport::Polled::new(stream),
             peer,
+            server::admission::Admit::exempt(),
         );
     }
 
@@ -253,6 +254,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         open: AtomicUsize::new(0),
         next_assigned: AtomicU64::new(1),
         shutdown: stop_rx,
+        admission: server::admission::Admission::new(&config.limits, metrics.clone()),
     });
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();

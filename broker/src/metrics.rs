@@ -56,6 +56,20 @@ counters! {
     logins_failed,
     /// Publisher acknowledgements held back because a subscriber's queue was full.
     publishers_held,
+    /// Connections that waited in the admission queue (above `max_connections`).
+    connections_queued,
+    /// Connections waiting in the admission queue now.
+    connections_waiting,
+    /// Queued connections refused at `admission_timeout` (CONNACK 0x97 / 3).
+    admission_timeouts,
+    /// Connections dropped for not completing CONNECT within `connect_timeout`.
+    connect_timeouts,
+    /// Connections closed at once for exceeding `connection_rate_per_address`.
+    connections_rate_limited,
+    /// PUBLISHes refused for carrying more than `max_user_properties` User Properties.
+    user_properties_exceeded,
+    /// SUBSCRIBE filters and retained PUBLISHes refused by a subscription or retained quota.
+    quota_exceeded,
 }
 
 impl Metrics {

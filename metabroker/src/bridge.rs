@@ -209,6 +209,11 @@ impl Pump {
         self.lanes[OUT].connected
     }
 
+    /// Whether the local link is up.
+    pub(crate) fn local_connected(&self) -> bool {
+        self.lanes[IN].connected
+    }
+
     /// The filters subscribed as a whole on `side` (proxied ones are the proxy's), plus the
     /// local broker's interest document when a route proxies.
     pub(crate) fn filters(&self, side: Side) -> Vec<(String, QoS)> {
@@ -286,8 +291,9 @@ impl Pump {
                     }
                 }
                 self.lanes[lane].connected = true;
-                if side == Side::Remote {
-                    self.sync_proxies(true).await;
+                match side {
+                    Side::Remote => self.sync_proxies(true).await,
+                    Side::Local => self.proxy.local_up(),
                 }
                 self.update_connected().await;
                 self.pump(lane).await;
@@ -295,8 +301,14 @@ impl Pump {
             LinkEvent::Down { side, reason } => {
                 tracing::warn!(bridge = %self.config.name, ?side, %reason, "link down");
                 self.lanes[lane_to(side)].connected = false;
+                if side == Side::Remote {
+                    self.proxy.remote_down();
+                }
                 self.update_connected().await;
             }
+            LinkEvent::ProxySubAck {
+                filter, confirmed, ..
+            } => self.on_proxy_suback(filter, confirmed),
             LinkEvent::Message {
                 side,
                 publish,

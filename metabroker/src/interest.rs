@@ -15,6 +15,10 @@ use crate::remap::{Remap, filters_overlap};
 /// Where a Canopy broker publishes its interest document (retained, QoS 1).
 pub const INTEREST_TOPIC: &str = "$interest/subscriptions";
 
+/// Where the metabroker tells the local broker the last document version whose proxy set
+/// the remote confirmed: `$interest/applied/<bridge name>`, payload `{"version":n}`.
+pub const APPLIED_PREFIX: &str = "$interest/applied/";
+
 /// The local broker's interest document: active subscriptions by filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Document {

@@ -7,13 +7,21 @@
 //! `interest/...` counters. On every remote (re)connection the whole set is subscribed again
 //! and everything else it ever subscribed is unsubscribed: never a patch on top of a state
 //! the remote may have lost. Must never route messages or ack them (the pump does).
+//!
+//! Also owns propagation confirmations: which proxy filters the remote acknowledged with a
+//! confirmed SUBACK on the current connection, and the document version reported back to the
+//! local broker on `$interest/applied/<name>` once every filter of the current set is
+//! confirmed (the local broker releases the SUBACKs waiting for it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
+use canopy_client::adapter::new_publish;
+use rumqttc::v5::mqttbytes::QoS;
+
 use crate::bridge::{Pump, qos};
-use crate::interest::{self, Document, ProxySet};
+use crate::interest::{self, APPLIED_PREFIX, Document, ProxySet};
 use crate::link::Side;
 use crate::stats::bump;
 
@@ -29,6 +37,13 @@ pub(crate) struct Proxy {
     sent: BTreeSet<String>,
     /// Where `sent` is kept across runs.
     file: Option<PathBuf>,
+    /// Filters whose last SUBSCRIBE on the current remote connection got a confirmed SUBACK.
+    confirmed: BTreeSet<String>,
+    /// Filter -> SUBSCRIBEs sent on the current remote connection awaiting their SUBACK.
+    outstanding: BTreeMap<String, u32>,
+    /// The version last reported on `$interest/applied/<name>` to the current local
+    /// connection.
+    applied: Option<u64>,
 }
 
 impl Proxy {
@@ -47,7 +62,32 @@ impl Proxy {
                 .collect(),
             sent,
             file,
+            confirmed: BTreeSet::new(),
+            outstanding: BTreeMap::new(),
+            applied: None,
         }
+    }
+
+    /// The remote link went down: no SUBACK of it will come, every filter is sent again.
+    pub(crate) fn remote_down(&mut self) {
+        self.confirmed.clear();
+        self.outstanding.clear();
+    }
+
+    /// The local link came up: report the applied version to it again.
+    pub(crate) fn local_up(&mut self) {
+        self.applied = None;
+    }
+
+    /// Whether every filter of the current set is confirmed: the version to report, if it
+    /// was not reported yet.
+    fn to_report(&self) -> Option<u64> {
+        let version = self.doc.as_ref()?.version;
+        let done = self
+            .sent
+            .iter()
+            .all(|f| self.confirmed.contains(f) && !self.outstanding.contains_key(f));
+        (done && self.applied != Some(version)).then_some(version)
     }
 
     /// Whether any route proxies.
@@ -132,8 +172,13 @@ impl Pump {
                 self.remote.unsubscribe(f.clone()).await;
             }
         }
+        self.proxy.confirmed.retain(|f| desired.contains_key(f));
         for (f, q) in &desired {
-            if full || !self.proxy.sent.contains(f) {
+            // A filter the remote could not confirm is asked again at the next change.
+            let retry =
+                !self.proxy.confirmed.contains(f) && !self.proxy.outstanding.contains_key(f);
+            if full || retry || !self.proxy.sent.contains(f) {
+                *self.proxy.outstanding.entry(f.clone()).or_default() += 1;
                 self.remote.subscribe_proxy(f.clone(), qos(*q)).await;
             }
         }
@@ -144,6 +189,42 @@ impl Pump {
         if sent != self.proxy.sent {
             self.proxy.sent = sent;
             self.proxy.save();
+        }
+        self.report_applied();
+    }
+
+    /// The remote acknowledged a proxy SUBSCRIBE of `filter`.
+    pub(crate) fn on_proxy_suback(&mut self, filter: String, confirmed: bool) {
+        tracing::debug!(bridge = %self.config.name, %filter, confirmed, "proxy SUBACK");
+        if let Some(n) = self.proxy.outstanding.get_mut(&filter) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.proxy.outstanding.remove(&filter);
+            }
+        }
+        if confirmed {
+            self.proxy.confirmed.insert(filter);
+        } else {
+            self.proxy.confirmed.remove(&filter);
+        }
+        self.report_applied();
+    }
+
+    /// Tells the local broker which document version is applied and confirmed upstream
+    /// (`$interest/applied/<name>`, `{"version":n}`), once per version.
+    fn report_applied(&mut self) {
+        if !self.remote_connected() || !self.local_connected() {
+            return;
+        }
+        let Some(version) = self.proxy.to_report() else {
+            return;
+        };
+        tracing::debug!(bridge = %self.config.name, version, "interest applied upstream");
+        let topic = format!("{APPLIED_PREFIX}{}", self.config.name);
+        let payload = serde_json::json!({ "version": version }).to_string();
+        let note = new_publish(topic, QoS::AtMostOnce, false, payload, None);
+        if self.local.try_publish(note) {
+            self.proxy.applied = Some(version);
         }
     }
 }

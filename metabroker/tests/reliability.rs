@@ -5,39 +5,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use canopy_metabroker::Direction;
 use common::*;
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 const T: Duration = Duration::from_secs(30);
-
-/// A Canopy broker with a disk store at `dir`, listening on `bind`.
-async fn durable_broker(bind: SocketAddr, dir: &Path) -> canopy_broker::BrokerHandle {
-    let mut c = canopy_broker::Config::ephemeral();
-    c.listener[0].bind = bind;
-    c.data_dir = dir.to_owned();
-    c.durability = canopy_broker::config::Durability::Sync;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match canopy_broker::start(c.clone()).await {
-            Ok(h) => return h,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                eprintln!("restart retry: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("broker did not restart: {e}"),
-        }
-    }
-}
 
 /// Sequence numbers in payloads: every one of 0..n present, first occurrences increasing.
 fn assert_all_in_order(got: &[Got], n: u64) {
@@ -170,37 +145,10 @@ async fn full_queue_drops_are_counted_and_the_rest_arrives_in_order() {
     h.shutdown().await;
 }
 
-/// A TCP proxy whose connections are all cut when `cut` changes.
-async fn proxy(target: SocketAddr) -> (SocketAddr, watch::Sender<u64>, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (cut, cut_rx) = watch::channel(0u64);
-    let accepted = Arc::new(AtomicU64::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            let mut cut_rx = cut_rx.clone();
-            cut_rx.borrow_and_update();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cut_rx.changed() => {}
-                }
-                let _ = inbound.shutdown().await;
-            });
-        }
-    });
-    (addr, cut, accepted)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos2_across_connection_cuts_is_delivered_exactly_once_in_order() {
     let (local, remote) = (broker().await, broker().await);
-    let (via, cut, accepted) = proxy(remote.mqtt_addr()).await;
+    let (via, cut, accepted) = cutter(remote.mqtt_addr()).await;
     let h = canopy_metabroker::Bridge::new(bridge(
         "exactly",
         &url(local.mqtt_addr()),

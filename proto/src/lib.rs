@@ -13,7 +13,10 @@ pub mod reason;
 pub mod session;
 pub mod topic;
 
-pub use codec::{DecodeLimits, decode, encode, encoded_len};
+pub use codec::{
+    DecodeLimits, decode, encode, encode_publish_shared, encoded_len, encoded_publish_shared_len,
+    frame_size,
+};
 pub use error::ProtoError;
 pub use packet::*;
 pub use reason::ReasonCode;

@@ -130,6 +130,18 @@ impl TestBroker {
         self.addr
     }
 
+    /// The broker counter `name` (as in `canopy_broker::metrics::Metrics`), in process only.
+    #[cfg(feature = "in-process")]
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let handle = self.handle.as_ref()?;
+        handle
+            .metrics()
+            .snapshot()
+            .into_iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, v)| v)
+    }
+
     /// Shuts an in-process broker down gracefully and waits (bounded). No-op when external.
     pub async fn shutdown(mut self) {
         #[cfg(feature = "in-process")]

@@ -222,7 +222,7 @@ fn documented_defaults_are_the_real_defaults() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 42, "rows with a literal default");
+    assert_eq!(checked, 52, "rows with a literal default");
 }
 
 #[test]

@@ -73,9 +73,27 @@ pub struct Limits {
     #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
     pub max_connections: usize,
     /// Most new connections accepted per second, across all listeners; 0 (default) means
-    /// unlimited.
+    /// unlimited. Above it the listeners stop accepting until the next second: the
+    /// connections wait in the kernel's backlog, none is refused.
     #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
     pub connection_rate: u32,
+    /// Most new connections accepted per second from one source (an IPv4 address or an
+    /// IPv6 /64); more are closed at once and counted. 0 (default) means unlimited.
+    #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
+    pub connection_rate_per_address: u32,
+    /// Connections above `max_connections` that wait, in arrival order, for a place
+    /// before their CONNECT is read. Default 1000; 0 to 1000000.
+    #[serde(deserialize_with = "int::<_, _, 0, 1_000_000>")]
+    pub admission_queue: usize,
+    /// How long a connection may wait in the admission queue; then its CONNECT is read and
+    /// refused (5.0: CONNACK 0x97, 3.1.1: return code 3). Default `"10s"`; 100ms to 1h.
+    #[serde(deserialize_with = "duration::<_, 100, 3_600_000>")]
+    pub admission_timeout: Duration,
+    /// How long a new connection has, once admitted, to complete its CONNECT (and, before
+    /// that, its TLS and WebSocket handshakes); a connection that trickles bytes is dropped
+    /// too. Default `"10s"`; 100ms to 1h.
+    #[serde(deserialize_with = "duration::<_, 100, 3_600_000>")]
+    pub connect_timeout: Duration,
     /// Longest keep alive, in seconds, the broker lets a client choose; a 5.0 client asking
     /// for more, or for 0, is sent this value as Server Keep Alive. Default 65535; 1 to 65535.
     #[serde(deserialize_with = "int::<_, _, 1, 65535>")]
@@ -88,6 +106,30 @@ pub struct Limits {
     /// lowered to this. Default 4294967295 (never expire); 0 to 4294967295.
     #[serde(deserialize_with = "int::<_, _, 0, 4294967295>")]
     pub max_session_expiry: u32,
+    /// Most User Properties in one PUBLISH (or will) from a client. A 5.0 QoS 1/2 PUBLISH
+    /// over it is answered PUBACK/PUBREC 0x97 (Quota exceeded) and not routed; a QoS 0 one
+    /// is dropped and counted; a will over it refuses the CONNECT (CONNACK 0x97). Default
+    /// 128; 0 to 1000000.
+    #[serde(deserialize_with = "int::<_, _, 0, 1_000_000>")]
+    pub max_user_properties: usize,
+    /// Most subscriptions one session may hold; a SUBSCRIBE of a new filter beyond it is
+    /// refused for that filter (5.0: 0x97 Quota exceeded, 3.1.1: 0x80). Default 100000;
+    /// at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_subscriptions_per_client: usize,
+    /// Most retained messages held in total. Default 1000000; at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_retained_messages: usize,
+    /// Most bytes (topic and payload) of retained messages held in total. Default 1 GiB.
+    #[serde(deserialize_with = "size::<_, _, 1, UNBOUNDED>")]
+    pub max_retained_bytes: u64,
+    /// Most retained messages one client's PUBLISHes may hold. Default 10000; at least 1.
+    #[serde(deserialize_with = "int::<_, _, 1, UNBOUNDED_INT>")]
+    pub max_retained_messages_per_client: usize,
+    /// Most bytes (topic and payload) of retained messages one client's PUBLISHes may hold.
+    /// Default 64 MiB.
+    #[serde(deserialize_with = "size::<_, _, 1, UNBOUNDED>")]
+    pub max_retained_bytes_per_client: u64,
     /// Whether retained messages are supported (Retain Available). Default true.
     pub retain_available: bool,
     /// Highest QoS the broker grants (Maximum QoS). Default 2; 0 to 2.
@@ -110,9 +152,19 @@ impl Default for Limits {
             slow_consumer_timeout: Duration::from_secs(30),
             max_connections: 100_000,
             connection_rate: 0,
+            connection_rate_per_address: 0,
+            admission_queue: 1000,
+            admission_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             max_keep_alive: 65535,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
+            max_user_properties: 128,
+            max_subscriptions_per_client: 100_000,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1024 * MIB,
+            max_retained_messages_per_client: 10_000,
+            max_retained_bytes_per_client: 64 * MIB,
             retain_available: true,
             maximum_qos: 2,
         }

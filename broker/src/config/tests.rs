@@ -277,8 +277,26 @@ fn tls_listener_errors_name_the_key() {
 }
 
 #[test]
-fn admission_keys_from_the_spec_sample_are_not_yet_accepted() {
-    let err = fail("[limits]\nadmission_queue = 1000\n");
+fn admission_keys_from_the_spec_sample_are_accepted_and_checked() {
+    let l = parse(
+        "[limits]\nmax_connections = 50\nadmission_queue = 150\nadmission_timeout = \"2s\"\n\
+         connect_timeout = \"500ms\"\nconnection_rate_per_address = 20\n",
+    )
+    .limits;
+    assert_eq!((l.max_connections, l.admission_queue), (50, 150));
+    assert_eq!(l.admission_timeout, Duration::from_secs(2));
+    assert_eq!(l.connect_timeout, Duration::from_millis(500));
+    assert_eq!(l.connection_rate_per_address, 20);
+    let d = Limits::default();
+    assert_eq!(
+        (d.admission_queue, d.connection_rate_per_address),
+        (1000, 0)
+    );
+    assert_eq!(d.connect_timeout, Duration::from_secs(10));
+    assert_eq!(d.admission_timeout, Duration::from_secs(10));
+    let err = fail("[limits]\nconnect_timeout = \"10ms\"\n");
+    assert_error(&err, 2, "limits.connect_timeout");
+    let err = fail("[limits]\nadmission_queue = -1\n");
     assert_error(&err, 2, "limits.admission_queue");
 }
 

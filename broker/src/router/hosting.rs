@@ -171,12 +171,32 @@ impl Host for RouterHost<'_> {
     fn stats(&self) -> RouterStats {
         self.router.stats()
     }
+
+    fn release_suback(&mut self, ticket: u64, confirmed: bool) {
+        self.router.release_suback(ticket, confirmed);
+    }
+
+    fn for_each_subscription(&self, f: &mut dyn FnMut(&str, &str, bool)) {
+        for (_, s) in &self.router.sessions {
+            for (filter, e) in &s.subscriptions {
+                f(
+                    &s.client_id,
+                    filter,
+                    e.activation.as_ref().is_none_or(|a| a.active),
+                );
+            }
+        }
+    }
 }
 
 impl Router {
     /// Runs `f` for every service whose `wants` says yes, with a [`Host`] on this
     /// router; then publishes what the hooks queued.
-    fn with_services(&mut self, now: Instant, mut f: impl FnMut(&mut dyn Service, &mut dyn Host)) {
+    pub(super) fn with_services(
+        &mut self,
+        now: Instant,
+        mut f: impl FnMut(&mut dyn Service, &mut dyn Host),
+    ) {
         let mut services = std::mem::take(&mut self.services);
         let mut host = RouterHost {
             router: self,

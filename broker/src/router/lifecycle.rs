@@ -201,6 +201,7 @@ impl Router {
                     }
                 }
                 Timer::SlowConsumer { session, conn } => self.slow_consumer(now, session, conn),
+                Timer::SubAck { ticket } => self.release_suback(ticket, false),
                 Timer::Expire { session, conn } => {
                     let due = self
                         .sessions

@@ -15,11 +15,13 @@ mod acks;
 mod activation;
 mod commands;
 mod driver;
+mod held;
 mod hosting;
 mod journal;
 mod lifecycle;
 mod pressure;
 mod publish;
+mod quotas;
 mod records;
 pub mod session;
 mod subscribe;
@@ -83,6 +85,16 @@ struct Retained {
     msg: Arc<Message>,
     /// Router-wide arrival counter; after a restart, load order.
     seq: u64,
+    /// The client whose PUBLISH stored it, for its quota; `None` for the broker's own
+    /// and for those loaded at start-up.
+    owner: Option<Arc<str>>,
+}
+
+impl Retained {
+    /// Bytes counted against the retained quotas: topic and payload.
+    fn bytes(&self) -> u64 {
+        (self.msg.topic.len() + self.msg.payload.len()) as u64
+    }
 }
 
 /// One entry of the activation trigger index.
@@ -104,6 +116,8 @@ enum Timer {
     Expire { session: usize, conn: u64 },
     /// Cut `session` off if its queue is still full on connection `conn`.
     SlowConsumer { session: usize, conn: u64 },
+    /// Send the SUBACK held as `ticket` unconfirmed, if it is still held (`held.rs`).
+    SubAck { ticket: u64 },
 }
 
 /// One delivery found while matching a publish.
@@ -186,6 +200,13 @@ pub struct Router {
     next_gate: u64,
     /// How long an online subscriber may stay full before it is cut off.
     slow_consumer_timeout: Duration,
+    /// SUBACKs waiting for interest propagation (`held.rs`).
+    held_subacks: held::HeldSubAcks,
+    /// Most User Properties accepted in one PUBLISH (`[limits] max_user_properties`).
+    max_user_properties: usize,
+    /// Subscription and retained-message quotas, and the retained usage they are checked on.
+    quotas: quotas::QuotaLimits,
+    retained_usage: quotas::RetainedUsage,
 }
 
 impl Router {
@@ -265,14 +286,22 @@ impl Router {
             overflow: Vec::new(),
             next_gate: 0,
             slow_consumer_timeout: limits.slow_consumer_timeout,
+            held_subacks: held::HeldSubAcks::default(),
+            max_user_properties: limits.max_user_properties,
+            quotas: quotas::QuotaLimits::new(limits),
+            retained_usage: quotas::RetainedUsage::default(),
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
                 router.retained_seq += 1;
                 let seq = router.retained_seq;
-                router
-                    .retained
-                    .insert(&msg.topic.clone(), Retained { msg, seq });
+                let r = Retained {
+                    msg,
+                    seq,
+                    owner: None,
+                };
+                router.retained_usage.stored(None, r.bytes());
+                router.retained.insert(&r.msg.topic.clone(), r);
             }
         }
         for stored in snapshot.sessions {
@@ -429,9 +458,11 @@ impl Router {
     /// memory and disk rather than merely being skipped [MQTT-3.3.2-5].
     fn sweep_retained(&mut self, now: Instant) {
         let mut gone = Vec::new();
+        let usage = &mut self.retained_usage;
         self.retained.remove_if(|topic, r| {
             let expired = r.msg.expired(now);
             if expired {
+                usage.released(r.owner.as_ref(), r.bytes());
                 gone.push(topic.clone());
             }
             expired

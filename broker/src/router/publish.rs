@@ -46,6 +46,16 @@ impl Router {
                     .record(|| Mutation::PutIncoming(s.client_id.clone(), pkid));
             }
         }
+        if p.properties.user_properties.len() > self.max_user_properties {
+            // docs/flow-control.md#user-properties: refused, not routed, counted.
+            Metrics::add(&self.metrics.user_properties_exceeded, 1);
+            tracing::debug!(
+                count = p.properties.user_properties.len(),
+                "publish over max_user_properties refused"
+            );
+            self.ack(key, conn, p.qos, pkid, v5, ReasonCode::QUOTA_EXCEEDED);
+            return;
+        }
         // A hop marker says a metabroker forwarded this message (loop guard, and the
         // hierarchy's documents, SPEC §4).
         let forwarded = p
@@ -93,7 +103,15 @@ impl Router {
             }
         }
         if msg.retain {
-            self.set_retained(&msg, true);
+            let owner = self.sessions.get(key).map(|s| s.client_id.clone());
+            if let Some(o) = &owner
+                && !msg.payload.is_empty()
+                && let Err(why) = self.retained_quota(o, &msg)
+            {
+                self.refuse_over_quota(key, conn, msg.qos, pkid, v5, why);
+                return;
+            }
+            self.set_retained_by(&msg, true, owner);
         }
         let delivered = self.route(now, Some(key), &msg);
         self.fire_triggers(now, &msg.topic);
@@ -107,10 +125,25 @@ impl Router {
 
     /// Stores or clears the retained message of `msg.topic` [MQTT-3.3.1-5], [MQTT-3.3.1-6].
     pub(super) fn set_retained(&mut self, msg: &Arc<Message>, durable: bool) {
+        self.set_retained_by(msg, durable, None);
+    }
+
+    /// [`Router::set_retained`] for a message `owner`'s PUBLISH stored, counted against
+    /// its retained quota (`quotas.rs`).
+    pub(super) fn set_retained_by(
+        &mut self,
+        msg: &Arc<Message>,
+        durable: bool,
+        owner: Option<Arc<str>>,
+    ) {
         if msg.payload.is_empty() {
-            if self.retained.remove(&msg.topic).is_some() && durable {
-                self.journal
-                    .record(|| Mutation::DeleteRetained(msg.topic.clone()));
+            if let Some(old) = self.retained.remove(&msg.topic) {
+                self.retained_usage
+                    .released(old.owner.as_ref(), old.bytes());
+                if durable {
+                    self.journal
+                        .record(|| Mutation::DeleteRetained(msg.topic.clone()));
+                }
             }
         } else {
             let kept = msg.detached();
@@ -119,8 +152,16 @@ impl Router {
             }
             self.retained_seq += 1;
             let seq = self.retained_seq;
-            self.retained
-                .insert(&msg.topic, Retained { msg: kept, seq });
+            let r = Retained {
+                msg: kept,
+                seq,
+                owner,
+            };
+            self.retained_usage.stored(r.owner.as_ref(), r.bytes());
+            if let Some(old) = self.retained.insert(&msg.topic, r) {
+                self.retained_usage
+                    .released(old.owner.as_ref(), old.bytes());
+            }
         }
     }
 

@@ -541,7 +541,8 @@ fn fits(conn: &Conn, d: &Delivery) -> bool {
     if bound <= max {
         return true;
     }
-    let packet = Packet::Publish(canopy_proto::Publish {
+    // Exact size, the message's own properties borrowed rather than copied.
+    let hop = canopy_proto::Publish {
         dup: false,
         qos: d.qos,
         retain: d.retain,
@@ -550,9 +551,9 @@ fn fits(conn: &Conn, d: &Delivery) -> bool {
         properties: canopy_proto::PublishProperties {
             subscription_identifiers: d.sub_ids.clone(),
             message_expiry_interval: d.msg.properties.message_expiry_interval,
-            ..d.msg.properties.clone()
+            ..Default::default()
         },
         payload: d.msg.payload.clone(),
-    });
-    canopy_proto::encoded_len(&packet, conn.protocol) <= max
+    };
+    canopy_proto::encoded_publish_shared_len(&hop, &d.msg.properties, conn.protocol) <= max
 }

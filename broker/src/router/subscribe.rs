@@ -10,9 +10,9 @@ use canopy_proto::{
     SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
 };
 
-use super::activation;
 use super::session::{Activation, Delivery, SubEntry};
 use super::{Router, SharedGroup, Subscriber};
+use super::{activation, held};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 
@@ -26,6 +26,8 @@ impl Router {
         let id = sub.properties.subscription_identifier;
         // 5.0 user properties register an activation for every filter of the packet.
         let activation = activation::from_user_properties(&sub.properties.user_properties);
+        // 5.0: a SUBACK that waits for interest propagation (`held.rs`).
+        let wait = held::requested_wait(&sub.properties.user_properties).filter(|_| v5);
         let mut reason_string: Option<String> = None;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
@@ -72,6 +74,12 @@ impl Router {
                 reasons.push(fail(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR));
                 continue;
             }
+            if let Err(why) = self.subscription_quota(key, filter.as_str()) {
+                Metrics::add(&self.metrics.quota_exceeded, 1);
+                reason_string = Some(why.to_string());
+                reasons.push(fail(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
             let granted = options.qos.min(self.maximum_qos);
             let options = SubscriptionOptions {
                 qos: granted,
@@ -112,6 +120,7 @@ impl Router {
             }
             granted_filters.push((filter, granted));
         }
+        let mut held = None;
         if let Some(s) = self.sessions.get(key) {
             let properties = AckProperties {
                 reason_string: reason_string.filter(|_| v5),
@@ -124,17 +133,24 @@ impl Router {
                     Vec::new()
                 },
             };
-            s.send(Packet::SubAck(SubAck {
+            let suback = SubAck {
                 pkid: sub.pkid,
                 reasons,
                 properties,
-            }));
+            };
+            match wait.filter(|_| !granted_filters.is_empty()) {
+                Some(wait) => held = Some((suback, wait)),
+                None => s.send(Packet::SubAck(suback)),
+            }
         }
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
         }
         for (f, qos) in granted_filters {
             self.services_subscribe(now, key, f.as_str(), qos);
+        }
+        if let Some((suback, wait)) = held {
+            self.hold_suback(now, key, suback, wait);
         }
     }
 

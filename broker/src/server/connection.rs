@@ -13,14 +13,16 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use canopy_proto::session::KeepAlive;
-use canopy_proto::{DecodeLimits, Packet, ProtoError, Protocol, ReasonCode};
+use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use super::admission::Admit;
 use super::handshake::{self, Established};
+use super::preconnect;
 use super::shaping::{Aliases, Delivery, Unacked, disconnect, inbound_publish, outbound_publish};
 use super::transport::Transport;
-use super::{CONNECT_TIMEOUT, ServerCtx, WRITE_TIMEOUT};
+use super::{ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 use crate::router::Command;
@@ -34,7 +36,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
-pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx) {
+pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
     let span = tracing::info_span!(
         "conn",
         %peer,
@@ -42,7 +44,7 @@ pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx) {
         user = tracing::field::Empty,
         authenticated = tracing::field::Empty,
     );
-    run(stream, peer, ctx).instrument(span).await;
+    run(stream, peer, ctx, admit).instrument(span).await;
 }
 
 /// What to do with one incoming packet.
@@ -71,14 +73,22 @@ enum End {
     KeepAlive,
 }
 
-async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx) {
+async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
     let limits = DecodeLimits {
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let connect = match Box::pin(read_connect(&mut stream, &mut rbuf, &limits, ctx)).await {
-        Some(c) => c,
-        None => return,
+    let mut rbuf = BytesMut::new();
+    // `_admitted` holds the socket ticket and the served place until the connection ends.
+    let Some((connect, _admitted)) = Box::pin(preconnect::admit_and_read(
+        &mut stream,
+        &mut rbuf,
+        &limits,
+        ctx,
+        admit,
+    ))
+    .await
+    else {
+        return;
     };
     let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
         return;
@@ -147,61 +157,6 @@ async fn linger<S: Transport>(stream: &mut S) {
             Ok(n) => total += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return,
-        }
-    }
-}
-
-/// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1], within the timeout.
-async fn read_connect<S: Transport>(
-    stream: &mut S,
-    rbuf: &mut BytesMut,
-    limits: &DecodeLimits,
-    ctx: &ServerCtx,
-) -> Option<canopy_proto::Connect> {
-    let mut shutdown = ctx.shutdown.clone();
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    loop {
-        match canopy_proto::decode(rbuf, Protocol::V311, limits) {
-            Ok(Some(Packet::Connect(c))) => return Some(*c),
-            Ok(Some(other)) => {
-                tracing::info!(
-                    packet_type = other.packet_type(),
-                    "first packet is not CONNECT; closing"
-                );
-                Metrics::add(&ctx.metrics.protocol_errors, 1);
-                return None;
-            }
-            Ok(None) => {}
-            Err(e @ ProtoError::UnsupportedProtocol { .. }) => {
-                handshake::refuse_protocol(stream, &e, ctx).await;
-                return None;
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "malformed CONNECT; closing");
-                Metrics::add(&ctx.metrics.protocol_errors, 1);
-                return None;
-            }
-        }
-        let ready = tokio::select! {
-            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
-            _ = shutdown.changed() => return None,
-        };
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return None,
-            Err(_) => {
-                tracing::debug!("no CONNECT within the timeout; closing");
-                return None;
-            }
-        }
-        if rbuf.capacity() - rbuf.len() < 1024 {
-            rbuf.reserve(READ_CHUNK);
-        }
-        match stream.try_read_buf(rbuf) {
-            Ok(0) => return None,
-            Ok(n) => Metrics::add(&ctx.metrics.bytes_received, n as u64),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return None,
         }
     }
 }
@@ -458,7 +413,7 @@ impl Connection<'_> {
                     };
                     if let Some(p) = outbound_publish(d, self.protocol, &mut self.aliases, now) {
                         Metrics::add(&self.ctx.metrics.publish_sent, 1);
-                        self.encode(&Packet::Publish(p));
+                        self.encode_delivery(&p, &msg.properties);
                     }
                 }
                 Outgoing::Packet(p) => {
@@ -485,6 +440,15 @@ impl Connection<'_> {
         match canopy_proto::encode(packet, self.protocol, &mut self.wbuf) {
             Ok(()) => Metrics::add(&self.ctx.metrics.packets_sent, 1),
             Err(e) => tracing::warn!(error = %e, "cannot encode outgoing packet; dropped"),
+        }
+    }
+
+    /// Encodes a delivery: its per-hop properties from `p`, the message's own from the
+    /// shared message (never copied per subscriber).
+    fn encode_delivery(&mut self, p: &canopy_proto::Publish, shared: &PublishProperties) {
+        match canopy_proto::encode_publish_shared(p, shared, self.protocol, &mut self.wbuf) {
+            Ok(()) => Metrics::add(&self.ctx.metrics.packets_sent, 1),
+            Err(e) => tracing::warn!(error = %e, "cannot encode outgoing PUBLISH; dropped"),
         }
     }
 

@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -24,7 +23,7 @@ use tokio::task::JoinSet;
 
 use super::layers::Layers;
 use super::transport::Polled;
-use super::{CONNECT_TIMEOUT, ServerCtx, connection, ws};
+use super::{ServerCtx, connection, ws};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -157,7 +156,10 @@ pub async fn bind(
 }
 
 /// Accepts connections on the dashboard port until shutdown; each runs in a task of
-/// `tasks`, so the broker's shutdown waits for it like for any connection.
+/// `tasks`, so the broker's shutdown waits for it like for any connection. Admission is
+/// the listeners' own (`super::admission`): a socket ticket and the total connection rate
+/// before `accept`, the rate per address and the place in the admission FIFO after it, so
+/// MQTT over the dashboard's WebSocket counts against `max_connections` like any other.
 pub async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ServerCtx>,
@@ -165,11 +167,13 @@ pub async fn accept_loop(
     max_ws_message: usize,
 ) {
     let mut shutdown = ctx.shutdown.clone();
-    // `[limits] connection_rate` applies here as on every listener (0: unlimited).
-    let rate = ctx.config.limits.connection_rate;
-    let mut window_start = tokio::time::Instant::now();
-    let mut in_window = 0u32;
+    let admission = &ctx.admission;
+    let mut backoff = super::admission::Admission::first_backoff();
     loop {
+        let ticket = tokio::select! {
+            t = admission.ticket() => t,
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
@@ -178,37 +182,42 @@ pub async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(ticket);
+                backoff = tokio::select! {
+                    b = admission.back_off(&e, backoff) => b,
+                    _ = shutdown.changed() => return,
+                };
                 continue;
             }
         };
-        if rate > 0 {
-            let now = tokio::time::Instant::now();
-            if now.duration_since(window_start) >= Duration::from_secs(1) {
-                window_start = now;
-                in_window = 0;
-            }
-            in_window += 1;
-            if in_window > rate {
-                Metrics::add(&ctx.metrics.connections_refused, 1);
-                continue;
-            }
+        backoff = super::admission::Admission::first_backoff();
+        if !admission.source_allowed(peer.ip()) {
+            Metrics::add(&ctx.metrics.connections_refused, 1);
+            continue;
         }
+        let admit = admission.enter(ticket);
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
         while set.try_join_next().is_some() {}
         set.spawn(async move {
             ctx.open.fetch_add(1, Ordering::Relaxed);
-            serve(stream, peer, &ctx, max_ws_message).await;
+            serve(stream, peer, &ctx, max_ws_message, admit).await;
             ctx.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
 /// Serves one connection of the dashboard port.
-async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: &ServerCtx, max_ws_message: usize) {
-    let head = match tokio::time::timeout(CONNECT_TIMEOUT, read_head(&mut tcp)).await {
+async fn serve(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &ServerCtx,
+    max_ws_message: usize,
+    admit: super::admission::Admit,
+) {
+    let connect_timeout = ctx.config.limits.connect_timeout;
+    let head = match tokio::time::timeout(connect_timeout, read_head(&mut tcp)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return,
     };
@@ -217,8 +226,8 @@ async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: &ServerCtx, max_ws_mes
     match route(text.get(..end).unwrap_or_default()) {
         Route::Mqtt => {
             let stream = Prefixed::new(Bytes::from(head), tcp);
-            match tokio::time::timeout(CONNECT_TIMEOUT, ws::accept(stream, max_ws_message)).await {
-                Ok(Ok(w)) => connection::serve(Polled::new(w), peer, ctx).await,
+            match tokio::time::timeout(connect_timeout, ws::accept(stream, max_ws_message)).await {
+                Ok(Ok(w)) => connection::serve(Polled::new(w), peer, ctx, admit).await,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "dashboard WebSocket upgrade failed");
                     Metrics::add(&ctx.metrics.connections_refused, 1);

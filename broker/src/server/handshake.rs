@@ -194,6 +194,12 @@ pub fn validate(
                 "will QoS above the maximum",
             ));
         }
+        if w.properties.user_properties.len() > limits.max_user_properties {
+            return Err(refuse(
+                ReasonCode::QUOTA_EXCEEDED,
+                "will has more user properties than max_user_properties",
+            ));
+        }
         if w.retain && !limits.retain_available {
             return Err(refuse(
                 ReasonCode::RETAIN_NOT_SUPPORTED,
@@ -287,7 +293,8 @@ pub async fn establish<S: Transport>(
     ctx: &ServerCtx,
 ) -> Option<Established> {
     let limits = &ctx.config.limits;
-    let open = ctx.open.load(Ordering::Relaxed);
+    // Served connections (this one included); admission keeps it within the limit.
+    let open = ctx.admission.serving();
     // A certificate's CN stands for the user name: such a client is never anonymous.
     let anonymous = ctx.anonymous || stream.identity().is_some();
     let accepted = match validate(&connect, &ctx.config, anonymous, open, || {

@@ -85,6 +85,27 @@ fn will_above_maximum_qos_is_refused() {
 }
 
 #[test]
+fn will_with_more_user_properties_than_the_cap_is_refused() {
+    let mut cfg = Config::ephemeral();
+    cfg.limits.max_user_properties = 2;
+    let mut c = connect(Protocol::V5, "dev", true);
+    let mut will = Will {
+        topic: TopicName::new("w").unwrap(),
+        payload: Default::default(),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    will.properties.user_properties = vec![("a".into(), "1".into()); 3];
+    c.will = Some(will);
+    assert_eq!(refused(&c, &cfg, true).reason, ReasonCode::QUOTA_EXCEEDED);
+    if let Some(w) = &mut c.will {
+        w.properties.user_properties.truncate(2);
+    }
+    assert!(validate(&c, &cfg, true, 0, || 0).is_ok());
+}
+
+#[test]
 fn keep_alive_above_the_maximum_is_lowered_and_announced_to_v5() {
     // [MQTT-3.2.2-21]
     let mut cfg = Config::ephemeral();

@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use super::admission::Admit;
 use super::tls::{Tls, TlsError};
 use super::transport::Polled;
-use super::{CONNECT_TIMEOUT, ServerCtx, connection, ws};
+use super::{ServerCtx, connection, ws};
 use crate::config::{Limits, ListenerConfig};
 use crate::metrics::Metrics;
 
@@ -59,33 +60,39 @@ pub fn spawn(
     tcp: TcpStream,
     peer: SocketAddr,
     layers: Arc<Layers>,
+    admit: Admit,
 ) {
     let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
     while set.try_join_next().is_some() {}
     set.spawn(async move {
         ctx.open.fetch_add(1, Ordering::Relaxed);
-        serve(tcp, peer, &ctx, &layers).await;
+        serve(tcp, peer, &ctx, &layers, admit).await;
         ctx.open.fetch_sub(1, Ordering::Relaxed);
     });
 }
 
-async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &ServerCtx, layers: &Layers) {
+async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &ServerCtx, layers: &Layers, admit: Admit) {
+    let connect_timeout = ctx.config.limits.connect_timeout;
     let refused = |why: &str, error: &dyn std::fmt::Display| {
         tracing::info!(%peer, %error, "{why}");
         Metrics::add(&ctx.metrics.connections_refused, 1);
     };
+    let timed_out = |why: &str| {
+        Metrics::add(&ctx.metrics.connect_timeouts, 1);
+        refused(why, &"timed out (connect_timeout)");
+    };
     let Some(tls) = &layers.tls else {
-        match tokio::time::timeout(CONNECT_TIMEOUT, ws::accept(tcp, layers.max_ws_message)).await {
-            Ok(Ok(w)) => connection::serve(Polled::new(w), peer, ctx).await,
+        match tokio::time::timeout(connect_timeout, ws::accept(tcp, layers.max_ws_message)).await {
+            Ok(Ok(w)) => connection::serve(Polled::new(w), peer, ctx, admit).await,
             Ok(Err(e)) => refused("WebSocket upgrade failed", &e),
-            Err(_) => refused("WebSocket upgrade failed", &"timed out"),
+            Err(_) => timed_out("WebSocket upgrade failed"),
         }
         return;
     };
-    let (stream, cn) = match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(tcp)).await {
+    let (stream, cn) = match tokio::time::timeout(connect_timeout, tls.accept(tcp)).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return refused("TLS handshake failed", &e),
-        Err(_) => return refused("TLS handshake failed", &"timed out"),
+        Err(_) => return timed_out("TLS handshake failed"),
     };
     let identity = if layers.identity_as_user {
         match cn {
@@ -96,11 +103,11 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &ServerCtx, layers: &Layer
         None
     };
     if !layers.websocket {
-        return connection::serve(Polled::with_identity(stream, identity), peer, ctx).await;
+        return connection::serve(Polled::with_identity(stream, identity), peer, ctx, admit).await;
     }
-    match tokio::time::timeout(CONNECT_TIMEOUT, ws::accept(stream, layers.max_ws_message)).await {
-        Ok(Ok(w)) => connection::serve(Polled::with_identity(w, identity), peer, ctx).await,
+    match tokio::time::timeout(connect_timeout, ws::accept(stream, layers.max_ws_message)).await {
+        Ok(Ok(w)) => connection::serve(Polled::with_identity(w, identity), peer, ctx, admit).await,
         Ok(Err(e)) => refused("WebSocket upgrade failed", &e),
-        Err(_) => refused("WebSocket upgrade failed", &"timed out"),
+        Err(_) => timed_out("WebSocket upgrade failed"),
     }
 }

@@ -5,10 +5,12 @@
 //! connection and never touches routing state: that is reached only through the
 //! router's command channel.
 
+pub mod admission;
 mod connection;
 pub mod dashboard;
 mod handshake;
 pub mod layers;
+mod preconnect;
 pub mod prometheus;
 mod shaping;
 pub mod tls;
@@ -47,17 +49,19 @@ pub struct ServerCtx {
     pub next_assigned: AtomicU64,
     /// Flips to `true` when the broker stops.
     pub shutdown: watch::Receiver<bool>,
+    /// Socket tickets, the admission FIFO and the connection rates.
+    pub admission: admission::Admission,
 }
 
-/// Time a new connection has to send its CONNECT.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a write may block before the peer is cut off as a slow consumer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// QoS 0 messages that may wait in one connection's outbox.
 pub const QOS0_OUTBOX: usize = 1024;
 
 /// Accepts connections on `listener` until shutdown, spawning a task per connection
-/// into `tasks`; TLS and WebSocket handshakes (`layers`) run in that task.
+/// into `tasks`; TLS and WebSocket handshakes (`layers`) run in that task. A socket ticket
+/// and the total connection rate are taken before `accept`, the connection's place in the
+/// admission FIFO right after it (see [`admission`]).
 pub async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ServerCtx>,
@@ -65,10 +69,13 @@ pub async fn accept_loop(
     layers: Arc<layers::Layers>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
-    let rate = ctx.config.limits.connection_rate;
-    let mut window_start = tokio::time::Instant::now();
-    let mut in_window = 0u32;
+    let admission = &ctx.admission;
+    let mut backoff = admission::Admission::first_backoff();
     loop {
+        let ticket = tokio::select! {
+            t = admission.ticket() => t,
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
@@ -76,48 +83,49 @@ pub async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
+                // Out of file descriptors and the like: wait for one of ours to close,
+                // at most a bounded back-off, instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(ticket);
+                backoff = tokio::select! {
+                    b = admission.back_off(&e, backoff) => b,
+                    _ = shutdown.changed() => return,
+                };
                 continue;
             }
         };
-        if rate > 0 {
-            let now = tokio::time::Instant::now();
-            if now.duration_since(window_start) >= Duration::from_secs(1) {
-                window_start = now;
-                in_window = 0;
-            }
-            in_window += 1;
-            if in_window > rate {
-                Metrics::add(&ctx.metrics.connections_refused, 1);
-                tracing::debug!(%peer, "connection rate exceeded");
-                drop(stream);
-                continue;
-            }
+        backoff = admission::Admission::first_backoff();
+        if !admission.source_allowed(peer.ip()) {
+            Metrics::add(&ctx.metrics.connections_refused, 1);
+            tracing::debug!(%peer, "connection rate per address exceeded");
+            drop(stream);
+            continue;
         }
+        let admit = admission.enter(ticket);
         let _ = stream.set_nodelay(true);
         if layers.is_plain() {
-            spawn_connection(&tasks, ctx.clone(), stream, peer);
+            spawn_connection(&tasks, ctx.clone(), stream, peer, admit);
         } else {
-            layers::spawn(&tasks, ctx.clone(), stream, peer, layers.clone());
+            layers::spawn(&tasks, ctx.clone(), stream, peer, layers.clone(), admit);
         }
     }
 }
 
-/// Spawns the task that serves one connection over `stream` into `tasks`.
+/// Spawns the task that serves one connection over `stream` into `tasks`; `admit` is its
+/// place in admission ([`admission::Admit::exempt`] for streams not from a listener).
 pub fn spawn_connection<S: transport::Transport + 'static>(
     tasks: &std::sync::Mutex<JoinSet<()>>,
     ctx: Arc<ServerCtx>,
     stream: S,
     peer: SocketAddr,
+    admit: admission::Admit,
 ) {
     let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
     // Reap finished tasks so the set does not grow with history.
     while set.try_join_next().is_some() {}
     set.spawn(async move {
         ctx.open.fetch_add(1, Ordering::Relaxed);
-        connection::serve(stream, peer, &ctx).await;
+        connection::serve(stream, peer, &ctx, admit).await;
         ctx.open.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -14,7 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::metrics::Metrics;
 
 /// Counters that are levels rather than totals.
-const GAUGES: [&str; 2] = ["clients_connected", "clients_maximum"];
+const GAUGES: [&str; 3] = [
+    "clients_connected",
+    "clients_maximum",
+    "connections_waiting",
+];
 
 /// Renders the counters in the Prometheus text format.
 pub fn render(metrics: &Metrics) -> String {

@@ -112,7 +112,9 @@ pub struct Delivery<'a> {
 /// The PUBLISH to write for `d` at `now`, or `None` for a QoS 0 message that expired
 /// on the way [MQTT-3.3.2-5]. 5.0 gets the remaining expiry [MQTT-3.3.2-6], the
 /// subscription identifiers and a topic alias when the client allows them; 3.1.1 gets
-/// no properties.
+/// no properties. The returned packet carries only these per-hop properties: it is
+/// written with `canopy_proto::encode_publish_shared` and the message's own properties,
+/// which are never copied per delivery.
 pub fn outbound_publish(
     d: Delivery<'_>,
     protocol: Protocol,
@@ -125,10 +127,12 @@ pub fn outbound_publish(
     let msg = d.msg;
     let mut topic = Some(msg.topic.clone());
     let properties = if protocol.is_v5() {
+        // Only the per-hop properties: the message's own (user properties, response
+        // topic, ...) are written from the shared message by `encode_publish_shared`.
         let mut props = PublishProperties {
             subscription_identifiers: d.sub_ids,
             message_expiry_interval: msg.remaining_expiry(now),
-            ..msg.properties.clone()
+            ..PublishProperties::default()
         };
         if aliases.max_out > 0 {
             let key = msg.topic.as_arc();

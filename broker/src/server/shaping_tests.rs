@@ -182,3 +182,53 @@ fn disconnect_is_for_v5_only_and_reason_strings_need_problem_information() {
     };
     assert!(d.properties.reason_string.is_none());
 }
+
+#[test]
+fn a_delivery_copies_none_of_the_messages_own_properties() {
+    // Fan-out shares one message: each delivery carries only its per-hop properties,
+    // and the message's user properties are written from the shared message.
+    let users: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("k{i}"), "v".to_owned()))
+        .collect();
+    let msg = Arc::new(Message {
+        topic: TopicName::new("x/y").unwrap(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: PublishProperties {
+            user_properties: users.clone(),
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        },
+        payload: Bytes::from_static(b"m"),
+        expires_at: None,
+    });
+    let mut wire = bytes::BytesMut::new();
+    for _ in 0..10 {
+        let p = outbound_publish(
+            delivery(&msg, QoS::AtLeastOnce),
+            Protocol::V5,
+            &mut Aliases::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        assert!(p.properties.user_properties.is_empty());
+        assert_eq!(p.properties.content_type, None);
+        wire.clear();
+        canopy_proto::encode_publish_shared(&p, &msg.properties, Protocol::V5, &mut wire).unwrap();
+    }
+    assert_eq!(
+        Arc::strong_count(&msg),
+        1,
+        "no delivery kept a copy of the message"
+    );
+    let limits = canopy_proto::DecodeLimits {
+        max_packet_size: 1 << 20,
+    };
+    let Ok(Some(Packet::Publish(got))) = canopy_proto::decode(&mut wire, Protocol::V5, &limits)
+    else {
+        panic!("the delivery decodes as a PUBLISH");
+    };
+    assert_eq!(got.properties.user_properties, users);
+    assert_eq!(got.properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(got.properties.subscription_identifiers, vec![4]);
+}

@@ -9,19 +9,29 @@
 //! subscriptions count only while active. Must never decide who may read the document (the
 //! access seam reserves `$interest` for bridges and admins) and never store it: it is
 //! rebuilt from the sessions' subscriptions after a restart.
+//!
+//! Also owns propagation confirmations: the clients that read the document (metabrokers'
+//! local clients), the version each reports as applied upstream on
+//! `$interest/applied/<bridge>` (`{"version":n}`), and the SUBACKs waiting for them
+//! (`router::held`): a waiter is released confirmed once every reader has applied a version
+//! at least that of the first document containing its subscription.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use canopy_proto::{PublishProperties, QoS};
 
-use super::{ClientInfo, Host, Service};
+use super::{ClientInfo, Disposition, Host, Service};
 use crate::message::Message;
 
 /// The retained document listing every active subscription by filter.
 pub const INTEREST_TOPIC: &str = "$interest/subscriptions";
+
+/// Where a metabroker reports the last document version it applied upstream:
+/// `$interest/applied/<bridge name>`, payload `{"version":n}` (consumed, never routed).
+pub const APPLIED_PREFIX: &str = "$interest/applied/";
 
 /// Changes closer together than this are published as one document.
 pub const COALESCE: Duration = Duration::from_millis(20);
@@ -35,6 +45,35 @@ pub struct InterestService {
     version: u64,
     /// When the pending change goes out, if one is pending.
     due: Option<Instant>,
+    /// Clients holding a subscription that matches the document: the readers whose
+    /// confirmation a waiting SUBACK needs.
+    readers: BTreeSet<Arc<str>>,
+    /// Reader -> last version it reported applied upstream.
+    applied: HashMap<Arc<str>, u64>,
+    /// SUBACKs waiting for propagation.
+    waiters: Vec<Waiter>,
+}
+
+/// A SUBACK held until every reader applied `target`.
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    target: u64,
+    /// After this the router has sent the SUBACK unconfirmed: forget the waiter.
+    deadline: Instant,
+}
+
+/// Whether a subscription to `filter` receives the document.
+fn reads_document(filter: &str) -> bool {
+    canopy_proto::topic::matches(filter, INTEREST_TOPIC)
+}
+
+/// The version in an `$interest/applied/...` payload.
+fn applied_version(payload: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()?
+        .get("version")?
+        .as_u64()
 }
 
 /// The filter a subscription expresses interest in: the part after `$share/<group>/`.
@@ -93,6 +132,25 @@ impl InterestService {
         }
     }
 
+    /// Releases the waiters every reader has confirmed; forgets those past their deadline.
+    fn release_confirmed(&mut self, host: &mut dyn Host) {
+        let now = host.now();
+        let readers = &self.readers;
+        let applied = &self.applied;
+        self.waiters.retain(|w| {
+            if w.deadline <= now {
+                return false;
+            }
+            let done = readers
+                .iter()
+                .all(|r| applied.get(r).is_some_and(|&v| v >= w.target));
+            if done {
+                host.release_suback(w.ticket, true);
+            }
+            !done
+        });
+    }
+
     fn remove(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
         if self
             .subs
@@ -109,11 +167,62 @@ impl Service for InterestService {
         "interest"
     }
 
+    fn topics(&self) -> &[&'static str] {
+        &[APPLIED_PREFIX]
+    }
+
     fn on_start(&mut self, host: &mut dyn Host) {
+        // Sessions restored from the store keep their subscriptions: they are interest.
+        let mut found: Vec<(Arc<str>, String, bool)> = Vec::new();
+        host.for_each_subscription(&mut |client, filter, active| {
+            found.push((Arc::from(client), filter.to_owned(), active));
+        });
+        for (client, filter, active) in found {
+            if reads_document(&filter) {
+                self.readers.insert(client.clone());
+            }
+            if let (true, Some(inner)) = (active, interest_filter(&filter)) {
+                self.subs.insert((client, filter.clone()), inner.to_owned());
+            }
+        }
         self.publish(host);
     }
 
+    fn on_publish(
+        &mut self,
+        host: &mut dyn Host,
+        from: Option<&ClientInfo>,
+        msg: &Arc<Message>,
+    ) -> Disposition {
+        if let (Some(from), Some(v)) = (from, applied_version(&msg.payload)) {
+            self.applied.insert(from.client_id.clone(), v);
+            self.release_confirmed(host);
+        }
+        Disposition::Consume
+    }
+
+    fn on_wait_interest(
+        &mut self,
+        host: &mut dyn Host,
+        _client: &ClientInfo,
+        ticket: u64,
+        deadline: Instant,
+    ) -> bool {
+        // The subscription is in the pending document if one is due, else in the last.
+        let target = self.version + u64::from(self.due.is_some());
+        self.waiters.push(Waiter {
+            ticket,
+            target,
+            deadline,
+        });
+        self.release_confirmed(host);
+        true
+    }
+
     fn on_subscribe(&mut self, host: &mut dyn Host, client: &ClientInfo, filter: &str, _qos: QoS) {
+        if reads_document(filter) {
+            self.readers.insert(client.client_id.clone());
+        }
         if host.subscription_active(&client.client_id, filter) == Some(false) {
             self.remove(host, &client.client_id, filter);
         } else {
@@ -123,6 +232,10 @@ impl Service for InterestService {
 
     fn on_unsubscribe(&mut self, host: &mut dyn Host, client: &ClientInfo, filter: &str) {
         self.remove(host, &client.client_id, filter);
+        if reads_document(filter) {
+            self.readers.remove(&client.client_id);
+            self.release_confirmed(host);
+        }
     }
 
     fn on_activation(
@@ -144,6 +257,10 @@ impl Service for InterestService {
         self.subs.retain(|(c, _), _| &**c != client_id);
         if self.subs.len() != before {
             self.changed(host);
+        }
+        self.applied.remove(client_id);
+        if self.readers.remove(client_id) {
+            self.release_confirmed(host);
         }
     }
 

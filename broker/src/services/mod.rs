@@ -96,6 +96,14 @@ pub trait Host {
     /// Figures only the router knows (sessions, subscriptions, retained messages).
     fn stats(&self) -> sys::RouterStats;
 
+    /// Sends the SUBACK held as `ticket` (see [`Service::on_wait_interest`]), saying
+    /// whether propagation was `confirmed`. Nothing happens if it already went out.
+    fn release_suback(&mut self, _ticket: u64, _confirmed: bool) {}
+
+    /// Calls `f(client id, filter, active)` for every subscription of every session (those
+    /// restored from the store included).
+    fn for_each_subscription(&self, _f: &mut dyn FnMut(&str, &str, bool)) {}
+
     /// Whether `client_id` may receive a message on `topic`: the access seam's delivery
     /// rule (the ACL file, when there is one), for a service that answers with documents
     /// it reads on a client's behalf. False for an unknown client, and by default.
@@ -179,6 +187,21 @@ pub trait Service: Send {
     /// A session ended for good (clean session closed, expiry, take-over with clean
     /// start).
     fn on_session_end(&mut self, _host: &mut dyn Host, _client_id: &str) {}
+
+    /// A SUBSCRIBE of `client` asked for a SUBACK that waits for interest propagation
+    /// (docs/interest.md); its subscriptions were installed and seen by
+    /// [`Service::on_subscribe`]. A service that can tell when propagation is done returns
+    /// true and later calls [`Host::release_suback`] with `ticket`; the router sends the
+    /// SUBACK unconfirmed at `deadline` anyway, or at once if no service takes it.
+    fn on_wait_interest(
+        &mut self,
+        _host: &mut dyn Host,
+        _client: &ClientInfo,
+        _ticket: u64,
+        _deadline: Instant,
+    ) -> bool {
+        false
+    }
 
     /// The earliest instant at which [`Service::handle_timeout`] must run, if any.
     fn poll_timeout(&self) -> Option<Instant> {

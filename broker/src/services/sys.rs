@@ -195,6 +195,7 @@ impl SysState {
             ("retained messages/count".into(), r.retained.to_string()),
             ("store/messages/count".into(), r.retained.to_string()),
         ];
+        out.extend(admission_topics(m));
         for (i, name) in LOAD_NAMES.iter().enumerate() {
             self.loads[i].update(totals[i], dt);
             for (avg, w) in self.loads[i].avg.iter().zip(["1min", "5min", "15min"]) {
@@ -209,6 +210,20 @@ impl SysState {
             })
             .collect()
     }
+}
+
+/// Admission figures (docs/flow-control.md), under `$SYS/broker/connections/`.
+fn admission_topics(m: &Metrics) -> impl Iterator<Item = (String, String)> {
+    [
+        ("waiting", &m.connections_waiting),
+        ("queued", &m.connections_queued),
+        ("refused", &m.connections_refused),
+        ("admission_timeouts", &m.admission_timeouts),
+        ("connect_timeouts", &m.connect_timeouts),
+        ("rate_limited", &m.connections_rate_limited),
+    ]
+    .into_iter()
+    .map(|(name, c)| (format!("connections/{name}"), Metrics::get(c).to_string()))
 }
 
 #[cfg(test)]
@@ -255,6 +270,9 @@ mod tests {
             "$SYS/broker/subscriptions/inactive",
             "$SYS/broker/retained messages/count",
             "$SYS/broker/load/messages/received/1min",
+            "$SYS/broker/connections/waiting",
+            "$SYS/broker/connections/admission_timeouts",
+            "$SYS/broker/connections/connect_timeouts",
         ] {
             assert!(topics.iter().any(|t| t == want), "{want} missing");
         }

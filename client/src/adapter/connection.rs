@@ -59,6 +59,8 @@ pub enum Event {
         pkid: u16,
         /// Return / reason codes.
         codes: Vec<u8>,
+        /// 5.0 user properties of the SUBACK (none on 3.1.1).
+        user_properties: Vec<(String, String)>,
     },
     /// A PUBLISH of ours was written with this packet id (0 for QoS 0).
     OutgoingPublish(u16),
@@ -289,6 +291,7 @@ fn event_v4(event: rumqttc::Event) -> Event {
             Packet::SubAck(a) => Event::SubAck {
                 pkid: a.pkid,
                 codes: a.return_codes.iter().map(suback_v4).collect(),
+                user_properties: Vec::new(),
             },
             _ => Event::Other,
         },
@@ -320,6 +323,7 @@ fn event_v5(event: rumqttc::v5::Event) -> Event {
             Packet::SubAck(a) => Event::SubAck {
                 pkid: a.pkid,
                 codes: a.return_codes.iter().map(suback_v5).collect(),
+                user_properties: a.properties.map(|p| p.user_properties).unwrap_or_default(),
             },
             _ => Event::Other,
         },

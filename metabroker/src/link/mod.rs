@@ -33,6 +33,13 @@ use tokio::sync::mpsc;
 use crate::config::{BackoffConfig, Endpoint, Protocol};
 use crate::transport::{Scheme, parse_url, tls_config};
 
+/// User property asking a Canopy broker for a SUBACK that waits for interest propagation.
+pub const WAIT_PROPERTY: &str = "canopy-wait-interest";
+
+/// How long a proxy SUBSCRIBE lets the broker above wait: the longest a Canopy broker
+/// grants, so a waiting subscriber below always times out first.
+pub const PROXY_WAIT_MS: u64 = 60_000;
+
 /// Which side of the bridge a link serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -71,6 +78,17 @@ pub enum LinkEvent {
         /// Session epoch the publish belongs to.
         epoch: u64,
     },
+    /// SUBACK for a proxy subscription ([`Link::subscribe_proxy`]). `confirmed`: granted,
+    /// and not marked `canopy-interest` = `unconfirmed` by a Canopy broker that could not
+    /// confirm its own propagation upstream in time.
+    ProxySubAck {
+        /// The link.
+        side: Side,
+        /// The filter as subscribed.
+        filter: String,
+        /// Granted and confirmed.
+        confirmed: bool,
+    },
     /// The broker acknowledged the publish sent with sequence `seq` (PUBACK, or PUBREC for
     /// QoS 2: from then on the broker owns it). `accepted` is false on an error reason.
     Acked {
@@ -88,8 +106,9 @@ pub enum LinkEvent {
 struct Correlation {
     /// Sequences of QoS 1/2 publishes handed to the client, not yet given a packet id.
     fifo: VecDeque<u64>,
-    /// Filters handed to the client for SUBSCRIBE, not yet given a packet id.
-    subscribing: VecDeque<String>,
+    /// Filters handed to the client for SUBSCRIBE (and whether they are proxy ones), not
+    /// yet given a packet id.
+    subscribing: VecDeque<(String, bool)>,
 }
 
 /// The pump's handle on a link.
@@ -117,10 +136,12 @@ enum Ev {
     },
     /// Our SUBSCRIBE left with this packet id.
     OutgoingSubscribe(u16),
-    /// SUBACK: the first refusal code (0x80 or more), if any.
+    /// SUBACK: the first refusal code (0x80 or more), if any, and whether a Canopy broker
+    /// said it could not confirm interest propagation.
     SubAck {
         pkid: u16,
         refused: Option<u8>,
+        unconfirmed: bool,
     },
 }
 
@@ -143,8 +164,9 @@ struct Poller {
     events: mpsc::UnboundedSender<LinkEvent>,
     /// Our client id on this side, for the hint of a refused subscription.
     client_id: String,
-    /// Packet id -> filter of our SUBSCRIBEs awaiting their SUBACK.
-    subscribed: HashMap<u16, String>,
+    /// Packet id -> filter (and whether it is a proxy one) of our SUBSCRIBEs awaiting
+    /// their SUBACK.
+    subscribed: HashMap<u16, (String, bool)>,
 }
 
 /// Request channel capacity: room for the window, its acks and the pump's bursts.
@@ -229,17 +251,27 @@ impl Link {
     /// Subscribes one filter (5.0: no-local and retain-as-published; 3.1.1 has neither).
     pub async fn subscribe(&self, path: String, qos: QoS) {
         if let Ok(mut c) = self.shared.lock() {
-            c.subscribing.push_back(path.clone());
+            c.subscribing.push_back((path.clone(), false));
         }
         let filter = adapter::filter(path, qos, true, true, 0);
         let _ = self.client.subscribe(vec![filter], None).await;
     }
 
     /// Subscribes one proxy filter (as [`Link::subscribe`], but retained messages are sent
-    /// only when the subscription is new, so a resync replays nothing twice).
+    /// only when the subscription is new, so a resync replays nothing twice). On 5.0 it asks
+    /// a Canopy broker for a SUBACK that waits until the interest has propagated above it
+    /// (user property `canopy-wait-interest` = [`PROXY_WAIT_MS`]); the SUBACK is reported
+    /// as [`LinkEvent::ProxySubAck`].
     pub async fn subscribe_proxy(&self, path: String, qos: QoS) {
+        if let Ok(mut c) = self.shared.lock() {
+            c.subscribing.push_back((path.clone(), true));
+        }
         let filter = adapter::filter(path, qos, true, true, 1);
-        let _ = self.client.subscribe(vec![filter], None).await;
+        let properties = adapter::SubscribeProperties {
+            id: None,
+            user_properties: vec![(WAIT_PROPERTY.to_owned(), PROXY_WAIT_MS.to_string())],
+        };
+        let _ = self.client.subscribe(vec![filter], Some(properties)).await;
     }
 
     /// Unsubscribes one filter.
@@ -285,9 +317,16 @@ fn translate(event: Event) -> Option<Ev> {
         Event::PubRel { pkid } => Ev::IncomingPubRel(pkid),
         Event::OutgoingPublish(pkid) => Ev::OutgoingPublish(pkid),
         Event::OutgoingSubscribe(pkid) => Ev::OutgoingSubscribe(pkid),
-        Event::SubAck { pkid, codes } => Ev::SubAck {
+        Event::SubAck {
+            pkid,
+            codes,
+            user_properties,
+        } => Ev::SubAck {
             pkid,
             refused: codes.into_iter().find(|c| *c >= 0x80),
+            unconfirmed: user_properties
+                .iter()
+                .any(|(k, v)| k == "canopy-interest" && v == "unconfirmed"),
         },
         // Success and "no matching subscribers" are below 0x80 (3.1.1 acks read as 0).
         Event::PubAck { pkid, reason } | Event::PubRec { pkid, reason } => Ev::Acked {
@@ -446,16 +485,26 @@ impl Poller {
                 }
                 None
             }
-            Ev::SubAck { pkid, refused } => {
-                let filter = self.subscribed.remove(&pkid);
-                if let (Some(code), Some(filter)) = (refused, filter) {
+            Ev::SubAck {
+                pkid,
+                refused,
+                unconfirmed,
+            } => {
+                let Some((filter, proxy)) = self.subscribed.remove(&pkid) else {
+                    return Ok(());
+                };
+                if let Some(code) = refused {
                     let reason = canopy_client::reason::describe(code);
                     tracing::error!(
                         "{}",
                         refusal_message(side, &filter, &reason, &self.client_id)
                     );
                 }
-                None
+                proxy.then(|| LinkEvent::ProxySubAck {
+                    side,
+                    filter,
+                    confirmed: refused.is_none() && !unconfirmed,
+                })
             }
             Ev::Acked { pkid, accepted } => {
                 self.inflight.remove(&pkid).map(|seq| LinkEvent::Acked {

@@ -2,9 +2,13 @@
 //! workspace's rumqttc adapter) and bounded waits.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod interest;
 pub mod mosq;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +17,9 @@ use canopy_metabroker::{BridgeConfig, Direction, RouteConfig};
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Filter;
-use tokio::sync::mpsc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 pub async fn broker() -> canopy_broker::BrokerHandle {
     canopy_broker::start(canopy_broker::Config::ephemeral())
@@ -82,6 +88,27 @@ pub async fn subscriber_opts(
     qos: QoS,
     clean: bool,
 ) -> (AsyncClient, mpsc::UnboundedReceiver<Got>) {
+    let (client, rx, mut subacked) = client_v5(addr, id, clean);
+    let filters: Vec<Filter> = filters.iter().map(|f| Filter::new(*f, qos)).collect();
+    if !filters.is_empty() {
+        client.subscribe_many(filters).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), subacked.recv())
+            .await
+            .expect("no SUBACK within 10 s");
+    }
+    (client, rx)
+}
+
+/// The user properties of each SUBACK a client receives.
+pub type SubAcks = mpsc::UnboundedReceiver<Vec<(String, String)>>;
+
+/// A 5.0 client (reconnecting every 50 ms; `clean` false: a one-hour session): messages on
+/// the first channel, each SUBACK's user properties on the second.
+pub fn client_v5(
+    addr: std::net::SocketAddr,
+    id: &str,
+    clean: bool,
+) -> (AsyncClient, mpsc::UnboundedReceiver<Got>, SubAcks) {
     let mut opts = Options::new(Version::V5, id, addr.ip().to_string(), addr.port());
     opts.clean = clean;
     if !clean {
@@ -95,7 +122,7 @@ pub async fn subscriber_opts(
         unreachable!("a 5.0 Options builds a 5.0 client")
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let (subacked_tx, mut subacked) = mpsc::unbounded_channel();
+    let (subacked_tx, subacked) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             match connection.poll().await {
@@ -113,9 +140,14 @@ pub async fn subscriber_opts(
                         return;
                     }
                 }
-                Ok(Event::SubAck { .. }) => {
-                    let _ = subacked_tx.send(());
+                Ok(Event::SubAck {
+                    user_properties, ..
+                }) => {
+                    let _ = subacked_tx.send(user_properties);
                 }
+                // Our own DISCONNECT: stop, never reconnect (a reconnection would take the
+                // client id over from whoever uses it next).
+                Ok(Event::OutgoingDisconnect) => return,
                 Ok(_) => {}
                 Err(_) => {
                     if tx.is_closed() {
@@ -126,14 +158,7 @@ pub async fn subscriber_opts(
             }
         }
     });
-    let filters: Vec<Filter> = filters.iter().map(|f| Filter::new(*f, qos)).collect();
-    if !filters.is_empty() {
-        client.subscribe_many(filters).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), subacked.recv())
-            .await
-            .expect("no SUBACK within 10 s");
-    }
-    (client, rx)
+    (client, rx, subacked)
 }
 
 /// A 5.0 publisher whose event loop runs in the background.
@@ -190,4 +215,53 @@ pub fn init_log() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// A TCP proxy whose connections are all cut when `cut` changes.
+pub async fn cutter(target: SocketAddr) -> (SocketAddr, watch::Sender<u64>, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (cut, cut_rx) = watch::channel(0u64);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            let mut cut_rx = cut_rx.clone();
+            cut_rx.borrow_and_update();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut_rx.changed() => {}
+                }
+                let _ = inbound.shutdown().await;
+            });
+        }
+    });
+    (addr, cut, accepted)
+}
+
+/// A Canopy broker with a disk store at `dir`, listening on `bind`.
+pub async fn durable_broker(
+    bind: SocketAddr,
+    dir: &std::path::Path,
+) -> canopy_broker::BrokerHandle {
+    let mut c = canopy_broker::Config::ephemeral();
+    c.listener[0].bind = bind;
+    c.data_dir = dir.to_owned();
+    c.durability = canopy_broker::config::Durability::Sync;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match canopy_broker::start(c.clone()).await {
+            Ok(h) => return h,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("restart retry: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("broker did not restart: {e}"),
+        }
+    }
 }

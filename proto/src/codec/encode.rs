@@ -42,21 +42,7 @@ pub fn check(packet: &Packet, protocol: Protocol) -> Result<(), ProtoError> {
         Packet::Connect(c) if !v5 && c.password.is_some() && c.username.is_none() => {
             return Err(ProtoError::Protocol("3.x password without a user name"));
         }
-        Packet::Publish(p) => {
-            match (p.qos, p.pkid) {
-                (QoS::AtMostOnce, None) => {}
-                (QoS::AtMostOnce, Some(_)) | (_, None) => {
-                    return Err(ProtoError::Protocol("packet identifier must match QoS"));
-                }
-                (_, Some(id)) => nonzero(id)?,
-            }
-            if p.qos == QoS::AtMostOnce && p.dup {
-                return Err(ProtoError::Malformed("DUP flag set on a QoS 0 PUBLISH"));
-            }
-            if !v5 && p.topic.is_none() {
-                return Err(TopicError::InvalidName("empty").into());
-            }
-        }
+        Packet::Publish(p) => check_publish(p, v5)?,
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
             nonzero(a.pkid)?;
         }
@@ -86,6 +72,53 @@ pub fn check(packet: &Packet, protocol: Protocol) -> Result<(), ProtoError> {
         _ => {}
     }
     Ok(())
+}
+
+/// Rejects a PUBLISH that cannot be encoded faithfully (see [`check`]).
+pub fn check_publish(p: &Publish, v5: bool) -> Result<(), ProtoError> {
+    match (p.qos, p.pkid) {
+        (QoS::AtMostOnce, None) => {}
+        (QoS::AtMostOnce, Some(_)) | (_, None) => {
+            return Err(ProtoError::Protocol("packet identifier must match QoS"));
+        }
+        (_, Some(id)) => nonzero(id)?,
+    }
+    if p.qos == QoS::AtMostOnce && p.dup {
+        return Err(ProtoError::Malformed("DUP flag set on a QoS 0 PUBLISH"));
+    }
+    if !v5 && p.topic.is_none() {
+        return Err(TopicError::InvalidName("empty").into());
+    }
+    Ok(())
+}
+
+/// The first byte of a PUBLISH's fixed header.
+pub fn publish_first_byte(p: &Publish) -> u8 {
+    0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
+}
+
+/// Writes a PUBLISH whose message-level properties are borrowed from `shared`
+/// (see [`super::encode_publish_shared`]).
+pub fn publish_shared<S: Sink>(
+    p: &Publish,
+    shared: &crate::packet::PublishProperties,
+    v5: bool,
+    s: &mut S,
+) {
+    s.put_str(p.topic.as_deref().unwrap_or(""));
+    if p.qos != QoS::AtMostOnce {
+        s.put_u16(p.pkid.unwrap_or(0));
+    }
+    if v5 {
+        props::write(
+            s,
+            &props::SharedPublish {
+                hop: &p.properties,
+                shared,
+            },
+        );
+    }
+    s.put_raw(&p.payload);
 }
 
 /// Writes the variable header and payload of `packet` (everything after the

@@ -11,7 +11,7 @@
 use bytes::BytesMut;
 
 use crate::error::ProtoError;
-use crate::packet::{Packet, Protocol};
+use crate::packet::{Packet, Protocol, Publish, PublishProperties};
 
 mod decode;
 mod encode;
@@ -71,6 +71,20 @@ pub fn decode(
     decode::packet(first, body, protocol).map(Some)
 }
 
+/// The first byte and the total size (fixed header included) of the packet at the front of
+/// `buf`, once its fixed header is complete; `Ok(None)` before. Reads nothing else and
+/// reserves nothing: a caller that must not buffer ahead of the bytes received (a
+/// connection before its CONNECT) checks the size here before calling [`decode`].
+pub fn frame_size(buf: &[u8]) -> Result<Option<(u8, usize)>, ProtoError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let Some((remaining, len_bytes)) = varint::read(buf.get(1..).unwrap_or_default())? else {
+        return Ok(None);
+    };
+    Ok(Some((first, 1 + len_bytes + remaining)))
+}
+
 /// Appends the encoding of `packet` to `out`.
 ///
 /// Fails, writing nothing, when the packet cannot be represented in `protocol` (for
@@ -90,6 +104,45 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     sink::Sink::put_varint(out, remaining);
     encode::body(packet, protocol, out);
     Ok(())
+}
+
+/// Appends the encoding of the PUBLISH `p` with its message-level properties (Payload
+/// Format Indicator, Response Topic, Correlation Data, User Properties, Content Type) taken
+/// from `shared` instead of `p.properties`, whose own values for those are ignored; the
+/// per-hop ones (Message Expiry Interval, Topic Alias, Subscription Identifiers) come from
+/// `p.properties`. The bytes are those [`encode`] writes for the merged packet. Lets one
+/// message be sent to many subscribers without copying its properties for each.
+pub fn encode_publish_shared(
+    p: &Publish,
+    shared: &PublishProperties,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<(), ProtoError> {
+    let v5 = protocol.is_v5();
+    encode::check_publish(p, v5)?;
+    let mut counter = sink::Counter::default();
+    encode::publish_shared(p, shared, v5, &mut counter);
+    if let Some(e) = counter.err {
+        return Err(e);
+    }
+    let remaining = counter.n;
+    check_remaining(remaining)?;
+    out.reserve(1 + varint::len(remaining) + remaining);
+    sink::Sink::put_u8(out, encode::publish_first_byte(p));
+    sink::Sink::put_varint(out, remaining);
+    encode::publish_shared(p, shared, v5, out);
+    Ok(())
+}
+
+/// Exact size of what [`encode_publish_shared`] writes, fixed header included.
+pub fn encoded_publish_shared_len(
+    p: &Publish,
+    shared: &PublishProperties,
+    protocol: Protocol,
+) -> usize {
+    let mut counter = sink::Counter::default();
+    encode::publish_shared(p, shared, protocol.is_v5(), &mut counter);
+    1 + varint::len(counter.n) + counter.n
 }
 
 /// Exact size of the encoding, fixed header included (used to honour a peer's Maximum

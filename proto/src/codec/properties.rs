@@ -427,6 +427,33 @@ impl Props for PublishProperties {
     }
 }
 
+/// PUBLISH properties split in two: those of one hop (Message Expiry Interval as sent,
+/// Topic Alias, Subscription Identifiers) and those of the message, shared by every copy
+/// (Payload Format Indicator, Response Topic, Correlation Data, User Properties, Content
+/// Type). Written in the same order as [`PublishProperties`].
+pub struct SharedPublish<'a> {
+    /// The per-hop properties.
+    pub hop: &'a PublishProperties,
+    /// The message's own properties.
+    pub shared: &'a PublishProperties,
+}
+
+impl Props for SharedPublish<'_> {
+    fn write_to<S: Sink>(&self, s: &mut S) {
+        let (hop, shared) = (self.hop, self.shared);
+        s.prop_u8(PAYLOAD_FORMAT_INDICATOR, shared.payload_format_indicator);
+        s.prop_u32(MESSAGE_EXPIRY_INTERVAL, hop.message_expiry_interval);
+        s.prop_u16(TOPIC_ALIAS, hop.topic_alias);
+        s.prop_str(RESPONSE_TOPIC, shared.response_topic.as_deref());
+        s.prop_bin(CORRELATION_DATA, shared.correlation_data.as_deref());
+        s.prop_users(USER_PROPERTY, &shared.user_properties);
+        for &id in &hop.subscription_identifiers {
+            s.prop_varint(SUBSCRIPTION_IDENTIFIER, Some(id));
+        }
+        s.prop_str(CONTENT_TYPE, shared.content_type.as_deref());
+    }
+}
+
 impl Props for AckProperties {
     fn write_to<S: Sink>(&self, s: &mut S) {
         s.prop_str(REASON_STRING, self.reason_string.as_deref());

@@ -358,3 +358,55 @@ fn encoding_appends_to_existing_output() {
     assert_eq!(&out[..], &[b'x', b'y', 0xC0, 0]);
     assert_eq!(enc(&Packet::PingResp, V), [0xD0, 0]);
 }
+
+#[test]
+fn publish_with_shared_properties_encodes_as_the_merged_packet() {
+    let shared = PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(999),
+        topic_alias: Some(9),
+        response_topic: Some(name("re/ply")),
+        correlation_data: Some(Bytes::from_static(b"cd")),
+        user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+        subscription_identifiers: vec![77],
+        content_type: Some("text/plain".into()),
+    };
+    let hop = Publish {
+        dup: true,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: None,
+        pkid: Some(5),
+        properties: PublishProperties {
+            message_expiry_interval: Some(3),
+            topic_alias: Some(2),
+            subscription_identifiers: vec![4, 300],
+            ..PublishProperties::default()
+        },
+        payload: Bytes::from_static(b"payload"),
+    };
+    let merged = Publish {
+        properties: PublishProperties {
+            message_expiry_interval: Some(3),
+            topic_alias: Some(2),
+            subscription_identifiers: vec![4, 300],
+            ..shared.clone()
+        },
+        ..hop.clone()
+    };
+    for protocol in [Protocol::V5, Protocol::V311] {
+        let mut hop = hop.clone();
+        let mut merged = merged.clone();
+        if !protocol.is_v5() {
+            hop.topic = Some(name("t"));
+            merged.topic = Some(name("t"));
+        }
+        let mut a = BytesMut::new();
+        crate::encode_publish_shared(&hop, &shared, protocol, &mut a).unwrap();
+        let mut b = BytesMut::new();
+        crate::encode(&Packet::Publish(merged), protocol, &mut b).unwrap();
+        assert_eq!(a, b, "{protocol:?}");
+    }
+    let bad = Publish { pkid: None, ..hop };
+    assert!(crate::encode_publish_shared(&bad, &shared, V, &mut BytesMut::new()).is_err());
+}

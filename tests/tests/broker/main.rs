@@ -31,6 +31,8 @@ macro_rules! both_versions {
 }
 
 mod activation;
+#[cfg(feature = "in-process")]
+mod admission;
 mod bridge;
 mod connect;
 #[cfg(feature = "in-process")]
@@ -40,6 +42,8 @@ mod malformed;
 mod presence;
 mod properties;
 mod publish;
+#[cfg(feature = "in-process")]
+mod quotas;
 mod real_clients;
 #[cfg(feature = "in-process")]
 mod resources;
@@ -47,4 +51,6 @@ mod retain;
 mod services;
 mod session;
 mod subscribe;
+#[cfg(feature = "in-process")]
+mod user_properties;
 mod will;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod durability;
+mod interest_wait;
 mod presence;
 mod pressure;
 mod records;
