@@ -393,7 +393,7 @@ impl Router {
             );
             self.inactive_count += 1;
         }
-        self.persist_session(key);
+        self.persist_subscription(key, filter);
         self.services_activation(now, key, filter, active);
     }
 
@@ -479,7 +479,6 @@ impl Router {
                 if self.remove_subscription(key, f.as_str()) {
                     self.services_unsubscribe(now, key, f.as_str());
                 }
-                self.persist_session(key);
             }),
             _ => Err(RegistrationError::value(format!("unknown control topic {topic:?}"))),
         }
@@ -505,7 +504,6 @@ impl Router {
         if replay {
             self.replay_retained(now, key, filter, options.qos, id);
         }
-        self.persist_session(key);
         existed
     }
 }

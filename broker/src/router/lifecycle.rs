@@ -12,7 +12,7 @@ use super::{ConnectReply, ConnectRequest, Router, Timer};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
-use crate::store::{DeliveryState, Mutation, SessionRecord, StoredSession, SubscriptionRecord};
+use crate::store::{DeliveryState, Mutation, StoredSession};
 use canopy_proto::session::OutState;
 
 impl Router {
@@ -99,6 +99,7 @@ impl Router {
         } else if was_persistent {
             self.journal
                 .record(|| Mutation::DeleteSession(req.client_id.clone()));
+            self.forget_stored(key);
         }
         if let Some(info) = self
             .sessions
@@ -294,58 +295,6 @@ impl Router {
         self.fire_triggers(now, &msg.topic);
     }
 
-    /// Marks the session's durable record for the next batch, when it is persistent.
-    /// The record (with every subscription) is built once per batch in
-    /// [`Router::journal_dirty_sessions`], so a burst of SUBSCRIBEs costs one rebuild
-    /// per commit instead of one per packet, and records never pile up while a commit
-    /// is in flight.
-    pub(super) fn persist_session(&mut self, key: usize) {
-        if !self.journal.enabled() {
-            return;
-        }
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if s.expiry_interval == 0 || s.record_dirty {
-            return;
-        }
-        s.record_dirty = true;
-        self.dirty_sessions.push(key);
-    }
-
-    /// Journals the record of every session marked since the last batch.
-    pub(super) fn journal_dirty_sessions(&mut self) {
-        for key in std::mem::take(&mut self.dirty_sessions) {
-            let Some(s) = self.sessions.get_mut(key) else {
-                continue;
-            };
-            if !std::mem::take(&mut s.record_dirty) || s.expiry_interval == 0 {
-                continue;
-            }
-            let s = &*s;
-            self.journal.record(|| {
-                let subscriptions = s
-                    .subscriptions
-                    .iter()
-                    .map(|(f, e)| SubscriptionRecord {
-                        filter: f.to_string(),
-                        options: e.options,
-                        identifier: e.identifier,
-                        activation: e.activation.as_ref().map(|a| a.record()),
-                    })
-                    .collect();
-                Mutation::PutSession(SessionRecord {
-                    client_id: s.client_id.clone(),
-                    expiry_interval: s.expiry_interval,
-                    expires_at: s.expires_at,
-                    will: s.will.as_deref().cloned(),
-                    will_at: s.will_at,
-                    subscriptions,
-                })
-            });
-        }
-    }
-
     /// Recreates a session from the store at start-up. A session that was connected
     /// when the broker stopped counts as disconnected now: its expiry starts now and its
     /// will (if it had one) is published after its delay, as after any lost connection.
@@ -440,6 +389,7 @@ impl Router {
         for pkid in stored.incoming {
             s.incoming.on_publish(pkid);
         }
+        self.mark_restored(key);
     }
 }
 

@@ -22,6 +22,7 @@ mod lifecycle;
 mod pressure;
 mod publish;
 mod quotas;
+mod records;
 pub mod session;
 mod subscribe;
 #[cfg(test)]
@@ -190,7 +191,8 @@ pub struct Router {
     hit_groups: Vec<usize>,
     /// Counts of persistent subscriptions, for `$SYS`.
     subscription_count: usize,
-    /// Sessions whose durable record changed since the last batch (`record_dirty`).
+    /// Sessions with a record or subscriptions to journal in the next batch
+    /// (`journal_queued`, see `records.rs`).
     dirty_sessions: Vec<usize>,
     /// Online subscribers the publish being routed overflowed (see `pressure.rs`).
     overflow: Vec<usize>,

@@ -6,7 +6,7 @@
 //! queued messages into the window as acknowledgements free it, resending in order after
 //! a reconnect. It never touches another session, the tries or the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -174,9 +174,18 @@ pub struct Session {
     /// bridge's local session takes its bridge's `[queue]` limits, so that messages on
     /// their way out are not dropped here while the bridge waits for a far side.
     pub own_limits: Option<QueueLimits>,
-    /// The session record changed since the last batch was submitted (it is rebuilt
-    /// once per batch, however many changes the batch holds).
+    /// The session's own fields changed since the last batch was submitted (the record,
+    /// without subscriptions, is rebuilt once per batch, however many changes it holds).
     pub record_dirty: bool,
+    /// Filters whose subscription was added, changed or removed since the last batch:
+    /// each becomes one put or delete of its own row, built from the state at the end
+    /// of the batch, so a subscribe and unsubscribe of one filter cost one record.
+    pub dirty_filters: HashSet<Arc<str>>,
+    /// Whether the session is in the router's list of sessions to journal.
+    pub journal_queued: bool,
+    /// Whether the store holds this session's record (and so its subscriptions). A
+    /// session stored for the first time is written with all its subscriptions.
+    pub stored: bool,
 }
 
 /// One acknowledgement a publisher waits for because a subscriber's queue is full.
@@ -231,6 +240,9 @@ impl Session {
             pressure: None,
             own_limits: None,
             record_dirty: false,
+            dirty_filters: HashSet::new(),
+            journal_queued: false,
+            stored: false,
         }
     }
 

@@ -143,7 +143,6 @@ impl Router {
                 None => s.send(Packet::SubAck(suback)),
             }
         }
-        self.persist_session(key);
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
         }
@@ -220,6 +219,7 @@ impl Router {
             s.subscriptions.insert(name.clone(), entry);
         }
         self.subscription_count += 1;
+        self.persist_subscription(key, &name);
         if !active {
             self.inactive_count += 1;
             return existed;
@@ -265,10 +265,11 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        let Some(entry) = s.subscriptions.remove(filter) else {
+        let Some((name, entry)) = s.subscriptions.remove_entry(filter) else {
             return false;
         };
         self.subscription_count = self.subscription_count.saturating_sub(1);
+        self.persist_subscription(key, &name);
         if let Some(a) = &entry.activation {
             self.remove_triggers(key, filter, a);
             if !a.active {
@@ -335,7 +336,6 @@ impl Router {
                 properties: AckProperties::default(),
             }));
         }
-        self.persist_session(key);
     }
 
     /// Asks the access seam whether session `key` may receive a message on `topic`.

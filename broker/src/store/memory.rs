@@ -6,14 +6,19 @@ use std::sync::Arc;
 
 use canopy_proto::TopicName;
 
-use super::{DeliveryRecord, Mutation, SessionRecord, Snapshot, Store, StoreError, StoredSession};
+use super::{
+    DeliveryRecord, Mutation, SessionRecord, Snapshot, Store, StoreError, StoredSession,
+    SubscriptionRecord,
+};
 use crate::message::Message;
 
 /// A store that lives and dies with the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     retained: HashMap<TopicName, Arc<Message>>,
+    /// Session records without their subscriptions.
     sessions: HashMap<Arc<str>, SessionRecord>,
+    subscriptions: BTreeMap<(Arc<str>, String), SubscriptionRecord>,
     deliveries: BTreeMap<(Arc<str>, u64), DeliveryRecord>,
     incoming: BTreeSet<(Arc<str>, u16)>,
 }
@@ -32,8 +37,15 @@ impl Store for MemoryStore {
             .values()
             .map(|rec| {
                 let id = &rec.client_id;
+                let mut record = rec.clone();
+                record.subscriptions = self
+                    .subscriptions
+                    .range((id.clone(), String::new())..)
+                    .take_while(|((c, _), _)| c == id)
+                    .map(|(_, sub)| sub.clone())
+                    .collect();
                 StoredSession {
-                    record: rec.clone(),
+                    record,
                     deliveries: self
                         .deliveries
                         .range((id.clone(), 0)..=(id.clone(), u64::MAX))
@@ -62,11 +74,22 @@ impl Store for MemoryStore {
                 Mutation::DeleteRetained(topic) => {
                     self.retained.remove(&topic);
                 }
-                Mutation::PutSession(rec) => {
+                Mutation::PutSession(mut rec) => {
+                    for sub in std::mem::take(&mut rec.subscriptions) {
+                        self.subscriptions
+                            .insert((rec.client_id.clone(), sub.filter.clone()), sub);
+                    }
                     self.sessions.insert(rec.client_id.clone(), rec);
+                }
+                Mutation::PutSubscription(id, sub) => {
+                    self.subscriptions.insert((id, sub.filter.clone()), sub);
+                }
+                Mutation::DeleteSubscription(id, filter) => {
+                    self.subscriptions.remove(&(id, filter.to_string()));
                 }
                 Mutation::DeleteSession(id) => {
                     self.sessions.remove(&id);
+                    self.subscriptions.retain(|(c, _), _| *c != id);
                     self.deliveries.retain(|(c, _), _| *c != id);
                     self.incoming.retain(|(c, _)| *c != id);
                 }

@@ -77,7 +77,11 @@ pub struct SessionRecord {
     pub will: Option<Will>,
     /// When a pending delayed will is due (disconnected sessions only).
     pub will_at: Option<Instant>,
-    /// Its subscriptions.
+    /// Its subscriptions. In [`Mutation::PutSession`] these are *added* (each one
+    /// stored under its own key, as [`Mutation::PutSubscription`] would) and the ones not
+    /// listed are left as they are: the router lists them all once, when the session is
+    /// first stored, and journals later changes one subscription at a time. A loaded
+    /// record lists every stored subscription, ordered by filter.
     pub subscriptions: Vec<SubscriptionRecord>,
 }
 
@@ -120,8 +124,12 @@ pub enum Mutation {
     DeleteRetained(TopicName),
     /// Create or replace a session record.
     PutSession(SessionRecord),
-    /// Remove a session with all its deliveries and incoming QoS 2 ids.
+    /// Remove a session with all its subscriptions, deliveries and incoming QoS 2 ids.
     DeleteSession(Arc<str>),
+    /// Create or replace one subscription of a session, keyed by (client id, filter).
+    PutSubscription(Arc<str>, SubscriptionRecord),
+    /// Remove one subscription of a session, keyed by (client id, filter).
+    DeleteSubscription(Arc<str>, Arc<str>),
     /// Create or replace (same `seq`) a delivery of a session.
     PutDelivery(Arc<str>, DeliveryRecord),
     /// Remove a delivery of a session (acknowledged, expired or dropped).

@@ -37,6 +37,8 @@ mod bridge;
 #[cfg(feature = "in-process")]
 mod cluster;
 mod connect;
+#[cfg(feature = "in-process")]
+mod journal;
 mod malformed;
 #[cfg(feature = "in-process")]
 mod presence;

@@ -64,22 +64,3 @@ fn a_client_subscribed_to_its_own_topic_sees_the_message_before_its_puback() {
         .position(|o| matches!(o, crate::outbox::Outgoing::Packet(Packet::PubAck(_))));
     assert!(publish_at < puback_at, "{out:?}");
 }
-
-#[test]
-fn a_burst_of_subscribes_writes_the_session_record_once_per_batch() {
-    let (mut h, commits) = Harness::sync(|_| {});
-    h.connect("s", persistent());
-    h.complete_commits(&commits);
-    let before = commits
-        .session_records
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let filters: Vec<String> = (0..500).map(|i| format!("f/{i}")).collect();
-    h.subscribe_burst("s", &filters);
-    h.complete_commits(&commits);
-    let written = commits
-        .session_records
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - before;
-    assert_eq!(written, 1, "500 SUBSCRIBEs in one turn, one record");
-    assert_eq!(h.packets("s").len(), 500, "every SUBACK");
-}

@@ -10,6 +10,7 @@ mod durability;
 mod interest_wait;
 mod presence;
 mod pressure;
+mod records;
 mod services;
 mod timing;
 
@@ -41,6 +42,8 @@ pub struct Commits {
     pending: Mutex<Vec<u64>>,
     /// Session records written, over all batches.
     pub session_records: std::sync::atomic::AtomicUsize,
+    /// Every mutation submitted, in order.
+    pub ops: Mutex<Vec<Mutation>>,
 }
 
 /// A committer whose batches complete when the test says so.
@@ -60,6 +63,7 @@ impl Commit for Deferred {
         self.submitted
             .session_records
             .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        self.submitted.ops.lock().unwrap().extend(ops);
         self.submitted.pending.lock().unwrap().push(batch);
         Some(batch)
     }
@@ -122,16 +126,25 @@ impl Harness {
     /// As [`Harness::new`] with `durability = "sync"` and commits that complete only
     /// when the test calls [`Harness::complete_commits`].
     pub fn sync(edit: impl FnOnce(&mut Config)) -> (Harness, Arc<Commits>) {
+        Harness::sync_from(Default::default(), edit)
+    }
+
+    /// As [`Harness::sync`], restarted from `snapshot` (what a store loaded).
+    pub fn sync_from(
+        snapshot: crate::store::Snapshot,
+        edit: impl FnOnce(&mut Config),
+    ) -> (Harness, Arc<Commits>) {
         let submitted = Arc::new(Commits::default());
         let committer = Box::new(Deferred {
             next: 1,
             submitted: submitted.clone(),
         });
-        let h = Harness::with_committer(
+        let h = Harness::with_snapshot(
             |c| {
                 c.durability = crate::config::Durability::Sync;
                 edit(c);
             },
+            snapshot,
             committer,
         );
         (h, submitted)
@@ -154,6 +167,14 @@ impl Harness {
     }
 
     fn with_committer(edit: impl FnOnce(&mut Config), committer: Box<dyn Commit>) -> Harness {
+        Harness::with_snapshot(edit, Default::default(), committer)
+    }
+
+    fn with_snapshot(
+        edit: impl FnOnce(&mut Config),
+        snapshot: crate::store::Snapshot,
+        committer: Box<dyn Commit>,
+    ) -> Harness {
         let mut config = Config::ephemeral();
         config.sys_interval = Duration::ZERO; // tests that want `$SYS` turn it on
         edit(&mut config);
@@ -162,14 +183,7 @@ impl Harness {
         let status = Arc::new(StatusBook::new());
         let cluster = ClusterBook::new(&config, "127.0.0.1:1883").map(Arc::new);
         let services = super::registered(&config, &metrics, &status, cluster.as_ref(), now);
-        let router = Router::new(
-            &config,
-            Default::default(),
-            committer,
-            metrics,
-            services,
-            now,
-        );
+        let router = Router::new(&config, snapshot, committer, metrics, services, now);
         let mut h = Harness {
             router,
             now,
@@ -221,6 +235,57 @@ impl Harness {
         self.router.end_turn();
     }
 
+    /// Sends `id` one SUBSCRIBE per `(filter, options, identifier)`, all in one turn.
+    pub fn subscribe_each(
+        &mut self,
+        id: &str,
+        subs: &[(String, SubscriptionOptions, Option<u32>)],
+    ) {
+        let (session, conn) = self.target(id);
+        for (f, options, identifier) in subs {
+            let pkid = self.pkid();
+            let subscribe = Subscribe {
+                pkid,
+                filters: vec![(TopicFilter::new(f).unwrap(), *options)],
+                properties: SubscribeProperties {
+                    subscription_identifier: *identifier,
+                    ..Default::default()
+                },
+            };
+            self.router.handle(
+                self.now,
+                Command::Subscribe {
+                    session,
+                    conn,
+                    subscribe,
+                },
+            );
+        }
+        self.router.end_turn();
+    }
+
+    /// Sends `id` one UNSUBSCRIBE per filter, all in one turn.
+    pub fn unsubscribe_burst(&mut self, id: &str, filters: &[String]) {
+        let (session, conn) = self.target(id);
+        for f in filters {
+            let pkid = self.pkid();
+            let unsubscribe = canopy_proto::Unsubscribe {
+                pkid,
+                filters: vec![TopicFilter::new(f).unwrap()],
+                user_properties: Vec::new(),
+            };
+            self.router.handle(
+                self.now,
+                Command::Unsubscribe {
+                    session,
+                    conn,
+                    unsubscribe,
+                },
+            );
+        }
+        self.router.end_turn();
+    }
+
     /// Connects `id`; returns whether a session was present.
     pub fn connect(&mut self, id: &str, c: Conn) -> bool {
         let outbox = Outbox::new(1024);
@@ -245,7 +310,7 @@ impl Harness {
         reply.session_present
     }
 
-    fn target(&self, id: &str) -> (usize, u64) {
+    pub fn target(&self, id: &str) -> (usize, u64) {
         let (r, _) = self.clients.get(id).expect("connected");
         (r.session, r.conn)
     }
@@ -372,7 +437,7 @@ impl Harness {
             .collect()
     }
 
-    fn pkid(&mut self) -> u16 {
+    pub fn pkid(&mut self) -> u16 {
         self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
         self.next_pkid
     }

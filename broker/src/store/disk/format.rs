@@ -455,22 +455,7 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>, FormatError> {
         w.u8(options_byte(&sub.options));
         w.opt_u32(sub.identifier);
         if v2 {
-            match &sub.activation {
-                None => w.u8(0),
-                Some(a) => {
-                    w.u8(1);
-                    w.bytes(a.activate_on.as_bytes())?;
-                    match &a.deactivate_on {
-                        None => w.u8(0),
-                        Some(d) => {
-                            w.u8(1);
-                            w.bytes(d.as_bytes())?;
-                        }
-                    }
-                    w.u8(u8::from(a.replay_retained));
-                    w.u8(u8::from(a.active));
-                }
-            }
+            put_activation(&mut w, sub.activation.as_ref())?;
         }
     }
     Ok(w.0)
@@ -494,17 +479,8 @@ pub fn decode_session(client_id: &str, b: &[u8]) -> Result<SessionRecord, Format
         let filter = r.str("subscription filter")?.to_owned();
         let options = options_from(r.u8("subscription options")?)?;
         let identifier = r.opt_u32("subscription identifier")?;
-        let activation = if version >= 2 && r.flag("activation flag")? {
-            Some(ActivationRecord {
-                activate_on: r.str("activate-on filter")?.to_owned(),
-                deactivate_on: if r.flag("deactivate-on flag")? {
-                    Some(r.str("deactivate-on filter")?.to_owned())
-                } else {
-                    None
-                },
-                replay_retained: r.flag("replay flag")?,
-                active: r.flag("active flag")?,
-            })
+        let activation = if version >= 2 {
+            get_activation(&mut r)?
         } else {
             None
         };
@@ -524,4 +500,67 @@ pub fn decode_session(client_id: &str, b: &[u8]) -> Result<SessionRecord, Format
         will_at,
         subscriptions,
     })
+}
+
+/// Encodes one subscription (the table key is its client id and filter): a version
+/// byte, the options byte, the identifier and the activation with its state.
+pub fn encode_subscription(sub: &SubscriptionRecord) -> Result<Vec<u8>, FormatError> {
+    let mut w = Writer::default();
+    w.u8(RECORD_VERSION);
+    w.u8(options_byte(&sub.options));
+    w.opt_u32(sub.identifier);
+    put_activation(&mut w, sub.activation.as_ref())?;
+    Ok(w.0)
+}
+
+/// Decodes a record written by [`encode_subscription`] for `filter`.
+pub fn decode_subscription(filter: &str, b: &[u8]) -> Result<SubscriptionRecord, FormatError> {
+    let mut r = Reader(b);
+    r.version()?;
+    let options = options_from(r.u8("subscription options")?)?;
+    let identifier = r.opt_u32("subscription identifier")?;
+    let activation = get_activation(&mut r)?;
+    r.finish()?;
+    Ok(SubscriptionRecord {
+        filter: filter.to_owned(),
+        options,
+        identifier,
+        activation,
+    })
+}
+
+fn put_activation(w: &mut Writer, a: Option<&ActivationRecord>) -> Result<(), FormatError> {
+    match a {
+        None => w.u8(0),
+        Some(a) => {
+            w.u8(1);
+            w.bytes(a.activate_on.as_bytes())?;
+            match &a.deactivate_on {
+                None => w.u8(0),
+                Some(d) => {
+                    w.u8(1);
+                    w.bytes(d.as_bytes())?;
+                }
+            }
+            w.u8(u8::from(a.replay_retained));
+            w.u8(u8::from(a.active));
+        }
+    }
+    Ok(())
+}
+
+fn get_activation(r: &mut Reader<'_>) -> Result<Option<ActivationRecord>, FormatError> {
+    if !r.flag("activation flag")? {
+        return Ok(None);
+    }
+    Ok(Some(ActivationRecord {
+        activate_on: r.str("activate-on filter")?.to_owned(),
+        deactivate_on: if r.flag("deactivate-on flag")? {
+            Some(r.str("deactivate-on filter")?.to_owned())
+        } else {
+            None
+        },
+        replay_retained: r.flag("replay flag")?,
+        active: r.flag("active flag")?,
+    }))
 }

@@ -24,8 +24,10 @@ use super::{Mutation, Snapshot, Store, StoreError, StoredSession};
 use crate::config::OnCorruptStore;
 
 /// Version of the table layout, kept in the `meta` table. A store with a higher version
-/// is unreadable by this build and treated as corrupt.
-pub const FORMAT_VERSION: u64 = 1;
+/// is unreadable by this build and treated as corrupt. Version 2 keeps subscriptions in
+/// their own table, one row per (client id, filter); a version 1 store (subscriptions
+/// inside the session record) is migrated when it is opened.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// The store's file inside `data_dir`.
 pub const FILE_NAME: &str = "canopy.redb";
@@ -38,6 +40,7 @@ const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const DELIVERIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("deliveries");
 const INCOMING: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming");
+const SUBSCRIPTIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("subscriptions");
 
 /// Key of the format version in the `meta` table.
 const FORMAT_KEY: &str = "format_version";
@@ -141,9 +144,9 @@ impl DiskStore {
     /// store must stay byte for byte as it was); the file itself is opened only once its
     /// copy has passed.
     fn try_open(path: &Path) -> Result<DiskStore, OpenError> {
-        let opened = match read_unshared(path)? {
+        let (opened, version) = match read_unshared(path)? {
             Some(bytes) => probe(bytes)?,
-            None => Snapshot::default(),
+            None => (Snapshot::default(), FORMAT_VERSION),
         };
         let fresh = !std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
         let db = Database::builder()
@@ -152,6 +155,9 @@ impl DiskStore {
             .map_err(|e| classify(path, e))?;
         if fresh {
             Self::initialise(&db).map_err(|e| classify(path, e))?;
+        } else if version < FORMAT_VERSION {
+            Self::migrate(&db).map_err(|e| classify(path, e))?;
+            tracing::info!(store = %path.display(), from = version, to = FORMAT_VERSION, "store format migrated");
         }
         Ok(DiskStore {
             db,
@@ -169,6 +175,41 @@ impl DiskStore {
             txn.open_table(SESSIONS)?;
             txn.open_table(DELIVERIES)?;
             txn.open_table(INCOMING)?;
+            txn.open_table(SUBSCRIPTIONS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Migrates a version 1 store (already checked and decoded by `probe`) in one
+    /// durable transaction: each session's subscriptions move out of its record into
+    /// the `subscriptions` table, and the version becomes [`FORMAT_VERSION`].
+    fn migrate(db: &Database) -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut subs = txn.open_table(SUBSCRIPTIONS)?;
+            let mut records = Vec::new();
+            for row in sessions.iter()? {
+                let (k, v) = row?;
+                let id = k.value().to_owned();
+                // `probe` decoded every record already; one that fails now is left as is
+                // and reported by the next load.
+                if let Ok(rec) = format::decode_session(&id, v.value()) {
+                    records.push(rec);
+                }
+            }
+            for mut rec in records {
+                for sub in std::mem::take(&mut rec.subscriptions) {
+                    if let Ok(v) = format::encode_subscription(&sub) {
+                        subs.insert((&*rec.client_id, sub.filter.as_str()), v.as_slice())?;
+                    }
+                }
+                if let Ok(v) = format::encode_session(&rec) {
+                    sessions.insert(&*rec.client_id, v.as_slice())?;
+                }
+            }
+            txn.open_table(META)?.insert(FORMAT_KEY, FORMAT_VERSION)?;
         }
         txn.commit()?;
         Ok(())
@@ -188,6 +229,7 @@ impl DiskStore {
             let mut sessions = txn.open_table(SESSIONS).map_err(open)?;
             let mut deliveries = txn.open_table(DELIVERIES).map_err(open)?;
             let mut incoming = txn.open_table(INCOMING).map_err(open)?;
+            let mut subs = txn.open_table(SUBSCRIPTIONS).map_err(open)?;
             for m in batch.drain(..) {
                 match m {
                     Mutation::PutRetained(msg) => {
@@ -199,12 +241,40 @@ impl DiskStore {
                     Mutation::DeleteRetained(topic) => {
                         retained.remove(topic.as_str()).map_err(re)?;
                     }
-                    Mutation::PutSession(rec) => {
+                    Mutation::PutSession(mut rec) => {
+                        let id = rec.client_id.clone();
+                        for sub in std::mem::take(&mut rec.subscriptions) {
+                            let v = format::encode_subscription(&sub)
+                                .map_err(|e| enc("subscription", e))?;
+                            subs.insert((&*id, sub.filter.as_str()), v.as_slice())
+                                .map_err(re)?;
+                        }
                         let v = format::encode_session(&rec).map_err(|e| enc("session", e))?;
-                        sessions.insert(&*rec.client_id, v.as_slice()).map_err(re)?;
+                        sessions.insert(&*id, v.as_slice()).map_err(re)?;
+                    }
+                    Mutation::PutSubscription(id, sub) => {
+                        let v = format::encode_subscription(&sub)
+                            .map_err(|e| enc("subscription", e))?;
+                        subs.insert((&*id, sub.filter.as_str()), v.as_slice())
+                            .map_err(re)?;
+                    }
+                    Mutation::DeleteSubscription(id, filter) => {
+                        subs.remove((&*id, &*filter)).map_err(re)?;
                     }
                     Mutation::DeleteSession(id) => {
                         sessions.remove(&*id).map_err(re)?;
+                        let mut filters = Vec::new();
+                        for row in subs.range((&*id, "")..).map_err(re)? {
+                            let (k, _) = row.map_err(re)?;
+                            let (c, f) = k.value();
+                            if c != &*id {
+                                break;
+                            }
+                            filters.push(f.to_owned());
+                        }
+                        for f in filters {
+                            subs.remove((&*id, f.as_str())).map_err(re)?;
+                        }
                         deliveries
                             .retain_in((&*id, 0u64)..=(&*id, u64::MAX), |_, _| false)
                             .map_err(re)?;
@@ -297,8 +367,9 @@ fn read_unshared(path: &Path) -> Result<Option<Vec<u8>>, OpenError> {
 }
 
 /// Opens `bytes` as a database in memory with redb's full integrity check (every page
-/// checksum), checks the format version and decodes every record.
-fn probe(bytes: Vec<u8>) -> Result<Snapshot, OpenError> {
+/// checksum), checks the format version and decodes every record; returns them with
+/// the store's format version.
+fn probe(bytes: Vec<u8>) -> Result<(Snapshot, u64), OpenError> {
     // Memory cannot fail, so every error here is about the bytes.
     let bad = |e: redb::Error| OpenError::Corrupt(e.to_string());
     let backend = redb::backends::InMemoryBackend::new();
@@ -311,18 +382,19 @@ fn probe(bytes: Vec<u8>) -> Result<Snapshot, OpenError> {
         .set_check_integrity_on_open(true)
         .create_with_backend(backend)
         .map_err(|e| bad(e.into()))?;
-    check_version(&db).map_err(|e| match e {
+    let version = check_version(&db).map_err(|e| match e {
         VersionError::Redb(e) => bad(e),
         VersionError::Bad(why) => OpenError::Corrupt(why),
     })?;
-    read_all(&db).map_err(|e| match e {
+    let snap = read_all(&db).map_err(|e| match e {
         ReadError::Redb(e) => bad(e),
         ReadError::Record(why) => OpenError::Corrupt(why),
-    })
+    })?;
+    Ok((snap, version))
 }
 
-/// Checks the `meta` table's format version.
-fn check_version(db: &Database) -> Result<(), VersionError> {
+/// Checks the `meta` table's format version and returns it (1 or [`FORMAT_VERSION`]).
+fn check_version(db: &Database) -> Result<u64, VersionError> {
     let txn = db.begin_read()?;
     let meta = match txn.open_table(META) {
         Ok(t) => t,
@@ -335,7 +407,7 @@ fn check_version(db: &Database) -> Result<(), VersionError> {
     };
     match meta.get(FORMAT_KEY)?.map(|g| g.value()) {
         None => Err(VersionError::Bad("meta table has no format_version".into())),
-        Some(FORMAT_VERSION) => Ok(()),
+        Some(v @ 1..=FORMAT_VERSION) => Ok(v),
         Some(v) if v > FORMAT_VERSION => Err(VersionError::Bad(format!(
             "format_version {v} is newer than this broker's {FORMAT_VERSION}"
         ))),
@@ -365,6 +437,12 @@ fn read_all(db: &Database) -> Result<Snapshot, ReadError> {
     let sessions_t = txn.open_table(SESSIONS)?;
     let deliveries_t = txn.open_table(DELIVERIES)?;
     let incoming_t = txn.open_table(INCOMING)?;
+    // A version 1 store has no subscription table: its subscriptions are in the records.
+    let subs_t = match txn.open_table(SUBSCRIPTIONS) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut snap = Snapshot::default();
     for row in retained_t.iter()? {
         let (k, v) = row?;
@@ -382,8 +460,21 @@ fn read_all(db: &Database) -> Result<Snapshot, ReadError> {
     for row in sessions_t.iter()? {
         let (k, v) = row?;
         let id = k.value();
-        let record =
+        let mut record =
             format::decode_session(id, v.value()).map_err(|e| bad_record("sessions", id, e))?;
+        if let Some(subs_t) = &subs_t {
+            for row in subs_t.range((id, "")..)? {
+                let (k, v) = row?;
+                let (c, filter) = k.value();
+                if c != id {
+                    break;
+                }
+                let sub = format::decode_subscription(filter, v.value())
+                    .map_err(|e| bad_record("subscriptions", (id, filter), e))?;
+                record.subscriptions.push(sub);
+            }
+        }
+        record.subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
         let mut deliveries = Vec::new();
         for row in deliveries_t.range((id, 0u64)..=(id, u64::MAX))? {
             let (k, v) = row?;

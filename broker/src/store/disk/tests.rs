@@ -247,8 +247,62 @@ fn every_mutation_kind_round_trips_through_a_reopen() {
                 Mutation::DeleteIncoming(c1.clone(), 1),
                 Mutation::DeleteSession(c2.clone()),
             ],
+            vec![
+                Mutation::PutSubscription(c1.clone(), activated("ev/#", true)),
+                Mutation::PutSubscription(c1.clone(), activated("ev/2", false)),
+                Mutation::DeleteSubscription(c1.clone(), Arc::from("$share/g/#")),
+                Mutation::PutSession(session("c2 ü", Some(later), None)),
+                Mutation::DeleteSubscription(c2.clone(), Arc::from("a/+/c")),
+            ],
+            vec![Mutation::DeleteSubscription(c1.clone(), Arc::from("ev/2"))],
         ],
     );
+}
+
+fn activated(filter: &str, active: bool) -> SubscriptionRecord {
+    SubscriptionRecord {
+        filter: filter.into(),
+        options: SubscriptionOptions::default(),
+        identifier: Some(5),
+        activation: Some(ActivationRecord {
+            activate_on: "on".into(),
+            deactivate_on: if active { None } else { Some("off/+".into()) },
+            replay_retained: active,
+            active,
+        }),
+    }
+}
+
+#[test]
+fn delete_session_removes_its_subscription_rows_and_no_other_sessions() {
+    let dir = TempDir::new("subrows");
+    let a: Arc<str> = Arc::from("a");
+    let ab: Arc<str> = Arc::from("ab");
+    check_against_memory(
+        dir.path(),
+        vec![
+            vec![
+                Mutation::PutSession(session("a", None, None)),
+                Mutation::PutSession(session("ab", None, None)),
+                Mutation::PutSubscription(ab, activated("x", true)),
+            ],
+            vec![Mutation::DeleteSession(a)],
+            vec![Mutation::PutSession(SessionRecord {
+                subscriptions: vec![],
+                ..session("a", None, None)
+            })],
+        ],
+    );
+    let mut disk = DiskStore::open(dir.path(), OnCorruptStore::Refuse).unwrap();
+    let snap = disk.load().unwrap();
+    let subs = |id: &str| {
+        snap.sessions
+            .iter()
+            .find(|s| &*s.record.client_id == id)
+            .map(|s| s.record.subscriptions.len())
+    };
+    assert_eq!(subs("a"), Some(0), "a's rows went with its session");
+    assert_eq!(subs("ab"), Some(3));
 }
 
 #[test]
@@ -532,6 +586,12 @@ fn arb_mutation() -> impl Strategy<Value = Mutation> {
         (arb_id(), 0u64..6).prop_map(|(id, s)| Mutation::DeleteDelivery(id, s)),
         (arb_id(), any::<u16>()).prop_map(|(id, p)| Mutation::PutIncoming(id, p)),
         (arb_id(), any::<u16>()).prop_map(|(id, p)| Mutation::DeleteIncoming(id, p)),
+        (arb_id(), arb_subscription()).prop_map(|(id, s)| Mutation::PutSubscription(id, s)),
+        (
+            arb_id(),
+            prop::sample::select(vec!["a/+", "#", "$share/g/x", "t/1", "none"])
+        )
+            .prop_map(|(id, f)| Mutation::DeleteSubscription(id, Arc::from(f))),
     ]
 }
 

@@ -2,16 +2,18 @@
 //! garbage, a newer format version, a bad record. Each is quarantined (moved aside, the
 //! store opens empty) or refused (an error naming the file, nothing touched).
 //!
-//! The fixture `tests/fixtures/store/v1/canopy.redb` is written by
-//! `v1_fixture_loads_what_its_generator_committed` when `CANOPY_WRITE_STORE_FIXTURE=1`;
-//! it must only be regenerated when the format version changes (as a new `v<N>/`).
+//! The fixture `tests/fixtures/store/v<N>/canopy.redb` of the current format version is
+//! written by `current_fixture_loads_what_its_generator_committed` when
+//! `CANOPY_WRITE_STORE_FIXTURE=1`; it must only be regenerated when the format version
+//! changes (as a new `v<N>/`). Older fixtures (`v1/`, subscriptions inside the session
+//! records) are never rewritten: they prove that old stores still load and migrate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canopy_proto::QoS;
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::format::unix_ms_to_instant;
 use super::tests::{TempDir, assert_same, delivery, message, session};
@@ -20,8 +22,12 @@ use crate::config::OnCorruptStore;
 use crate::store::{DeliveryState, MemoryStore, Mutation, Store, StoreError};
 
 fn fixture_path() -> PathBuf {
+    versioned_fixture(super::FORMAT_VERSION)
+}
+
+fn versioned_fixture(version: u64) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/store/v1")
+        .join(format!("../tests/fixtures/store/v{version}"))
         .join(FILE_NAME)
 }
 
@@ -104,7 +110,7 @@ fn assert_refused_then_quarantined(tag: &str, bytes: &[u8], why: &str) {
 }
 
 #[test]
-fn v1_fixture_loads_what_its_generator_committed() {
+fn current_fixture_loads_what_its_generator_committed() {
     if std::env::var_os("CANOPY_WRITE_STORE_FIXTURE").is_some() {
         let dir = TempDir::new("fixture-gen");
         DiskStore::open(dir.path(), OnCorruptStore::Refuse)
@@ -125,6 +131,67 @@ fn v1_fixture_loads_what_its_generator_committed() {
         .unwrap();
     let mut mem = MemoryStore::new();
     mem.commit(&mut fixture_batch()).unwrap();
+    assert_same(loaded, mem.load().unwrap(), Duration::from_millis(50));
+}
+
+fn format_version(path: &Path) -> u64 {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(super::META).unwrap();
+    meta.get("format_version").unwrap().unwrap().value()
+}
+
+#[test]
+fn a_v1_store_loads_and_is_migrated_to_one_row_per_subscription() {
+    let dir = store_with("v1", &std::fs::read(versioned_fixture(1)).unwrap());
+    let file = dir.path().join(FILE_NAME);
+    assert_eq!(format_version(&file), 1);
+    let mut mem = MemoryStore::new();
+    mem.commit(&mut fixture_batch()).unwrap();
+    let loaded = DiskStore::open(dir.path(), OnCorruptStore::Refuse)
+        .unwrap()
+        .load()
+        .unwrap();
+    assert_same(loaded, mem.load().unwrap(), Duration::from_millis(50));
+    assert_eq!(format_version(&file), super::FORMAT_VERSION);
+    {
+        let db = Database::open(&file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let subs = txn.open_table(super::SUBSCRIPTIONS).unwrap();
+        let filters: Vec<String> = subs
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value().1.to_owned())
+            .collect();
+        assert_eq!(filters, vec!["$share/g/#".to_string(), "a/+/c".to_string()]);
+        let sessions = txn.open_table(super::SESSIONS).unwrap();
+        let rec = sessions.get("fixture-client").unwrap().unwrap();
+        let rec = super::format::decode_session("fixture-client", rec.value()).unwrap();
+        assert!(
+            rec.subscriptions.is_empty(),
+            "the record keeps only its own fields"
+        );
+    }
+    // Reopened (now version 2) it loads the same, and takes per-subscription changes.
+    let mut store = DiskStore::open(dir.path(), OnCorruptStore::Refuse).unwrap();
+    assert_same(
+        store.load().unwrap(),
+        mem.load().unwrap(),
+        Duration::from_millis(50),
+    );
+    let change = || {
+        vec![Mutation::DeleteSubscription(
+            Arc::from("fixture-client"),
+            Arc::from("a/+/c"),
+        )]
+    };
+    store.commit(&mut change()).unwrap();
+    mem.commit(&mut change()).unwrap();
+    drop(store);
+    let loaded = DiskStore::open(dir.path(), OnCorruptStore::Refuse)
+        .unwrap()
+        .load()
+        .unwrap();
     assert_same(loaded, mem.load().unwrap(), Duration::from_millis(50));
 }
 

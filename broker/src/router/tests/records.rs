@@ -1,0 +1,261 @@
+//! Subscriptions in the journal: one small row per changed subscription, coalesced per
+//! (client id, filter) within a batch, bounded while a commit is in flight, and a
+//! restart from the store that brings back options, identifiers and activation states.
+
+use std::collections::BTreeMap;
+
+use canopy_proto::{PublishProperties, QoS, RetainHandling, SubscriptionOptions};
+
+use super::{Commits, Conn, Harness};
+use crate::store::{ActivationRecord, MemoryStore, Mutation, Store};
+
+fn persistent() -> Conn {
+    Conn {
+        clean: false,
+        expiry: 3600,
+        ..Conn::default()
+    }
+}
+
+/// Takes the mutations submitted so far.
+fn take_ops(commits: &Commits) -> Vec<Mutation> {
+    std::mem::take(&mut *commits.ops.lock().unwrap())
+}
+
+/// What a session's subscriptions look like to the store, by filter.
+type Subs = BTreeMap<String, (SubscriptionOptions, Option<u32>, Option<ActivationRecord>)>;
+
+fn subscriptions_of(h: &Harness, id: &str) -> Subs {
+    let key = h.router.by_id[id];
+    h.router.sessions[key]
+        .subscriptions
+        .iter()
+        .map(|(f, e)| {
+            (
+                f.to_string(),
+                (
+                    e.options,
+                    e.identifier,
+                    e.activation.as_ref().map(|a| a.record()),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn n_subscribes_in_one_turn_journal_n_small_rows_not_n_copies_of_the_list() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("s", persistent());
+    h.complete_commits(&commits);
+    take_ops(&commits);
+    let filters: Vec<String> = (0..500).map(|i| format!("f/{i}")).collect();
+    h.subscribe_burst("s", &filters);
+    h.complete_commits(&commits);
+    let ops = take_ops(&commits);
+    assert_eq!(ops.len(), 500, "one row per SUBSCRIBE");
+    let mut written: Vec<String> = ops
+        .iter()
+        .map(|m| match m {
+            Mutation::PutSubscription(id, sub) => {
+                assert_eq!(&**id, "s");
+                sub.filter.clone()
+            }
+            other => panic!("only subscription rows expected, got {other:?}"),
+        })
+        .collect();
+    written.sort();
+    let mut expected = filters.clone();
+    expected.sort();
+    assert_eq!(written, expected);
+    assert_eq!(h.packets("s").len(), 500, "every SUBACK");
+}
+
+#[test]
+fn a_new_persistent_session_is_stored_once_with_its_subscriptions() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("s", persistent());
+    h.subscribe("s", "a", QoS::AtLeastOnce);
+    h.complete_commits(&commits);
+    let ops = take_ops(&commits);
+    let records = ops
+        .iter()
+        .filter(|m| matches!(m, Mutation::PutSession(_)))
+        .count();
+    assert_eq!(records, 1, "{ops:?}");
+}
+
+#[test]
+fn subscribe_then_unsubscribe_before_a_commit_is_one_delete() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("s", persistent());
+    h.subscribe("s", "keep", QoS::AtMostOnce);
+    h.complete_commits(&commits);
+    take_ops(&commits);
+    let a = vec!["a/b".to_string()];
+    h.subscribe_burst("s", &a);
+    h.complete_commits(&commits);
+    take_ops(&commits);
+    // One turn: unsubscribe, subscribe again, unsubscribe again.
+    let (session, conn) = h.target("s");
+    for sub in [false, true, false] {
+        let pkid = h.pkid();
+        let cmd = if sub {
+            super::Command::Subscribe {
+                session,
+                conn,
+                subscribe: canopy_proto::Subscribe {
+                    pkid,
+                    filters: vec![(
+                        canopy_proto::TopicFilter::new("a/b").unwrap(),
+                        SubscriptionOptions::default(),
+                    )],
+                    properties: Default::default(),
+                },
+            }
+        } else {
+            super::Command::Unsubscribe {
+                session,
+                conn,
+                unsubscribe: canopy_proto::Unsubscribe {
+                    pkid,
+                    filters: vec![canopy_proto::TopicFilter::new("a/b").unwrap()],
+                    user_properties: Vec::new(),
+                },
+            }
+        };
+        h.router.handle(h.now, cmd);
+    }
+    h.router.end_turn();
+    h.complete_commits(&commits);
+    let ops = take_ops(&commits);
+    assert!(
+        matches!(ops.as_slice(), [Mutation::DeleteSubscription(id, f)] if &**id == "s" && &**f == "a/b"),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn while_a_commit_is_in_flight_at_most_one_record_per_changed_filter_waits() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("s", persistent());
+    h.complete_commits(&commits);
+    // Batch 1 goes out and stays in flight.
+    h.subscribe("s", "first", QoS::AtMostOnce);
+    take_ops(&commits);
+    let x = vec!["x".to_string()];
+    let y = vec!["y".to_string()];
+    for _ in 0..1000 {
+        h.subscribe_burst("s", &x);
+        h.subscribe_burst("s", &y);
+        h.unsubscribe_burst("s", &y);
+    }
+    assert!(take_ops(&commits).is_empty(), "nothing submitted in flight");
+    assert!(
+        h.router.journal.ops.is_empty(),
+        "nothing piles up in the journal"
+    );
+    assert_eq!(h.router.dirty_sessions.len(), 1);
+    let key = h.router.by_id["s"];
+    assert_eq!(h.router.sessions[key].dirty_filters.len(), 2);
+    h.complete_commits(&commits);
+    let ops = take_ops(&commits);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert!(
+        ops.iter()
+            .any(|m| matches!(m, Mutation::PutSubscription(_, s) if s.filter == "x"))
+    );
+    assert!(
+        ops.iter()
+            .any(|m| matches!(m, Mutation::DeleteSubscription(_, f) if &**f == "y"))
+    );
+}
+
+#[test]
+fn a_restart_from_the_store_brings_back_subscriptions_options_and_activation_states() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("s", persistent());
+    h.connect("p", Conn::default());
+    h.complete_commits(&commits);
+    let opts = |qos, no_local, rap, rh| SubscriptionOptions {
+        qos,
+        no_local,
+        retain_as_published: rap,
+        retain_handling: rh,
+    };
+    h.subscribe_each(
+        "s",
+        &[
+            (
+                "a/+/c".into(),
+                opts(QoS::AtLeastOnce, true, true, RetainHandling::DoNotSend),
+                Some(268_435_455),
+            ),
+            (
+                "$share/g/#".into(),
+                opts(QoS::ExactlyOnce, false, false, RetainHandling::SendIfNew),
+                None,
+            ),
+            (
+                "gone".into(),
+                opts(
+                    QoS::AtMostOnce,
+                    false,
+                    false,
+                    RetainHandling::SendAtSubscribe,
+                ),
+                Some(7),
+            ),
+        ],
+    );
+    h.complete_commits(&commits);
+    // Changed options for an existing filter, and a removed one.
+    h.subscribe_each(
+        "s",
+        &[(
+            "a/+/c".into(),
+            opts(QoS::ExactlyOnce, false, true, RetainHandling::SendIfNew),
+            Some(3),
+        )],
+    );
+    h.unsubscribe_burst("s", &["gone".to_string()]);
+    // Two event-activated subscriptions; one is switched on, one stays off.
+    for (filter, on) in [("ev/1", "on/1"), ("ev/2", "on/2")] {
+        let reg = format!(
+            r#"{{"filter":"{filter}","qos":1,"activate_on":"{on}","deactivate_on":"off/{filter}","initial":"inactive"}}"#
+        );
+        h.publish(
+            "s",
+            "$ctl/subscribe",
+            &reg,
+            QoS::AtMostOnce,
+            false,
+            PublishProperties::default(),
+        );
+    }
+    h.complete_commits(&commits);
+    h.publish(
+        "p",
+        "on/1",
+        "",
+        QoS::AtMostOnce,
+        false,
+        PublishProperties::default(),
+    );
+    h.complete_commits(&commits);
+    let before = subscriptions_of(&h, "s");
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert_eq!(
+        before["ev/1"].2.as_ref().map(|a| a.active),
+        Some(true),
+        "switched on"
+    );
+    assert_eq!(before["ev/2"].2.as_ref().map(|a| a.active), Some(false));
+
+    let mut store = MemoryStore::new();
+    store.commit(&mut take_ops(&commits)).unwrap();
+    let snapshot = store.load().unwrap();
+    let (h2, _) = Harness::sync_from(snapshot, |_| {});
+    assert_eq!(subscriptions_of(&h2, "s"), before);
+    assert_eq!(h2.router.subscription_count, 4);
+}
