@@ -154,7 +154,6 @@ fn summary(mut rtts: Vec<Duration>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "exceeds its 120 s bound in a debug build: the interest service republishes its whole document (every filter) every 20 ms; run with --ignored (see docs/persistence.md)"]
 async fn a_persistent_session_subscribes_and_unsubscribes_100000_filters_under_sync() {
     let dir = std::env::temp_dir().join(unique("canopy-journal-data"));
     let broker = if is_external() {
