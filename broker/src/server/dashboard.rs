@@ -166,36 +166,8 @@ pub async fn accept_loop(
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
     max_ws_message: usize,
 ) {
-    let mut shutdown = ctx.shutdown.clone();
-    let admission = &ctx.admission;
-    let mut backoff = super::admission::Admission::first_backoff();
-    loop {
-        let ticket = tokio::select! {
-            t = admission.ticket() => t,
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "dashboard accept failed");
-                drop(ticket);
-                backoff = tokio::select! {
-                    b = admission.back_off(&e, backoff) => b,
-                    _ = shutdown.changed() => return,
-                };
-                continue;
-            }
-        };
-        backoff = super::admission::Admission::first_backoff();
-        if !admission.source_allowed(peer.ip()) {
-            Metrics::add(&ctx.metrics.connections_refused, 1);
-            continue;
-        }
-        let admit = admission.enter(ticket);
+    let mut next = super::Acceptor::new(&listener, &ctx);
+    while let Some((stream, peer, admit)) = next.accept().await {
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -71,45 +71,73 @@ pub async fn accept_loop(
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
     layers: Arc<layers::Layers>,
 ) {
-    let mut shutdown = ctx.shutdown.clone();
-    let admission = &ctx.admission;
-    let mut backoff = admission::Admission::first_backoff();
-    loop {
-        let ticket = tokio::select! {
-            t = admission.ticket() => t,
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: wait for one of ours to close,
-                // at most a bounded back-off, instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                drop(ticket);
-                backoff = tokio::select! {
-                    b = admission.back_off(&e, backoff) => b,
-                    _ = shutdown.changed() => return,
-                };
-                continue;
-            }
-        };
-        backoff = admission::Admission::first_backoff();
-        if !admission.source_allowed(peer.ip()) {
-            Metrics::add(&ctx.metrics.connections_refused, 1);
-            tracing::debug!(%peer, "connection rate per address exceeded");
-            drop(stream);
-            continue;
-        }
-        let admit = admission.enter(ticket);
+    let mut next = Acceptor::new(&listener, &ctx);
+    while let Some((stream, peer, admit)) = next.accept().await {
         let _ = stream.set_nodelay(true);
         if layers.is_plain() {
             spawn_connection(&tasks, ctx.clone(), stream, peer, admit);
         } else {
             layers::spawn(&tasks, ctx.clone(), stream, peer, layers.clone(), admit);
+        }
+    }
+}
+
+/// The admission side of an accept loop, shared by the MQTT listeners and the dashboard
+/// port: a socket ticket and the total connection rate before `accept`, a bounded back-off
+/// on accept errors (waiting for one of our connections to close, never a fixed sleep), the
+/// rate per address and the place in the admission FIFO after it.
+pub(crate) struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    ctx: &'a ServerCtx,
+    shutdown: watch::Receiver<bool>,
+    backoff: Duration,
+}
+
+impl<'a> Acceptor<'a> {
+    /// Accepts on `listener` for `ctx`'s admission.
+    pub(crate) fn new(listener: &'a TcpListener, ctx: &'a ServerCtx) -> Acceptor<'a> {
+        Acceptor {
+            listener,
+            ctx,
+            shutdown: ctx.shutdown.clone(),
+            backoff: admission::Admission::first_backoff(),
+        }
+    }
+
+    /// The next connection admitted to wait for its place; `None` at shutdown.
+    pub(crate) async fn accept(&mut self) -> Option<(TcpStream, SocketAddr, admission::Admit)> {
+        let admission = &self.ctx.admission;
+        loop {
+            let ticket = tokio::select! {
+                t = admission.ticket() => t,
+                _ = self.shutdown.changed() => return None,
+            };
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = self.shutdown.changed() => return None,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for one of ours to close,
+                    // at most a bounded back-off, instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    drop(ticket);
+                    self.backoff = tokio::select! {
+                        b = admission.back_off(&e, self.backoff) => b,
+                        _ = self.shutdown.changed() => return None,
+                    };
+                    continue;
+                }
+            };
+            self.backoff = admission::Admission::first_backoff();
+            if !admission.source_allowed(peer.ip()) {
+                Metrics::add(&self.ctx.metrics.connections_refused, 1);
+                tracing::debug!(%peer, "connection rate per address exceeded");
+                drop(stream);
+                continue;
+            }
+            return Some((stream, peer, admission.enter(ticket)));
         }
     }
 }

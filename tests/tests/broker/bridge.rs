@@ -8,6 +8,60 @@ use std::time::Duration;
 use canopy_tests::wire::V311;
 use canopy_tests::{RawClient, TestBroker, is_external, unique};
 
+/// A free loopback port for a broker's listener (its embedded bridge's local side
+/// points at it, so it must be known before the broker starts).
+#[cfg(feature = "in-process")]
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the state of bridge `name` at `site` says connected.
+#[cfg(feature = "in-process")]
+async fn wait_bridge_connected(site: std::net::SocketAddr, name: &str) {
+    let mut watch = RawClient::connect(site, V311, &unique("w")).await;
+    watch
+        .subscribe(&format!("$SYS/metabroker/{name}/state"), 0)
+        .await;
+    let mut state = String::new();
+    for _ in 0..10 {
+        let m = watch.recv_publish().await;
+        state = String::from_utf8_lossy(&m.payload).into_owned();
+        if state.contains("connected") && !state.contains("disconnected") {
+            return;
+        }
+    }
+    panic!("bridge {name} not connected; state: {state}");
+}
+
+/// Asserts that a status document of a device connecting to `site` reaches `root`.
+#[cfg(feature = "in-process")]
+async fn assert_status_reaches_root(site: std::net::SocketAddr, root: std::net::SocketAddr) {
+    let dev = unique("dev");
+    let mut st = RawClient::connect(root, V311, &unique("st")).await;
+    st.subscribe(&format!("$status/{dev}"), 0).await;
+    let _d = RawClient::connect(site, V311, &dev).await;
+    let m = tokio::time::timeout(Duration::from_secs(10), st.recv_publish())
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(doc["state"], "online", "{doc}");
+}
+
+/// Asserts that a client's retained write of bridge `name`'s state is dropped.
+#[cfg(feature = "in-process")]
+async fn assert_state_not_forged(site: std::net::SocketAddr, forger: &mut RawClient, name: &str) {
+    let topic = format!("$SYS/metabroker/{name}/state");
+    forger.publish(&topic, b"disconnected", 1, true).await;
+    let mut late = RawClient::connect(site, V311, &unique("late")).await;
+    late.subscribe(&topic, 0).await;
+    let m = late.recv_publish().await;
+    assert_ne!(m.payload, b"disconnected");
+}
+
 #[cfg(feature = "in-process")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_bridge_forwards_out_with_prefix_and_publishes_its_state() {
@@ -15,11 +69,7 @@ async fn embedded_bridge_forwards_out_with_prefix_and_publishes_its_state() {
         return;
     }
     let root = TestBroker::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let text = format!(
         r#"
 durability = "memory"
@@ -45,20 +95,7 @@ qos = 1
     let site = canopy_broker::start(cfg).await.unwrap();
     let site_addr = site.mqtt_addr();
 
-    let mut watch = RawClient::connect(site_addr, V311, &unique("w")).await;
-    watch.subscribe("$SYS/metabroker/site7/state", 0).await;
-    let mut state = String::new();
-    for _ in 0..10 {
-        let m = watch.recv_publish().await;
-        state = String::from_utf8_lossy(&m.payload).into_owned();
-        if state.contains("connected") && !state.contains("disconnected") {
-            break;
-        }
-    }
-    assert!(
-        state.contains("connected") && !state.contains("disconnected"),
-        "state: {state}"
-    );
+    wait_bridge_connected(site_addr, "site7").await;
 
     let mut r = RawClient::connect(root.addr(), V311, &unique("root-sub")).await;
     r.subscribe("sites/#", 1).await;
@@ -79,25 +116,11 @@ qos = 1
 
     // Hierarchy (SPEC §4): a device's status at the site reaches the root, although
     // clients may not write `$status` themselves.
-    let dev = unique("dev");
-    let mut st = RawClient::connect(root.addr(), V311, &unique("st")).await;
-    st.subscribe(&format!("$status/{dev}"), 0).await;
-    let _d = RawClient::connect(site_addr, V311, &dev).await;
-    let m = tokio::time::timeout(Duration::from_secs(10), st.recv_publish())
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-    assert_eq!(doc["state"], "online", "{doc}");
+    assert_status_reaches_root(site_addr, root.addr()).await;
 
     // Anyone else writing the bridge's state is refused (3.1.1: acknowledged, dropped).
     let mut forger = RawClient::connect(site_addr, V311, &unique("forger")).await;
-    forger
-        .publish("$SYS/metabroker/site7/state", b"disconnected", 1, true)
-        .await;
-    let mut late = RawClient::connect(site_addr, V311, &unique("late")).await;
-    late.subscribe("$SYS/metabroker/site7/state", 0).await;
-    let m = late.recv_publish().await;
-    assert_ne!(m.payload, b"disconnected");
+    assert_state_not_forged(site_addr, &mut forger, "site7").await;
     site.shutdown().await;
 }
 
@@ -112,11 +135,7 @@ async fn embedded_bridge_is_trusted_by_its_in_process_identity_not_its_client_id
         return;
     }
     let root = TestBroker::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = std::env::temp_dir().join(unique("bridge-auth"));
     std::fs::create_dir_all(&dir).unwrap();
     let passwd = dir.join("passwd");
@@ -145,31 +164,10 @@ url = "mqtt://{root}"
     let site = canopy_broker::start(cfg).await.unwrap();
     let site_addr = site.mqtt_addr();
 
-    let mut watch = RawClient::connect(site_addr, V311, &unique("w")).await;
-    watch.subscribe("$SYS/metabroker/site8/state", 0).await;
-    let mut state = String::new();
-    for _ in 0..10 {
-        let m = watch.recv_publish().await;
-        state = String::from_utf8_lossy(&m.payload).into_owned();
-        if state.contains("connected") && !state.contains("disconnected") {
-            break;
-        }
-    }
-    assert!(
-        state.contains("connected") && !state.contains("disconnected"),
-        "state: {state}"
-    );
+    wait_bridge_connected(site_addr, "site8").await;
 
     // The hierarchy flows: a device's status at the site reaches the root.
-    let dev = unique("dev");
-    let mut st = RawClient::connect(root.addr(), V311, &unique("st")).await;
-    st.subscribe(&format!("$status/{dev}"), 0).await;
-    let _d = RawClient::connect(site_addr, V311, &dev).await;
-    let m = tokio::time::timeout(Duration::from_secs(10), st.recv_publish())
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-    assert_eq!(doc["state"], "online", "{doc}");
+    assert_status_reaches_root(site_addr, root.addr()).await;
 
     // Taking the bridge's client id is refused: identifier rejected (3.1.1 rc 2).
     let connect = canopy_tests::wire::Connect::v311("site8-local");
@@ -183,18 +181,9 @@ url = "mqtt://{root}"
     // alice, a real user, may not write the bridge's state either.
     let alice = canopy_tests::wire::Connect::v311(&unique("alice")).login("alice", b"apple");
     let (mut alice, _) = RawClient::connect_with(site_addr, &alice).await;
-    alice
-        .publish("$SYS/metabroker/site8/state", b"disconnected", 1, true)
-        .await;
+    assert_state_not_forged(site_addr, &mut alice, "site8").await;
 
-    // Writing the bridge's state as anyone else is dropped.
     let mut forger = RawClient::connect(site_addr, V311, &unique("forger")).await;
-    forger
-        .publish("$SYS/metabroker/site8/state", b"disconnected", 1, true)
-        .await;
-    let mut late = RawClient::connect(site_addr, V311, &unique("late")).await;
-    late.subscribe("$SYS/metabroker/site8/state", 0).await;
-    let m = late.recv_publish().await;
-    assert_ne!(m.payload, b"disconnected");
+    assert_state_not_forged(site_addr, &mut forger, "site8").await;
     site.shutdown().await;
 }
