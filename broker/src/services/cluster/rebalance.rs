@@ -47,6 +47,9 @@ pub(super) struct Rebalancer {
     last: Option<Instant>,
     /// When each node was last asked to shed clients.
     asked: HashMap<String, Instant>,
+    /// Each node's connections at the last tick, to tell a settled cluster from one in
+    /// the middle of a connect storm.
+    seen: HashMap<String, u64>,
 }
 
 impl Rebalancer {
@@ -56,7 +59,25 @@ impl Rebalancer {
             move_rate,
             last: None,
             asked: HashMap::new(),
+            seen: HashMap::new(),
         }
+    }
+
+    /// Whether every node's load held still since the last tick (within 1 % of its
+    /// capacity). Records arrive at different moments of their interval, so during a
+    /// connect storm the freshest record always looks overloaded: shedding then would move
+    /// clients the wrong way. Imbalance is acted on only once the counts settle.
+    fn settled(&mut self, nodes: &[NodeRecord]) -> bool {
+        let settled = nodes.iter().all(|n| {
+            self.seen
+                .get(&n.node)
+                .is_some_and(|&before| before.abs_diff(n.connections) <= n.capacity / 100)
+        });
+        self.seen = nodes
+            .iter()
+            .map(|n| (n.node.clone(), n.connections))
+            .collect();
+        settled
     }
 
     /// Rewrites the pins of down nodes and asks overloaded nodes to shed, as much as the
@@ -76,6 +97,9 @@ impl Rebalancer {
         let budget = (f64::from(self.move_rate) * secs).max(1.0) as usize;
         let used = self.repin_stranded(host, book, budget);
         let nodes: Vec<NodeRecord> = book.nodes();
+        if !self.settled(&nodes) {
+            return;
+        }
         let cooldown = interval * COOLDOWN_INTERVALS;
         let mut left = budget.saturating_sub(used) as u64;
         for (node, shed) in plan_shed(&nodes, self.imbalance) {
@@ -276,5 +300,25 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"move":3,"to":["n2"]}"#
         );
+    }
+
+    #[test]
+    fn imbalance_waits_until_the_counts_settle() {
+        let mut r = Rebalancer::new(1.2, 500);
+        let storm = [up("a", 1500, 10_000), up("b", 400, 10_000)];
+        assert!(!r.settled(&storm), "nothing seen before");
+        let later = [up("a", 1900, 10_000), up("b", 1800, 10_000)];
+        assert!(!r.settled(&later), "counts still moving by hundreds");
+        let still = [up("a", 1950, 10_000), up("b", 1790, 10_000)];
+        assert!(
+            r.settled(&still),
+            "within 1 % of capacity since the last tick"
+        );
+        let joined = [
+            up("a", 1950, 10_000),
+            up("b", 1790, 10_000),
+            up("c", 0, 10_000),
+        ];
+        assert!(!r.settled(&joined), "a node not seen before");
     }
 }

@@ -366,7 +366,13 @@ fn the_rebalancer_asks_an_overloaded_node_to_shed_once_per_cooldown() {
     });
     n.peer(&record("n2", 90, NodeState::Up));
     n.peer(&record("n3", 10, NodeState::Up));
+    // The first tick only sees the counts; the next, finding them unchanged, acts.
     n.run_for(Duration::from_millis(1100));
+    assert!(
+        n.host.published_to("$cluster/rebalance/n2").is_empty(),
+        "not settled yet"
+    );
+    n.run_for(Duration::from_millis(1000));
     let asks = n.host.published_to("$cluster/rebalance/n2");
     assert_eq!(asks.len(), 1, "{asks:?}");
     let shed: serde_json::Value = serde_json::from_slice(&asks[0]).unwrap();
