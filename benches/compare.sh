@@ -7,15 +7,20 @@
 # stops it. Brokers run A B A B interleaved; the table shows medians over the rounds and the
 # ratio of Canopy to each peer. Everything is bounded by `timeout`.
 #
-# Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--out FILE] [--json FILE]
+# Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--only LIST] [--out FILE]
+#                            [--json FILE]
 #   --rounds N   rounds per scenario (default 3)
+#   --only LIST  run only these scenarios (comma-separated keys: fanin_q0, fanin_q1, fanout,
+#                latency, connections, wildcard, retained, durable)
 #   --unpinned   do not pin: broker and generator share both cores (default: broker on
 #                CPU 0, generator on CPU 1, with taskset)
 #   --quick      short runs and small sizes, one round: a smoke test of this script
 #   --out FILE   also write the table to FILE
 #   --json FILE  also write the table as JSON to FILE (what `compare-plot` draws:
 #                cargo run -p canopy-bench --bin compare-plot -- FILE OUT.svg)
-# Environment: CARGO_TARGET_DIR (default ./target), RUMQTTD (path to rumqttd), MOSQUITTO.
+# Environment: CARGO_TARGET_DIR (default ./target), RUMQTTD (path to rumqttd), MOSQUITTO,
+#   CANOPY_BASE (another canopy-broker binary, say a build of main, run as the extra
+#   broker `canopy-base` with Canopy's settings: a before/after comparison in one run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +29,7 @@ pinned=1
 quick=0
 out=""
 json=""
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
@@ -31,7 +37,8 @@ while [ $# -gt 0 ]; do
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;
         --json) json=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --only) only=",$2,"; shift 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -74,6 +81,11 @@ CANOPY=$TARGET_DIR/release/canopy-broker
 BENCH=$TARGET_DIR/release/canopy-bench
 
 brokers=(canopy)
+CANOPY_BASE=${CANOPY_BASE:-}
+if [ -n "$CANOPY_BASE" ]; then
+    [ -x "$CANOPY_BASE" ] || { log "CANOPY_BASE=$CANOPY_BASE is not an executable"; exit 1; }
+    brokers+=(canopy-base)
+fi
 [ -n "$MOSQUITTO" ] && brokers+=(mosquitto) || log "mosquitto not found: skipped"
 [ -n "$RUMQTTD" ] && brokers+=(rumqttd) || log "rumqttd not found: skipped (cargo install rumqttd)"
 
@@ -112,7 +124,9 @@ start_broker() {
     local name=$1 port=$2 durability=${3:-memory} dir="$WORK/$1-$2"
     mkdir -p "$dir"
     case "$name" in
-        canopy)
+        canopy|canopy-base)
+            local bin=$CANOPY
+            [ "$name" = canopy-base ] && bin=$CANOPY_BASE
             cat >"$dir/canopy.toml" <<EOF
 durability = "$durability"
 data_dir = "$dir/data"
@@ -124,7 +138,7 @@ bind = "127.0.0.1:$port"
 max_inflight = 64
 max_queued_messages = 1000
 EOF
-            "${PIN_BROKER[@]}" "$CANOPY" --config "$dir/canopy.toml" >"$dir/log" 2>&1 &
+            "${PIN_BROKER[@]}" "$bin" --config "$dir/canopy.toml" >"$dir/log" 2>&1 &
             ;;
         mosquitto)
             cat >"$dir/mosquitto.conf" <<EOF
@@ -199,8 +213,11 @@ run_one() {
     stop_broker
 }
 
+wanted() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+
 scenario() { # KEY ARGS...: every broker, A B A B
     local key=$1; shift
+    wanted "$key" || return 0
     for round in $(seq 1 "$rounds"); do
         for b in "${brokers[@]}"; do
             log "$key round $round/$rounds: $b"
@@ -218,6 +235,7 @@ scenario connections connections --connections "$connections"
 scenario wildcard wildcard --filters "$filters" --duration "$duration"
 scenario retained retained --retained "$retained"
 for round in $(seq 1 "$rounds"); do
+    wanted durable || break
     for d in memory batched sync; do
         log "durable round $round/$rounds: canopy $d"
         run_one "durable_$d" canopy "$round" "$d" -- durable --duration "$duration"
@@ -256,6 +274,7 @@ rows = [
     ("fanin QoS 1, msgs/s", "fanin_q1", "msgs_per_s", 1, True, "{:,.0f}"),
     ("fanin QoS 1, lost", "fanin_q1", "lost", 1, False, "{:,.0f}"),
     ("fanout (1 -> 100), deliveries/s", "fanout", "deliveries_per_s", 1, True, "{:,.0f}"),
+    ("fanout (1 -> 100), lost", "fanout", "lost", 1, False, "{:,.0f}"),
     ("latency at 1k msg/s, p50 us", "latency", "latency.p50_us", 1, False, "{:,.1f}"),
     ("latency at 1k msg/s, p99 us", "latency", "latency.p99_us", 1, False, "{:,.1f}"),
     ("latency at 1k msg/s, p999 us", "latency", "latency.p999_us", 1, False, "{:,.1f}"),
@@ -289,6 +308,8 @@ for label, key, path, scale, higher, fmt in rows:
             cells.append(fmt.format(med[b]) + n)
         else:
             cells.append("–")
+    if not med:
+        continue  # a scenario left out with --only
     for p in peers:
         c, v = med.get("canopy"), med.get(p)
         partial = any(

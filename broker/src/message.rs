@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use canopy_proto::{PublishProperties, QoS, TopicName};
+use bytes::{Bytes, BytesMut};
+use canopy_proto::{Protocol, Publish, PublishProperties, QoS, TopicName};
 
 /// One application message.
 #[derive(Debug, Clone)]
@@ -50,6 +50,34 @@ impl Message {
         let mut m = self.clone();
         m.payload = Bytes::copy_from_slice(&self.payload);
         Arc::new(m)
+    }
+
+    /// The QoS 0 PUBLISH of this message as every `protocol` subscriber without
+    /// per-delivery properties receives it (RETAIN bit clear: the connection sets it per
+    /// delivery), to encode once and share among them. 3.x: always the same bytes; 5.0:
+    /// only without subscription identifiers and topic aliases, which the caller rules
+    /// out. `None` for a message with an expiry (each delivery checks it and 5.0 sends
+    /// what is left), or one that cannot be encoded.
+    pub fn shared_qos0(&self, protocol: Protocol) -> Option<Arc<[u8]>> {
+        if self.expires_at.is_some() {
+            return None;
+        }
+        let p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: Some(self.topic.clone()),
+            pkid: None,
+            properties: PublishProperties::default(),
+            payload: self.payload.clone(),
+        };
+        let mut out = BytesMut::with_capacity(canopy_proto::encoded_publish_shared_len(
+            &p,
+            &self.properties,
+            protocol,
+        ));
+        canopy_proto::encode_publish_shared(&p, &self.properties, protocol, &mut out).ok()?;
+        Some(Arc::from(&out[..]))
     }
 
     /// Approximate bytes held by the message, for queue byte limits.

@@ -3,21 +3,31 @@
 //! Owns a small queue shared by exactly one producer side (the router) and one
 //! consumer (the connection task). The router pushes without ever waiting; the
 //! connection takes everything at once and writes it with one system call, which is
-//! where fan-out throughput comes from. It is bounded: QoS 0 messages beyond
+//! where fan-out throughput comes from. The connection is woken once per batch: only
+//! the push that finds nothing waiting to be taken notifies it. It is bounded: QoS 0 messages beyond
 //! `qos0_capacity` are refused (the router counts the drop); QoS 1/2 messages are
 //! bounded upstream by the session's in-flight window; acknowledgements are bounded by
 //! the connection reading no more while its writes are blocked.
 //!
-//! It must never hold the lock across an await or do any encoding under the lock.
+//! It must never hold the lock across an await or do any encoding under the lock (it
+//! copies bytes encoded before, [`Outbox::push_encoded`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::{BufMut, BytesMut};
 use canopy_proto::{Packet, QoS, ReasonCode};
 use tokio::sync::Notify;
 
 use crate::message::Message;
+
+/// Largest shared encoding [`Outbox::push_encoded`] copies into a run; bigger ones are
+/// queued by reference, so that a large message is not held once per subscriber.
+pub const COPY_MAX: usize = 512;
+
+/// First capacity of a run of encoded PUBLISHes (it doubles as it fills).
+const RUN_START: usize = 1024;
 
 /// One item for the connection to write.
 #[derive(Debug)]
@@ -37,6 +47,23 @@ pub enum Outgoing {
         /// Subscription identifiers of the matching subscriptions (5.0).
         sub_ids: Vec<u32>,
     },
+    /// A QoS 0 PUBLISH encoded once for every subscriber with the same wire form
+    /// ([`crate::message::Message::shared_qos0`]), too big to copy per subscriber:
+    /// written as it is, with this delivery's RETAIN bit.
+    Wire {
+        /// The encoded PUBLISH, RETAIN bit clear.
+        bytes: Arc<[u8]>,
+        /// RETAIN flag of this delivery.
+        retain: bool,
+    },
+    /// Consecutive small QoS 0 PUBLISHes, each copied from its shared encoding with its
+    /// RETAIN bit set (see [`Outbox::push_encoded`]): ready to write.
+    Run {
+        /// The PUBLISHes, back to back.
+        bytes: BytesMut,
+        /// How many PUBLISHes `bytes` holds.
+        count: usize,
+    },
     /// Any other packet (acknowledgements, SUBACK, ...).
     Packet(Packet),
     /// Send DISCONNECT with this reason (5.0 only) and close the connection.
@@ -44,6 +71,21 @@ pub enum Outgoing {
     /// The client belongs on another node: DISCONNECT 0x9C (Use another server) with
     /// this Server Reference (5.0), a plain close otherwise.
     Moved(String),
+}
+
+impl Outgoing {
+    /// How many QoS 0 PUBLISHes this is (bounded by the outbox's QoS 0 capacity).
+    fn qos0_count(&self) -> usize {
+        match self {
+            Outgoing::Publish {
+                qos: QoS::AtMostOnce,
+                ..
+            }
+            | Outgoing::Wire { .. } => 1,
+            Outgoing::Run { count, .. } => *count,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -126,20 +168,19 @@ impl Outbox {
     /// Queues `item`, held for journal epoch `hold` if given; see [`Outbox::push_held`].
     fn push_inner(&self, item: Outgoing, hold: Option<u64>) -> Option<bool> {
         let first;
+        let wake;
         {
             let mut inner = self.lock();
             if inner.closed {
                 return None;
             }
             match &item {
-                Outgoing::Publish {
-                    qos: QoS::AtMostOnce,
-                    ..
-                } => {
-                    if inner.qos0 >= self.qos0_capacity {
+                item if item.qos0_count() > 0 => {
+                    let n = item.qos0_count();
+                    if inner.qos0 + n > self.qos0_capacity {
                         return None;
                     }
-                    inner.qos0 += 1;
+                    inner.qos0 += n;
                 }
                 Outgoing::Disconnect(..) | Outgoing::Moved(_) => inner.closed = true,
                 _ => {}
@@ -155,9 +196,65 @@ impl Outbox {
             first = false;
             let at = inner.items.len() - inner.held;
             inner.items.insert(at, item);
+            // The connection takes everything visible at once, so if something was
+            // visible already it has been notified and not taken it yet: one wake-up
+            // per batch, not per item.
+            wake = at == 0;
         }
-        self.notify.notify_one();
+        if wake {
+            self.notify.notify_one();
+        }
         Some(first)
+    }
+
+    /// Queues a QoS 0 PUBLISH encoded once for many subscribers (`bytes`, RETAIN bit
+    /// clear) with this delivery's `retain`. Up to [`COPY_MAX`] bytes it is copied onto
+    /// the end of the run of such PUBLISHes waiting to be written (no item, no reference
+    /// count per delivery; the connection writes the run as it is); a bigger one is
+    /// queued shared. Refused as a QoS 0 [`Outbox::push`] is.
+    pub fn push_encoded(&self, bytes: &Arc<[u8]>, retain: bool) -> bool {
+        let Some((&first, rest)) = bytes.split_first() else {
+            return false;
+        };
+        if bytes.len() > COPY_MAX {
+            let item = Outgoing::Wire {
+                bytes: bytes.clone(),
+                retain,
+            };
+            return self.push(item);
+        }
+        let at;
+        {
+            let mut inner = self.lock();
+            if inner.closed || inner.qos0 >= self.qos0_capacity {
+                return false;
+            }
+            inner.qos0 += 1;
+            at = inner.items.len() - inner.held;
+            let last = at.checked_sub(1).and_then(|i| inner.items.get_mut(i));
+            if let Some(Outgoing::Run { bytes: run, count }) = last {
+                run.reserve(bytes.len());
+                run.put_u8(first | u8::from(retain));
+                run.extend_from_slice(rest);
+                *count += 1;
+            } else {
+                let mut run = BytesMut::with_capacity(RUN_START.max(bytes.len()));
+                run.put_u8(first | u8::from(retain));
+                run.extend_from_slice(rest);
+                inner.items.insert(
+                    at,
+                    Outgoing::Run {
+                        bytes: run,
+                        count: 1,
+                    },
+                );
+            }
+        }
+        // As in `push_inner`: only the first visible item wakes the connection.
+        if at == 0 {
+            self.notify.notify_one();
+        }
+        true
     }
 
     /// Whether one more QoS 0 publish would be accepted now.
@@ -194,19 +291,7 @@ impl Outbox {
         let held = inner.items.split_off(visible);
         std::mem::swap(&mut inner.items, out);
         inner.items = held;
-        inner.qos0 = inner
-            .items
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i,
-                    Outgoing::Publish {
-                        qos: QoS::AtMostOnce,
-                        ..
-                    }
-                )
-            })
-            .count();
+        inner.qos0 = inner.items.iter().map(Outgoing::qos0_count).sum();
     }
 
     /// Waits until something may have been queued.

@@ -105,6 +105,9 @@ pub struct ConnectRequest {
     pub receive_maximum: u16,
     /// The client's Maximum Packet Size, if set.
     pub max_packet_size: Option<u32>,
+    /// The client's Topic Alias Maximum (5.0; 0 when absent): deliveries may carry
+    /// topic aliases only when it is above 0.
+    pub topic_alias_maximum: u16,
     /// The authenticated user name, if the client logged in with one.
     pub user: Option<Arc<str>>,
     /// Whether the connection is this broker's own embedded bridge, proved by its

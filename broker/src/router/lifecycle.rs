@@ -67,6 +67,7 @@ impl Router {
             outbox: req.outbox,
             protocol: req.protocol,
             max_packet_size: req.max_packet_size,
+            topic_aliases: req.protocol.is_v5() && req.topic_alias_maximum > 0,
         });
         s.user = req.user;
         s.bridge = req.bridge;

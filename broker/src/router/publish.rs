@@ -239,10 +239,23 @@ impl Router {
         // A message kept for offline sessions is copied out of the read buffer once per
         // publish, however many offline subscribers share it.
         let mut kept: Option<Arc<Message>> = None;
+        // A QoS 0 PUBLISH to several subscribers is encoded once per wire form and its
+        // bytes are shared; a single subscriber's connection encodes its own.
+        let mut wire = (n > 1).then(|| SharedWire::new(msg));
         for m in matches.drain(..) {
             let Some(s) = self.sessions.get_mut(m.session) else {
                 continue;
             };
+            let retain = m.retain_as_published && msg.retain;
+            let plain = m.sub_ids.is_empty();
+            if m.qos == QoS::AtMostOnce
+                && let Some(bytes) = wire.as_mut().and_then(|w| w.for_session(s, plain))
+            {
+                if let Offer::Dropped(k) = s.offer_wire(bytes, retain) {
+                    dropped += k;
+                }
+                continue;
+            }
             let one = if s.conn.is_none() && m.qos != QoS::AtMostOnce {
                 kept.get_or_insert_with(|| msg.detached()).clone()
             } else {
@@ -252,7 +265,7 @@ impl Router {
                 seq: 0,
                 msg: one,
                 qos: m.qos,
-                retain: m.retain_as_published && msg.retain,
+                retain,
                 sub_ids: m.sub_ids,
             };
             match s.offer(d, &self.limits, now, &mut self.journal) {
@@ -390,5 +403,43 @@ impl Router {
         if let AckOutcome::Completed(d) = s.window.on_pubcomp(pkid) {
             self.completed(now, key, d.seq);
         }
+    }
+}
+
+/// The shared encodings of one routed message for its QoS 0 subscribers, one per wire
+/// form (3.x, and 5.0 without topic aliases or subscription identifiers): the PUBLISH is
+/// the same bytes for all of them but the RETAIN bit, which the outbox sets. Each is
+/// built on first use.
+struct SharedWire<'a> {
+    msg: &'a Arc<Message>,
+    /// `None` before the first use; `Some(None)` when the message cannot be shared.
+    v3: Option<Option<Arc<[u8]>>>,
+    v5: Option<Option<Arc<[u8]>>>,
+}
+
+impl<'a> SharedWire<'a> {
+    fn new(msg: &'a Arc<Message>) -> SharedWire<'a> {
+        SharedWire {
+            msg,
+            v3: None,
+            v5: None,
+        }
+    }
+
+    /// The bytes for `s`, if its connection takes a shared form: an online 3.x one, or
+    /// a 5.0 one that uses no topic aliases, for a delivery without subscription
+    /// identifiers (`plain`). Others encode per delivery.
+    fn for_session(&mut self, s: &super::session::Session, plain: bool) -> Option<&Arc<[u8]>> {
+        let conn = s.conn.as_ref()?;
+        let msg = self.msg;
+        let slot = if !conn.protocol.is_v5() {
+            &mut self.v3
+        } else if plain && !conn.topic_aliases {
+            &mut self.v5
+        } else {
+            return None;
+        };
+        slot.get_or_insert_with(|| msg.shared_qos0(conn.protocol))
+            .as_ref()
     }
 }

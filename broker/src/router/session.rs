@@ -96,6 +96,9 @@ pub struct Conn {
     pub protocol: Protocol,
     /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24].
     pub max_packet_size: Option<u32>,
+    /// Whether the connection may replace topics by aliases in deliveries (5.0, the
+    /// client's Topic Alias Maximum is above 0): then it encodes each PUBLISH itself.
+    pub topic_aliases: bool,
 }
 
 /// Limits that apply to every session's queue.
@@ -325,6 +328,27 @@ impl Session {
             Offer::Dropped(dropped)
         } else {
             Offer::Accepted
+        }
+    }
+
+    /// Offers a QoS 0 delivery whose PUBLISH is already encoded, shared by every
+    /// subscriber with this session's wire form ([`Message::shared_qos0`]); the same
+    /// rules as a QoS 0 [`Session::offer`] (dropped offline, over the client's Maximum
+    /// Packet Size, or beyond the outbox's QoS 0 bound).
+    pub fn offer_wire(&self, bytes: &Arc<[u8]>, retain: bool) -> Offer {
+        let Some(conn) = &self.conn else {
+            return Offer::Dropped(1);
+        };
+        if conn
+            .max_packet_size
+            .is_some_and(|max| bytes.len() > max as usize)
+        {
+            return Offer::Dropped(1);
+        }
+        if conn.outbox.push_encoded(bytes, retain) {
+            Offer::Accepted
+        } else {
+            Offer::Dropped(1)
         }
     }
 

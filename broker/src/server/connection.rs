@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use canopy_proto::session::KeepAlive;
 use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
@@ -425,6 +425,7 @@ impl Connection<'_> {
         let mut items = VecDeque::new();
         self.est.outbox.drain_into(&mut items);
         let mut end = None;
+        let mut wired = 0u64;
         let now = Instant::now();
         for item in items.drain(..) {
             match item {
@@ -449,6 +450,24 @@ impl Connection<'_> {
                         self.encode_delivery(&p, &msg.properties);
                     }
                 }
+                Outgoing::Wire { bytes, retain } => {
+                    // Encoded once for every subscriber; only the RETAIN bit is ours.
+                    if let Some((first, rest)) = bytes.split_first() {
+                        self.wbuf.reserve(bytes.len());
+                        self.wbuf.put_u8(first | u8::from(retain));
+                        self.wbuf.extend_from_slice(rest);
+                        wired += 1;
+                    }
+                }
+                Outgoing::Run { bytes, count } => {
+                    // PUBLISHes the router copied from their shared encodings, ready.
+                    if self.wbuf.is_empty() {
+                        self.wbuf = bytes;
+                    } else {
+                        self.wbuf.extend_from_slice(&bytes);
+                    }
+                    wired += count as u64;
+                }
                 Outgoing::Packet(p) => {
                     self.unacked_in.answered(&p);
                     self.encode(&p)
@@ -470,6 +489,10 @@ impl Connection<'_> {
             }
         }
         drop(items);
+        if wired > 0 {
+            Metrics::add(&self.ctx.metrics.publish_sent, wired);
+            Metrics::add(&self.ctx.metrics.packets_sent, wired);
+        }
         if let Err(e) = self.write(stream).await {
             return Some(e);
         }

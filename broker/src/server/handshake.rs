@@ -430,6 +430,7 @@ pub async fn establish<S: Transport>(
         protocol,
         receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
         max_packet_size: props.maximum_packet_size,
+        topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
         // Only a proved name (password file or certificate) counts: a name a client merely
         // claims grants nothing, so such a client gets the ACL's anonymous rules.
         user: user.clone().filter(|_| authenticated),

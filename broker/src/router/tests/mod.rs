@@ -78,7 +78,7 @@ pub struct Harness {
     pub status: Arc<StatusBook>,
     /// The cluster book, when the config has `[cluster]`.
     pub cluster: Option<Arc<ClusterBook>>,
-    clients: HashMap<String, (ConnectReply, Arc<Outbox>)>,
+    clients: HashMap<String, (ConnectReply, Arc<Outbox>, Protocol)>,
     next_pkid: u16,
 }
 
@@ -290,6 +290,7 @@ impl Harness {
     pub fn connect(&mut self, id: &str, c: Conn) -> bool {
         let outbox = Outbox::new(1024);
         let (tx, mut rx) = oneshot::channel();
+        let protocol = c.protocol;
         let req = ConnectRequest {
             client_id: Arc::from(id),
             clean_start: c.clean,
@@ -298,6 +299,7 @@ impl Harness {
             protocol: c.protocol,
             receive_maximum: 100,
             max_packet_size: None,
+            topic_alias_maximum: 0,
             user: None,
             bridge: false,
             assigned: c.assigned,
@@ -306,12 +308,13 @@ impl Harness {
         };
         self.send(Command::Connect(Box::new(req)));
         let reply = rx.try_recv().expect("the router answers CONNECT at once");
-        self.clients.insert(id.to_string(), (reply, outbox));
+        self.clients
+            .insert(id.to_string(), (reply, outbox, protocol));
         reply.session_present
     }
 
     pub fn target(&self, id: &str) -> (usize, u64) {
-        let (r, _) = self.clients.get(id).expect("connected");
+        let (r, _, _) = self.clients.get(id).expect("connected");
         (r.session, r.conn)
     }
 
@@ -390,7 +393,7 @@ impl Harness {
 
     /// Everything queued for `id` since the last call.
     pub fn outgoing(&mut self, id: &str) -> Vec<Outgoing> {
-        let (_, outbox) = self.clients.get(id).expect("connected");
+        let (_, outbox, _) = self.clients.get(id).expect("connected");
         let mut items = VecDeque::new();
         outbox.drain_into(&mut items);
         items.into_iter().collect()
@@ -399,16 +402,17 @@ impl Harness {
     /// The PUBLISHes queued for `id` since the last call (other packets dropped).
     pub fn received(&mut self, id: &str) -> Vec<Got> {
         let now = self.now;
-        self.outgoing(id)
-            .into_iter()
-            .filter_map(|o| match o {
+        let protocol = self.clients.get(id).map_or(Protocol::V5, |c| c.2);
+        let mut got = Vec::new();
+        for o in self.outgoing(id) {
+            match o {
                 Outgoing::Publish {
                     msg,
                     qos,
                     pkid,
                     retain,
                     ..
-                } => Some(Got {
+                } => got.push(Got {
                     topic: msg.topic.to_string(),
                     payload: msg.payload.clone(),
                     retain,
@@ -416,9 +420,22 @@ impl Harness {
                     pkid,
                     expiry_left: msg.remaining_expiry(now),
                 }),
-                _ => None,
-            })
-            .collect()
+                Outgoing::Wire { bytes, retain } => {
+                    let mut one = decode_all(&bytes, protocol);
+                    assert_eq!(one.len(), 1, "one shared PUBLISH");
+                    assert!(!one[0].retain, "shared bytes carry no RETAIN bit");
+                    one[0].retain = retain;
+                    got.extend(one);
+                }
+                Outgoing::Run { bytes, count } => {
+                    let run = decode_all(&bytes, protocol);
+                    assert_eq!(run.len(), count, "the run counts its PUBLISHes");
+                    got.extend(run);
+                }
+                _ => {}
+            }
+        }
+        got
     }
 
     /// The broker-wide counters.
@@ -463,4 +480,27 @@ pub fn expiring(secs: u32) -> PublishProperties {
         message_expiry_interval: Some(secs),
         ..Default::default()
     }
+}
+
+/// The PUBLISHes encoded back to back in `bytes` (shared QoS 0 encodings).
+fn decode_all(bytes: &[u8], protocol: Protocol) -> Vec<Got> {
+    let mut buf = bytes::BytesMut::from(bytes);
+    let limits = canopy_proto::DecodeLimits {
+        max_packet_size: usize::MAX,
+    };
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        match canopy_proto::decode(&mut buf, protocol, &limits) {
+            Ok(Some(Packet::Publish(p))) => out.push(Got {
+                topic: p.topic.expect("a topic, never an alias").to_string(),
+                payload: p.payload,
+                retain: p.retain,
+                qos: p.qos,
+                pkid: p.pkid,
+                expiry_left: p.properties.message_expiry_interval,
+            }),
+            other => panic!("shared encoding is not a whole PUBLISH: {other:?}"),
+        }
+    }
+    out
 }
