@@ -22,6 +22,7 @@ mod server;
 pub mod services;
 pub mod store;
 pub mod topic_tree;
+mod wbufs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

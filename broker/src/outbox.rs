@@ -238,7 +238,7 @@ impl Outbox {
                 run.extend_from_slice(rest);
                 *count += 1;
             } else {
-                let mut run = BytesMut::with_capacity(RUN_START.max(bytes.len()));
+                let mut run = crate::wbufs::take(RUN_START.max(bytes.len()));
                 run.put_u8(first | u8::from(retain));
                 run.extend_from_slice(rest);
                 inner.items.insert(

@@ -424,6 +424,10 @@ impl Connection<'_> {
         // keeps no queue capacity on either side.
         let mut items = VecDeque::new();
         self.est.outbox.drain_into(&mut items);
+        if self.wbuf.capacity() == 0 && !matches!(items.front(), None | Some(Outgoing::Run { .. }))
+        {
+            self.wbuf = crate::wbufs::take(1024);
+        }
         let mut end = None;
         let mut wired = 0u64;
         let now = Instant::now();
@@ -462,7 +466,7 @@ impl Connection<'_> {
                 Outgoing::Run { bytes, count } => {
                     // PUBLISHes the router copied from their shared encodings, ready.
                     if self.wbuf.is_empty() {
-                        self.wbuf = bytes;
+                        crate::wbufs::give(std::mem::replace(&mut self.wbuf, bytes));
                     } else {
                         self.wbuf.extend_from_slice(&bytes);
                     }
@@ -528,10 +532,10 @@ impl Connection<'_> {
         match tokio::time::timeout(WRITE_TIMEOUT, written).await {
             Ok(Ok(())) => {
                 Metrics::add(&self.ctx.metrics.bytes_sent, n as u64);
-                self.wbuf.clear();
-                // Nothing is kept between batches: idle connections hold no buffer.
+                // Nothing is kept between batches: idle connections hold no buffer (it
+                // goes back to the shared free list for the next batch).
                 if self.wbuf.capacity() > 0 {
-                    self.wbuf = BytesMut::new();
+                    crate::wbufs::give(std::mem::take(&mut self.wbuf));
                 }
                 Ok(())
             }
