@@ -100,6 +100,32 @@ struct Inner {
     held: usize,
     /// The journal epoch in which this outbox last registered held items.
     stage_epoch: u64,
+    /// The open run of encoded QoS 0 PUBLISHes ([`Outbox::push_encoded`]): after every
+    /// visible item of `items` and before the held ones. It is closed into an
+    /// [`Outgoing::Run`] item when something else is queued after it or the
+    /// connection takes the queue; until then appending to it touches nothing else.
+    run: BytesMut,
+    /// How many PUBLISHes `run` holds.
+    run_count: usize,
+}
+
+impl Inner {
+    /// Items the connection may take now, the open run counted as one.
+    fn visible(&self) -> usize {
+        self.items.len() - self.held + usize::from(self.run_count > 0)
+    }
+
+    /// Moves the open run into `items`, in its place before the held items.
+    fn close_run(&mut self) {
+        if self.run_count > 0 {
+            let at = self.items.len() - self.held;
+            let run = Outgoing::Run {
+                bytes: std::mem::take(&mut self.run),
+                count: std::mem::take(&mut self.run_count),
+            };
+            self.items.insert(at, run);
+        }
+    }
 }
 
 /// The queue between the router and one connection.
@@ -156,6 +182,8 @@ impl Outbox {
     pub fn release(&self, n: usize) {
         let released = {
             let mut inner = self.lock();
+            // The open run goes before what was held, wherever the line moves.
+            inner.close_run();
             let k = n.min(inner.held);
             inner.held -= k;
             k > 0
@@ -194,12 +222,13 @@ impl Outbox {
             }
             // Not held: goes before the held deliveries, which wait for their commit.
             first = false;
-            let at = inner.items.len() - inner.held;
-            inner.items.insert(at, item);
             // The connection takes everything visible at once, so if something was
             // visible already it has been notified and not taken it yet: one wake-up
             // per batch, not per item.
-            wake = at == 0;
+            wake = inner.visible() == 0;
+            inner.close_run();
+            let at = inner.items.len() - inner.held;
+            inner.items.insert(at, item);
         }
         if wake {
             self.notify.notify_one();
@@ -223,35 +252,24 @@ impl Outbox {
             };
             return self.push(item);
         }
-        let at;
+        let wake;
         {
             let mut inner = self.lock();
             if inner.closed || inner.qos0 >= self.qos0_capacity {
                 return false;
             }
             inner.qos0 += 1;
-            at = inner.items.len() - inner.held;
-            let last = at.checked_sub(1).and_then(|i| inner.items.get_mut(i));
-            if let Some(Outgoing::Run { bytes: run, count }) = last {
-                run.reserve(bytes.len());
-                run.put_u8(first | u8::from(retain));
-                run.extend_from_slice(rest);
-                *count += 1;
-            } else {
-                let mut run = crate::wbufs::take(RUN_START.max(bytes.len()));
-                run.put_u8(first | u8::from(retain));
-                run.extend_from_slice(rest);
-                inner.items.insert(
-                    at,
-                    Outgoing::Run {
-                        bytes: run,
-                        count: 1,
-                    },
-                );
+            wake = inner.visible() == 0;
+            if inner.run.capacity() == 0 {
+                inner.run = crate::wbufs::take(RUN_START.max(bytes.len()));
             }
+            inner.run.reserve(bytes.len());
+            inner.run.put_u8(first | u8::from(retain));
+            inner.run.extend_from_slice(rest);
+            inner.run_count += 1;
         }
         // As in `push_inner`: only the first visible item wakes the connection.
-        if at == 0 {
+        if wake {
             self.notify.notify_one();
         }
         true
@@ -282,6 +300,7 @@ impl Outbox {
     /// between calls).
     pub fn drain_into(&self, out: &mut VecDeque<Outgoing>) {
         let mut inner = self.lock();
+        inner.close_run();
         if inner.held == 0 {
             inner.qos0 = 0;
             std::mem::swap(&mut inner.items, out);
@@ -372,5 +391,101 @@ mod tests {
         o.release(usize::MAX);
         o.drain_into(&mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    fn encoded(payload: &[u8]) -> Arc<[u8]> {
+        let mut b = vec![0x30, 3 + payload.len() as u8, 0, 1, b't'];
+        b.extend_from_slice(payload);
+        Arc::from(b)
+    }
+
+    #[test]
+    fn encoded_publishes_join_one_run_with_their_retain_bits() {
+        let o = Outbox::new(8);
+        assert!(o.push_encoded(&encoded(b"a"), false));
+        assert!(o.push_encoded(&encoded(b"b"), true));
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        assert_eq!(out.len(), 1);
+        match out.pop_front() {
+            Some(Outgoing::Run { bytes, count }) => {
+                assert_eq!(count, 2);
+                assert_eq!(&bytes[..], b"\x30\x04\x00\x01ta\x31\x04\x00\x01tb");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_keeps_its_place_among_other_items() {
+        let o = Outbox::new(8);
+        assert!(o.push_encoded(&encoded(b"a"), false));
+        assert!(o.push(Outgoing::Packet(Packet::PingResp)));
+        assert!(o.push_encoded(&encoded(b"b"), false));
+        assert!(o.push_encoded(&encoded(b"c"), false));
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        let kinds: Vec<_> = out
+            .iter()
+            .map(|i| match i {
+                Outgoing::Run { count, .. } => format!("run{count}"),
+                Outgoing::Packet(_) => "packet".into(),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(kinds, ["run1", "packet", "run2"]);
+    }
+
+    #[test]
+    fn an_open_run_goes_before_released_deliveries() {
+        let o = Outbox::new(8);
+        assert_eq!(o.push_held(q0(), 1), Some(true));
+        assert!(o.push_encoded(&encoded(b"a"), false));
+        o.release(usize::MAX);
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        assert!(
+            matches!(out.front(), Some(Outgoing::Run { count: 1, .. })),
+            "{out:?}"
+        );
+        assert!(
+            matches!(out.get(1), Some(Outgoing::Publish { .. })),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn encoded_publishes_count_against_the_qos0_bound_and_stop_at_disconnect() {
+        let o = Outbox::new(2);
+        assert!(o.push_encoded(&encoded(b"a"), false));
+        assert!(o.push(q0()));
+        assert!(!o.push_encoded(&encoded(b"b"), false), "over the bound");
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        assert!(
+            o.push_encoded(&encoded(b"c"), false),
+            "room again once taken"
+        );
+        assert!(o.push(Outgoing::Disconnect(ReasonCode::SESSION_TAKEN_OVER, None)));
+        assert!(!o.push_encoded(&encoded(b"d"), false));
+    }
+
+    #[test]
+    fn a_large_encoding_is_queued_shared_not_copied() {
+        let o = Outbox::new(8);
+        let big = encoded(&[7u8; 100]);
+        let mut b = big.to_vec();
+        b.resize(COPY_MAX + 1, 0);
+        let big: Arc<[u8]> = Arc::from(b);
+        assert!(o.push_encoded(&big, true));
+        let mut out = VecDeque::new();
+        o.drain_into(&mut out);
+        match out.pop_front() {
+            Some(Outgoing::Wire { bytes, retain }) => {
+                assert!(retain);
+                assert!(Arc::ptr_eq(&bytes, &big));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -18,32 +18,61 @@ use bytes::BytesMut;
 const KEEP: usize = 128;
 /// Largest capacity kept; bigger buffers (a large message) go back to the allocator.
 const LARGEST: usize = 32 * 1024;
+/// Smallest capacity kept (a lone acknowledgement's buffer is not worth it).
+const SMALLEST: usize = 1024;
 
-static FREE: Mutex<Vec<BytesMut>> = Mutex::new(Vec::new());
+static FREE: FreeList = FreeList::new(KEEP);
 
 /// An empty buffer with room for at least `min` bytes, reused when one is kept.
 pub fn take(min: usize) -> BytesMut {
-    let kept = FREE.lock().unwrap_or_else(|p| p.into_inner()).pop();
-    match kept {
-        Some(mut b) => {
-            b.reserve(min);
-            b
-        }
-        None => BytesMut::with_capacity(min),
-    }
+    FREE.take(min)
 }
 
 /// Gives a buffer back once written; kept for reuse when the list has room and the
 /// buffer is neither tiny nor large.
-pub fn give(mut b: BytesMut) {
-    let cap = b.capacity();
-    if !(1024..=LARGEST).contains(&cap) {
-        return;
+pub fn give(b: BytesMut) {
+    FREE.give(b);
+}
+
+/// A bounded list of empty buffers.
+struct FreeList {
+    free: Mutex<Vec<BytesMut>>,
+    keep: usize,
+}
+
+impl FreeList {
+    const fn new(keep: usize) -> FreeList {
+        FreeList {
+            free: Mutex::new(Vec::new()),
+            keep,
+        }
     }
-    b.clear();
-    let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
-    if free.len() < KEEP {
-        free.push(b);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
+        // A poisoned list is still a list of buffers.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, min: usize) -> BytesMut {
+        let kept = self.lock().pop();
+        match kept {
+            Some(mut b) => {
+                b.reserve(min);
+                b
+            }
+            None => BytesMut::with_capacity(min),
+        }
+    }
+
+    fn give(&self, mut b: BytesMut) {
+        if !(SMALLEST..=LARGEST).contains(&b.capacity()) {
+            return;
+        }
+        b.clear();
+        let mut free = self.lock();
+        if free.len() < self.keep {
+            free.push(b);
+        }
     }
 }
 
@@ -53,25 +82,26 @@ mod tests {
 
     #[test]
     fn a_buffer_given_back_is_taken_again_empty() {
-        let mut b = take(4096);
+        let list = FreeList::new(2);
+        let mut b = list.take(4096);
         b.extend_from_slice(b"abc");
         let ptr = b.as_ptr();
-        give(b);
-        // Other tests may use the list at the same time: look for ours among a few.
-        let again: Vec<BytesMut> = (0..KEEP).map(|_| take(16)).collect();
-        assert!(again.iter().all(|b| b.is_empty()));
-        assert!(again.iter().any(|b| b.as_ptr() == ptr), "reused");
-        again.into_iter().for_each(give);
+        list.give(b);
+        let again = list.take(16);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "reused");
+        assert!(again.capacity() >= 4096);
     }
 
     #[test]
-    fn large_and_tiny_buffers_are_not_kept() {
-        give(BytesMut::with_capacity(LARGEST * 2));
-        give(BytesMut::with_capacity(16));
-        let free = FREE.lock().unwrap();
-        assert!(
-            free.iter()
-                .all(|b| (1024..=LARGEST).contains(&b.capacity()))
-        );
+    fn large_and_tiny_buffers_are_not_kept_nor_more_than_the_bound() {
+        let list = FreeList::new(2);
+        list.give(BytesMut::with_capacity(LARGEST * 2));
+        list.give(BytesMut::with_capacity(16));
+        assert!(list.lock().is_empty());
+        for _ in 0..3 {
+            list.give(BytesMut::with_capacity(SMALLEST));
+        }
+        assert_eq!(list.lock().len(), 2);
     }
 }
