@@ -363,6 +363,7 @@ impl Router {
             Command::Shutdown(done) => {
                 // The driver intercepts Shutdown to drain the store first; a caller that
                 // drives `handle` directly gets the disconnections only.
+                self.farewell(now);
                 self.disconnect_all(now);
                 let _ = done.send(());
             }
