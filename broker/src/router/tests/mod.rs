@@ -7,6 +7,7 @@
 
 mod cluster;
 mod durability;
+mod fanout;
 mod interest_wait;
 mod presence;
 mod pressure;
