@@ -15,6 +15,7 @@ mod acks;
 mod activation;
 mod commands;
 mod driver;
+mod ending;
 mod held;
 mod hosting;
 mod journal;
@@ -207,6 +208,9 @@ pub struct Router {
     /// Subscription and retained-message quotas, and the retained usage they are checked on.
     quotas: quotas::QuotaLimits,
     retained_usage: quotas::RetainedUsage,
+    /// Ended sessions whose subscriptions are still being taken out of the index, a
+    /// chunk per turn (`lifecycle.rs`), oldest first, and when the next chunk is due.
+    ending: ending::Ending,
 }
 
 impl Router {
@@ -290,6 +294,7 @@ impl Router {
             max_user_properties: limits.max_user_properties,
             quotas: quotas::QuotaLimits::new(limits),
             retained_usage: quotas::RetainedUsage::default(),
+            ending: ending::Ending::default(),
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
@@ -379,6 +384,9 @@ impl Router {
         if let Some(t) = self.next_commit {
             next = next.min(t);
         }
+        if let Some(t) = self.ending.due() {
+            next = next.min(t);
+        }
         for s in &self.services {
             if let Some(t) = s.poll_timeout() {
                 next = next.min(t);
@@ -390,6 +398,7 @@ impl Router {
     /// Runs everything due at `now`: wills, session expiry, service timers, the
     /// retained sweep and a `batched` commit. Ends the turn.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.continue_ending(now);
         self.fire_timers(now);
         self.services_timeout(now);
         if now >= self.next_sweep {
