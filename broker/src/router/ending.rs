@@ -1,11 +1,11 @@
 //! Ending a session with many subscriptions across router turns (docs/flow-control.md,
 //! "Big work in small turns"): taking 100,000 subscriptions out of the matching index at
 //! once would stall every other client for the time it takes. A session with more than
-//! [`CHUNK`] subscriptions ends at once in every way a client can see (its client id is
+//! [`LARGE`] subscriptions ends at once in every way a client can see (its client id is
 //! free, its will and `$status` are published, the store forgets it, nothing more is
 //! delivered to it), while its subscriptions leave the index [`CHUNK`] at a time, one
-//! chunk per router turn; its slot is freed after the last, so the index never names a
-//! session that reused the slot.
+//! chunk per router turn (the driver lets other tasks run between chunks); its slot is
+//! freed after the last, so the index never names a session that reused the slot.
 //!
 //! Owns the queue of such sessions. Never delivers to, journals or publishes for a session
 //! in it.
@@ -16,14 +16,18 @@ use std::time::Instant;
 
 use super::Router;
 
-/// Subscriptions taken out of the index per turn; sessions with at most this many end
-/// in one turn.
-pub(super) const CHUNK: usize = 4096;
+/// Subscriptions taken out of the index per turn (about a millisecond's work in a release
+/// build); sessions with at most [`LARGE`] end in one turn.
+pub(super) const CHUNK: usize = 1024;
 
-/// Sessions being taken apart, oldest first.
+/// Sessions with more subscriptions than this end across turns.
+pub(super) const LARGE: usize = 4096;
+
+/// Sessions being taken apart, oldest first, each with the filters it still has in the
+/// index (collected once: taking them from its map chunk by chunk would rescan it).
 #[derive(Debug, Default)]
 pub(super) struct Ending {
-    keys: VecDeque<usize>,
+    sessions: VecDeque<(usize, Vec<Arc<str>>)>,
     due: Option<Instant>,
 }
 
@@ -35,11 +39,21 @@ impl Ending {
 }
 
 impl Router {
+    /// Whether sessions are still being taken apart.
+    pub(super) fn ending_pending(&self) -> bool {
+        !self.ending.sessions.is_empty()
+    }
+
     /// Session `key` has ended but still has its subscriptions in the index: they leave
     /// from the next turn on. The caller has made it unreachable (no client id, no
     /// expiry, nothing to journal) and marked it `ending`.
     pub(super) fn end_later(&mut self, now: Instant, key: usize) {
-        self.ending.keys.push_back(key);
+        let filters = self
+            .sessions
+            .get(key)
+            .map(|s| s.subscriptions.keys().cloned().collect())
+            .unwrap_or_default();
+        self.ending.sessions.push_back((key, filters));
         self.ending.due = Some(now);
     }
 
@@ -51,28 +65,24 @@ impl Router {
         }
         let mut budget = CHUNK;
         while budget > 0 {
-            let Some(&key) = self.ending.keys.front() else {
+            let Some((key, filters)) = self.ending.sessions.front_mut() else {
                 break;
             };
-            let filters: Vec<Arc<str>> = match self.sessions.get(key) {
-                Some(s) if s.ending => s.subscriptions.keys().take(budget).cloned().collect(),
-                _ => Vec::new(),
-            };
-            budget = budget.saturating_sub(filters.len().max(1));
-            for f in &filters {
+            let key = *key;
+            let take = budget.min(filters.len());
+            let chunk = filters.split_off(filters.len() - take);
+            let done = filters.is_empty();
+            budget -= take.max(1);
+            for f in &chunk {
                 self.remove_subscription(key, f);
             }
-            if self
-                .sessions
-                .get(key)
-                .is_none_or(|s| !s.ending || s.subscriptions.is_empty())
-            {
+            if done {
                 if self.sessions.get(key).is_some_and(|s| s.ending) {
                     self.sessions.try_remove(key);
                 }
-                self.ending.keys.pop_front();
+                self.ending.sessions.pop_front();
             }
         }
-        self.ending.due = (!self.ending.keys.is_empty()).then_some(now);
+        self.ending.due = self.ending_pending().then_some(now);
     }
 }

@@ -226,7 +226,7 @@ impl Router {
             return;
         }
         let will = s.will.take();
-        if s.subscriptions.len() > super::ending::CHUNK {
+        if s.subscriptions.len() > super::ending::LARGE {
             self.end_session_in_turns(now, key, will, publish_pending_will);
             return;
         }

@@ -208,6 +208,9 @@ pub struct Router {
     /// Subscription and retained-message quotas, and the retained usage they are checked on.
     quotas: quotas::QuotaLimits,
     retained_usage: quotas::RetainedUsage,
+    /// Subscription changes marked for the journal and not yet in a batch (`records.rs`);
+    /// past [`records::BACKLOG`] under `sync`, SUBACK and UNSUBACK wait for their commit.
+    pending_marks: usize,
     /// Ended sessions whose subscriptions are still being taken out of the index, a
     /// chunk per turn (`lifecycle.rs`), oldest first, and when the next chunk is due.
     ending: ending::Ending,
@@ -295,6 +298,7 @@ impl Router {
             quotas: quotas::QuotaLimits::new(limits),
             retained_usage: quotas::RetainedUsage::default(),
             ending: ending::Ending::default(),
+            pending_marks: 0,
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {

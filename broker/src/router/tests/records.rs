@@ -273,7 +273,7 @@ fn a_session_with_many_subscriptions_ends_at_once_and_leaves_the_index_in_chunks
         }
     ));
     h.connect("other", Conn::default());
-    let n = super::super::ending::CHUNK * 2 + 10;
+    let n = super::super::ending::LARGE * 2 + 10;
     let filters: Vec<String> = (0..n).map(|i| format!("big/{i}")).collect();
     h.subscribe_burst("big", &filters);
     h.subscribe("other", "big/5", QoS::AtMostOnce);
@@ -299,7 +299,7 @@ fn a_session_with_many_subscriptions_ends_at_once_and_leaves_the_index_in_chunks
     );
     assert_eq!(h.received("big").len(), 0, "nothing for the ended session");
     assert_eq!(h.received("other").len(), 1);
-    // Its subscriptions leave the index over three turns, a chunk each.
+    // Its subscriptions leave the index over several turns, a chunk each.
     let left = h.router.subscription_count;
     assert!(
         left > n - super::super::ending::CHUNK,
@@ -329,4 +329,38 @@ fn a_session_with_many_subscriptions_ends_at_once_and_leaves_the_index_in_chunks
     store.commit(&mut take_ops(&commits)).unwrap();
     let (h2, _) = Harness::sync_from(store.load().unwrap(), |_| {});
     assert_eq!(h2.router.subscription_count, 0);
+}
+
+#[test]
+fn under_sync_a_subscription_backlog_beyond_its_bound_makes_subacks_wait_for_their_commit() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    assert!(!h.connect(
+        "s",
+        Conn {
+            clean: false,
+            expiry: 3600,
+            ..Conn::default()
+        }
+    ));
+    let first: Vec<String> = (0..10).map(|i| format!("a/{i}")).collect();
+    h.subscribe_burst("s", &first);
+    assert_eq!(h.packets("s").len(), 10, "below the bound: at once");
+    // The session's first record commits, which submits these ten: a commit is in
+    // flight, and twice the bound in changes arrive meanwhile.
+    h.complete_commits_once(&commits);
+    let n = super::super::records::BACKLOG * 2;
+    let more: Vec<String> = (0..n).map(|i| format!("b/{i}")).collect();
+    h.subscribe_burst("s", &more);
+    let at_once = h.packets("s").len();
+    assert_eq!(
+        at_once,
+        super::super::records::BACKLOG,
+        "the rest waits for the journal"
+    );
+    h.complete_commits(&commits);
+    assert_eq!(
+        h.packets("s").len(),
+        n - at_once,
+        "released by the commit of their changes"
+    );
 }
