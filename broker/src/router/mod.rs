@@ -14,7 +14,9 @@
 mod acks;
 mod activation;
 mod commands;
+mod deferred;
 mod driver;
+mod ending;
 mod held;
 mod hosting;
 mod journal;
@@ -207,6 +209,14 @@ pub struct Router {
     /// Subscription and retained-message quotas, and the retained usage they are checked on.
     quotas: quotas::QuotaLimits,
     retained_usage: quotas::RetainedUsage,
+    /// Subscription changes marked for the journal and not yet in a batch (`records.rs`);
+    /// past [`records::BACKLOG`] under `sync`, SUBACK and UNSUBACK wait for their commit.
+    pending_marks: usize,
+    /// Big SUBSCRIBEs handled a chunk per turn, and the commands queued behind them.
+    deferred: deferred::Deferred,
+    /// Ended sessions whose subscriptions are still being taken out of the index, a
+    /// chunk per turn (`lifecycle.rs`), oldest first, and when the next chunk is due.
+    ending: ending::Ending,
 }
 
 impl Router {
@@ -290,6 +300,9 @@ impl Router {
             max_user_properties: limits.max_user_properties,
             quotas: quotas::QuotaLimits::new(limits),
             retained_usage: quotas::RetainedUsage::default(),
+            ending: ending::Ending::default(),
+            pending_marks: 0,
+            deferred: deferred::Deferred::default(),
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
@@ -318,7 +331,7 @@ impl Router {
 
     /// Handles one command at `now`. Commands of a connection that is no longer its
     /// session's current one are dropped here, once.
-    pub fn handle(&mut self, now: Instant, cmd: Command) {
+    fn handle_now(&mut self, now: Instant, cmd: Command) {
         if let Some((session, conn)) = cmd.target()
             && !self.is_current(session, conn)
         {
@@ -379,6 +392,12 @@ impl Router {
         if let Some(t) = self.next_commit {
             next = next.min(t);
         }
+        if let Some(t) = self.ending.due() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.deferred.due() {
+            next = next.min(t);
+        }
         for s in &self.services {
             if let Some(t) = s.poll_timeout() {
                 next = next.min(t);
@@ -390,6 +409,8 @@ impl Router {
     /// Runs everything due at `now`: wills, session expiry, service timers, the
     /// retained sweep and a `batched` commit. Ends the turn.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.continue_ending(now);
+        self.continue_deferred(now);
         self.fire_timers(now);
         self.services_timeout(now);
         if now >= self.next_sweep {

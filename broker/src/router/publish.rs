@@ -191,7 +191,7 @@ impl Router {
                     if options.no_local && publisher == Some(*session) {
                         return; // [MQTT-3.8.3-3]
                     }
-                    let Some(s) = sessions.get_mut(*session) else {
+                    let Some(s) = sessions.get_mut(*session).filter(|s| !s.ending) else {
                         return;
                     };
                     let qos = options.qos.min(msg.qos);
@@ -243,7 +243,7 @@ impl Router {
         // bytes are shared; a single subscriber's connection encodes its own.
         let mut wire = (n > 1).then(|| SharedWire::new(msg));
         for m in matches.drain(..) {
-            let Some(s) = self.sessions.get_mut(m.session) else {
+            let Some(s) = self.sessions.get_mut(m.session).filter(|s| !s.ending) else {
                 continue;
             };
             let retain = m.retain_as_published && msg.retain;

@@ -123,17 +123,34 @@ async fn run_phase(
     start.elapsed()
 }
 
-/// Round trips of PINGREQ on its own connection until `stop`, every 5 ms.
+/// Round trips through the router from another client until `stop`, every 5 ms: a QoS 1
+/// PUBLISH (to a topic nobody reads) and its PUBACK, which the router sends (a PINGREQ
+/// would not do: the connection answers it by itself).
 async fn pinger(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<Duration> {
-    let (mut r, mut w) = open(addr, &unique("journal-ping"), 0).await;
+    pinger_at(addr, stop)
+        .await
+        .into_iter()
+        .map(|(_, rtt)| rtt)
+        .collect()
+}
+
+/// [`pinger`], with when each round trip started.
+async fn pinger_at(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<(Instant, Duration)> {
+    let id = unique("journal-ping");
+    let (mut r, mut w) = open(addr, &id, 0).await;
+    let topic = format!("ping/{id}");
     let mut rtts = Vec::new();
     let deadline = Instant::now() + BOUND + Duration::from_secs(30);
+    let mut pkid: u16 = 0;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        pkid = pkid % 65_535 + 1;
         let t = Instant::now();
-        w.write_all(&[0xc0, 0]).await.expect("PINGREQ");
+        w.write_all(&publish_q1(pkid, &topic, b"ping"))
+            .await
+            .expect("PUBLISH");
         let (first, _) = read_packet(&mut r).await;
-        assert_eq!(first, 0xd0, "PINGRESP");
-        rtts.push(t.elapsed());
+        assert_eq!(first, 0x40, "PUBACK");
+        rtts.push((t, t.elapsed()));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     rtts
@@ -326,4 +343,95 @@ async fn a_persistent_session_takes_100000_activation_switches_under_sync() {
     drop((sr, sw, pr, pw));
     broker.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_of_100000_filters_keeps_other_clients_served() {
+    if is_external() {
+        eprintln!("not run against an external broker");
+        return;
+    }
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = tokio::spawn(pinger_at(addr, stop.clone()));
+    let id = unique("journal-ending");
+    let (mut r, mut w) = open(addr, &id, 3600).await;
+    let ended = tokio::time::timeout(BOUND, async {
+        let sub = run_phase(&mut r, &mut w, 0x90, subscribe).await;
+        // A clean start with the same id takes the session over and ends it.
+        let start = Instant::now();
+        let (_r2, _w2) = open(addr, &id, 0).await;
+        let taken_over = start.elapsed();
+        // The next ping after the last chunk: leave the index time to empty.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (sub, start, taken_over)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
+        .await
+        .expect("the other client's pings end")
+        .expect("pinger");
+    let (sub, start, taken_over) = ended
+        .unwrap_or_else(|_| panic!("100,000 SUBSCRIBEs and the take-over took over {BOUND:?}"));
+    // The round trips in flight when the take-over began, and every one after it.
+    let during: Vec<Duration> = rtts
+        .iter()
+        .filter(|(t, rtt)| *t + *rtt >= start)
+        .map(|(_, rtt)| *rtt)
+        .collect();
+    assert!(!during.is_empty(), "no ping while the session ended");
+    eprintln!(
+        "ending: {FILTERS} SUBSCRIBEs in {sub:?}; the take-over that ended the session answered in {taken_over:?}; other client's pings around it: {}",
+        summary(during)
+    );
+    drop((r, w));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscribe_of_90000_filters_keeps_other_clients_served() {
+    const N: usize = 90_000;
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = tokio::spawn(pinger_at(addr, stop.clone()));
+    let (mut r, mut w) = open(addr, &unique("journal-big"), 0).await;
+    // One SUBSCRIBE: packet id 1, no properties, N filters `g/<i>` at QoS 0.
+    let mut body = vec![0, 1, 0];
+    for i in 0..N {
+        body.extend(string(&format!("g/{i}")));
+        body.push(0);
+    }
+    let packet_bytes = packet(0x82, &body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    w.write_all(&packet_bytes).await.expect("SUBSCRIBE");
+    let (first, ack) = tokio::time::timeout(BOUND, read_packet(&mut r))
+        .await
+        .expect("a SUBACK within the bound");
+    let took = start.elapsed();
+    assert_eq!(first, 0x90, "SUBACK");
+    // pkid (2), properties (1: none), then one code per filter, all granted QoS 0.
+    assert_eq!(ack.len(), 3 + N);
+    assert!(ack[3..].iter().all(|c| *c == 0), "every filter granted");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
+        .await
+        .expect("the other client's pings end")
+        .expect("pinger");
+    let during: Vec<Duration> = rtts
+        .iter()
+        .filter(|(t, rtt)| *t + *rtt >= start)
+        .map(|(_, rtt)| *rtt)
+        .collect();
+    eprintln!(
+        "big subscribe: {N} filters in one SUBSCRIBE ({} bytes) answered in {took:?}; other client's round trips meanwhile: {}",
+        packet_bytes.len(),
+        summary(during)
+    );
+    drop((r, w));
+    broker.shutdown().await;
 }
