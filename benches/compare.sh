@@ -7,11 +7,18 @@
 # stops it. Brokers run A B A B interleaved; the table shows medians over the rounds and the
 # ratio of Canopy to each peer. Everything is bounded by `timeout`.
 #
+# Fan-in runs twice per QoS: closed loop (each publisher keeps at most 100 messages in
+# flight end to end) and open loop (`--rate`: the publishers offer a fixed rate whatever
+# the subscriber receives, OPEN_Q0 and OPEN_Q1 msgs/s, default 400,000 and 150,000). Every
+# throughput row has its loss row next to it: messages published (for QoS 1: acknowledged by
+# the broker) that the subscriber never received.
+#
 # Usage: benches/compare.sh [--rounds N] [--unpinned] [--quick] [--only LIST] [--out FILE]
 #                            [--json FILE]
 #   --rounds N   rounds per scenario (default 3)
-#   --only LIST  run only these scenarios (comma-separated keys: fanin_q0, fanin_q1, fanout,
-#                latency, connections, wildcard, retained, durable)
+#   --only LIST  run only these scenarios (comma-separated keys: fanin_q0, fanin_q1,
+#                fanin_q0_open, fanin_q1_open, fanout, latency, connections, wildcard,
+#                retained, durable)
 #   --unpinned   do not pin: broker and generator share both cores (default: broker on
 #                CPU 0, generator on CPU 1, with taskset)
 #   --quick      short runs and small sizes, one round: a smoke test of this script
@@ -20,7 +27,8 @@
 #                cargo run -p canopy-bench --bin compare-plot -- FILE OUT.svg)
 # Environment: CARGO_TARGET_DIR (default ./target), RUMQTTD (path to rumqttd), MOSQUITTO,
 #   CANOPY_BASE (another canopy-broker binary, say a build of main, run as the extra
-#   broker `canopy-base` with Canopy's settings: a before/after comparison in one run).
+#   broker `canopy-base` with Canopy's settings: a before/after comparison in one run),
+#   OPEN_Q0, OPEN_Q1 (open-loop offered rates, msgs/s).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +57,7 @@ if [ "$quick" = 1 ]; then
 else
     duration=5s; connections=10000; filters=10000; retained=100000; drain=2s
 fi
+export OPEN_Q0=${OPEN_Q0:-400000} OPEN_Q1=${OPEN_Q1:-150000}
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -229,6 +238,8 @@ scenario() { # KEY ARGS...: every broker, A B A B
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 scenario fanin_q0 fanin --qos 0 --duration "$duration"
 scenario fanin_q1 fanin --qos 1 --duration "$duration"
+scenario fanin_q0_open fanin --qos 0 --rate "$OPEN_Q0" --duration "$duration"
+scenario fanin_q1_open fanin --qos 1 --rate "$OPEN_Q1" --duration "$duration"
 scenario fanout fanout --duration "$duration"
 scenario latency latency --duration "$duration"
 scenario connections connections --connections "$connections"
@@ -265,6 +276,7 @@ def get(r, path):
     for p in path.split("."):
         r = r.get(p) if isinstance(r, dict) else None
     return r
+q0, q1 = (f"{int(os.environ[k]):,}/s" for k in ("OPEN_Q0", "OPEN_Q1"))
 # (label, result key, json path, scale, higher is better, format); a time is compared only
 # between runs that delivered everything (a faster partial delivery is no win).
 rows = [
@@ -273,6 +285,10 @@ rows = [
     ("fanin QoS 0, broker peak RSS MiB", "fanin_q0", "rss.peak_kib", 1/1024, False, "{:,.1f}"),
     ("fanin QoS 1, msgs/s", "fanin_q1", "msgs_per_s", 1, True, "{:,.0f}"),
     ("fanin QoS 1, lost", "fanin_q1", "lost", 1, False, "{:,.0f}"),
+    (f"fanin QoS 0 open loop, {q0} offered, delivered msgs/s", "fanin_q0_open", "deliveries_per_s", 1, True, "{:,.0f}"),
+    (f"fanin QoS 0 open loop, {q0} offered, lost", "fanin_q0_open", "lost", 1, False, "{:,.0f}"),
+    (f"fanin QoS 1 open loop, {q1} offered, delivered msgs/s", "fanin_q1_open", "deliveries_per_s", 1, True, "{:,.0f}"),
+    (f"fanin QoS 1 open loop, {q1} offered, acknowledged but lost", "fanin_q1_open", "lost", 1, False, "{:,.0f}"),
     ("fanout (1 -> 100), deliveries/s", "fanout", "deliveries_per_s", 1, True, "{:,.0f}"),
     ("fanout (1 -> 100), lost", "fanout", "lost", 1, False, "{:,.0f}"),
     ("latency at 1k msg/s, p50 us", "latency", "latency.p50_us", 1, False, "{:,.1f}"),
