@@ -61,8 +61,9 @@ pub struct SubEntry {
     pub options: SubscriptionOptions,
     /// Subscription identifier.
     pub identifier: Option<u32>,
-    /// Event activation (SPEC §3), if registered with one.
-    pub activation: Option<Activation>,
+    /// Event activation (SPEC §3), if registered with one (boxed: most subscriptions
+    /// have none, and inline it more than doubled every session's subscription map).
+    pub activation: Option<Box<Activation>>,
 }
 
 impl SubEntry {
