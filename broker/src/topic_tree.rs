@@ -23,7 +23,6 @@
 //! only after it has been unlinked from its parent), and no index is ever taken from input, so
 //! indexing the slab cannot panic on any topic or filter a peer can send.
 
-
 use canopy_proto::{TopicFilter, TopicName};
 use slab::Slab;
 
