@@ -44,7 +44,9 @@ impl Router {
             return;
         }
         if s.stored {
-            s.dirty_filters.insert(filter.clone());
+            s.dirty_filters
+                .get_or_insert_default()
+                .insert(filter.clone());
         } else {
             // Not stored yet: the first record carries every subscription.
             s.record_dirty = true;
@@ -58,7 +60,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = false;
             s.record_dirty = false;
-            s.dirty_filters.clear();
+            s.dirty_filters = None;
         }
     }
 
@@ -67,7 +69,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = true;
             s.record_dirty = false;
-            s.dirty_filters.clear();
+            s.dirty_filters = None;
         }
     }
 
@@ -81,7 +83,7 @@ impl Router {
             };
             s.journal_queued = false;
             let record = std::mem::take(&mut s.record_dirty);
-            let filters = std::mem::take(&mut s.dirty_filters);
+            let filters = s.dirty_filters.take().map(|f| *f).unwrap_or_default();
             if s.expiry_interval == 0 {
                 continue;
             }

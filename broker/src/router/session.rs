@@ -180,8 +180,9 @@ pub struct Session {
     pub record_dirty: bool,
     /// Filters whose subscription was added, changed or removed since the last batch:
     /// each becomes one put or delete of its own row, built from the state at the end
-    /// of the batch, so a subscribe and unsubscribe of one filter cost one record.
-    pub dirty_filters: HashSet<Arc<str>>,
+    /// of the batch, so a subscribe and unsubscribe of one filter cost one record
+    /// (boxed, present only between a change and its batch).
+    pub dirty_filters: Option<Box<HashSet<Arc<str>>>>,
     /// Whether the session is in the router's list of sessions to journal.
     pub journal_queued: bool,
     /// Whether the store holds this session's record (and so its subscriptions). A
@@ -241,7 +242,7 @@ impl Session {
             pressure: None,
             own_limits: None,
             record_dirty: false,
-            dirty_filters: HashSet::new(),
+            dirty_filters: None,
             journal_queued: false,
             stored: false,
         }
