@@ -142,13 +142,10 @@ async fn open<'a, S: Transport>(
         max_packet_size: ctx.config.limits.max_packet_size as usize,
     };
     let mut rbuf = BytesMut::new();
-    let Some((connect, arrival, admitted)) = Box::pin(preconnect::admit_and_read(
+    let (connect, arrival, admitted) = Box::pin(preconnect::admit_and_read(
         stream, &mut rbuf, &limits, ctx, admit,
     ))
-    .await
-    else {
-        return None;
-    };
+    .await?;
     // A connection another node proxied here is served here, never sent on: two nodes
     // whose views differ for a moment cannot bounce a client between them.
     let admission = if arrival.via_proxy.is_some() {
@@ -172,9 +169,7 @@ async fn open<'a, S: Transport>(
         }
         Admission::Local => {}
     }
-    let Some(est) = Box::pin(handshake::establish(stream, connect, peer, ctx)).await else {
-        return None;
-    };
+    let est = Box::pin(handshake::establish(stream, connect, peer, ctx)).await?;
     let span = tracing::Span::current();
     span.record("user", est.user.as_deref());
     span.record("authenticated", est.authenticated);

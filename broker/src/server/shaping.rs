@@ -22,6 +22,10 @@ use crate::message::Message;
 pub struct Aliases {
     /// Inbound: alias -> topic, at most `max_in` entries (boxed, allocated when the client
     /// first sets an alias: most never do, and an idle connection's task keeps this).
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
     inbound: Option<Box<HashMap<u16, TopicName>>>,
     /// Outbound: topic -> alias, at most `max_out` entries.
     outbound: HashMap<Arc<str>, u16>,
@@ -171,6 +175,10 @@ pub fn outbound_publish(
 pub struct Unacked {
     /// Boxed, allocated at the first QoS 1/2 PUBLISH and kept: a subscriber that never
     /// publishes keeps one pointer in its task.
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
     ids: Option<Box<HashSet<u16>>>,
     max: usize,
 }
