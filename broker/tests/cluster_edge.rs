@@ -1,7 +1,8 @@
 //! The edge of a cluster end to end, two in-process brokers on loopback (the root `n1` and
 //! `n2`, joined to it): a 3.1.1 client that belongs to `n2` but reaches `n1` is proxied there
 //! transparently (its subscriptions and publishes take effect on `n2`, its `$status` names
-//! `n2`), and the name service `mqtt.canopy.local` answers the least loaded live node —
+//! `n2`), and the name service `mqtt.canopy.local` answers the least loaded live node, never
+//! a draining or a down one —
 //! asked with `dig` (Debian's `dnsutils`), or through hickory-proto when
 //! `CANOPY_SKIP_EXTERNAL=1` (README, "Tests").
 
@@ -36,10 +37,14 @@ fn cluster(edit: impl FnOnce(&mut ClusterConfig)) -> ClusterConfig {
     c
 }
 
+/// The admin of these tests: a `-local` id, which a cluster never redirects (a link's).
+const OPS: &str = "ops-local";
+
 /// The root `n1`, with the DNS listener on a free UDP port.
 async fn root() -> BrokerHandle {
     let mut cfg = Config::ephemeral();
     cfg.node_id = "n1".into();
+    cfg.config_docs.admins = vec![OPS.into()];
     cfg.cluster = Some(cluster(|_| {}));
     cfg.dns.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     canopy_broker::start(cfg).await.unwrap()
@@ -310,7 +315,7 @@ async fn wait_for_a(server: SocketAddr, want: &str) {
 }
 
 #[tokio::test]
-async fn the_name_service_answers_the_least_loaded_live_node() {
+async fn the_name_service_answers_the_least_loaded_live_node_never_a_draining_or_down_one() {
     if !have_dig() {
         eprintln!("note: `dig` not found (Debian package dnsutils); querying with hickory-proto");
     }
@@ -333,6 +338,19 @@ async fn the_name_service_answers_the_least_loaded_live_node() {
     for id in &local {
         held.push(Client::connect(n1.mqtt_addr(), id, true, 0).await.unwrap());
     }
+    wait_for_a(dns, "127.0.0.2").await;
+    // A draining node is never named, however idle: `canopy cluster drain n2` at the root.
+    let mut ops = Client::connect(n1.mqtt_addr(), OPS, true, 0).await.unwrap();
+    ops.publish("$cluster/drain/n2", b"drain", QoS::AtLeastOnce, 1)
+        .await
+        .unwrap();
+    wait_for_record(&n1, "n2", NodeState::Draining).await;
+    wait_for_a(dns, "127.0.0.1").await;
+    // The drain order lifted (an empty payload, `--undo`): named again.
+    ops.publish("$cluster/drain/n2", b"", QoS::AtLeastOnce, 2)
+        .await
+        .unwrap();
+    wait_for_record(&n1, "n2", NodeState::Up).await;
     wait_for_a(dns, "127.0.0.2").await;
     // A node that goes down is never named again.
     n2.shutdown().await;

@@ -4,20 +4,23 @@
 //! was already sent away from (a loop).
 //!
 //! rumqttc reports the reason code but drops the Server Reference, so the reference is read
-//! by a probe: the same CONNECT (no will) sent once over plain TCP with Canopy's own codec;
-//! a broker that redirects answers it again with the reference, and one that accepts it is
-//! left at once with a normal DISCONNECT (the session ends or stays as the real CONNECT
-//! would leave it). Owns the reference syntax, the probe and the chain rules; must never
-//! follow a reference over TLS or WebSocket (the probe speaks plain TCP only).
+//! by a [`Probe`]: the same CONNECT (no will) sent once, over TCP or TLS, with Canopy's own
+//! codec; a broker that redirects answers it again with the reference, and one that accepts
+//! it is left at once with a normal DISCONNECT (the session ends or stays as the real
+//! CONNECT would leave it). Used by the CLI ([`next`]) and by the adapter's reconnecting
+//! connection (`crate::adapter`, for the metabroker's links). Owns the reference syntax,
+//! the probe and the chain rules; must never probe over WebSocket (a `ws://` connection is
+//! not redirected: the caller reports the refusal instead).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use canopy_proto::{
     Connect, ConnectProperties, DecodeLimits, Disconnect, Packet, Protocol, ReasonCode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cli::ProtocolVersion;
@@ -83,66 +86,129 @@ impl Chain {
     }
 }
 
-/// Asks the broker of `settings` where this client belongs: `Some(reference)` when it
-/// answers CONNACK 0x9C/0x9D with a Server Reference; `None` when it accepts the client,
-/// answers otherwise or cannot be asked (3.1.1, or a TLS/WebSocket URL: plain TCP only).
-pub async fn probe(settings: &ConnectSettings) -> Option<String> {
-    if settings.version != ProtocolVersion::V5 {
-        return None;
-    }
-    let asked = tokio::time::timeout(settings.connect_timeout, ask(settings)).await;
-    asked.ok().flatten()
+/// What a probe sends and where: the client's own CONNECT without its will.
+#[derive(Clone)]
+pub struct Probe {
+    /// Host name or IP literal (no brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Client identifier.
+    pub client_id: String,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// Clean start.
+    pub clean: bool,
+    /// Keep-alive in seconds.
+    pub keep_alive: u16,
+    /// Session expiry interval; `None` sends no property.
+    pub session_expiry: Option<u32>,
+    /// Time allowed for connecting and the CONNACK.
+    pub timeout: Duration,
+    /// TLS configuration when the client speaks TLS to `host`; `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-async fn ask(settings: &ConnectSettings) -> Option<String> {
-    let mut stream = TcpStream::connect((settings.host.as_str(), settings.port))
-        .await
-        .ok()?;
-    let connect = Connect {
-        protocol: Some(Protocol::V5),
-        clean_start: settings.clean,
-        keep_alive: settings.keepalive,
-        client_id: settings.client_id.clone(),
-        will: None,
-        username: settings.credentials.as_ref().map(|(u, _)| u.clone()),
-        password: settings
-            .credentials
-            .as_ref()
-            .map(|(_, p)| Bytes::from(p.clone().into_bytes())),
-        properties: ConnectProperties {
-            session_expiry_interval: settings.session_expiry,
-            ..Default::default()
-        },
-    };
-    let mut out = BytesMut::new();
-    canopy_proto::encode(&Packet::Connect(Box::new(connect)), Protocol::V5, &mut out).ok()?;
-    stream.write_all(&out).await.ok()?;
-    let limits = DecodeLimits {
-        max_packet_size: 1 << 20,
-    };
-    let mut buf = BytesMut::with_capacity(256);
-    loop {
-        match canopy_proto::decode(&mut buf, Protocol::V5, &limits) {
-            Ok(Some(Packet::ConnAck(ack))) => {
-                if ack.reason == ReasonCode::SUCCESS {
-                    let mut bye = BytesMut::new();
-                    let d = Packet::Disconnect(Disconnect::default());
-                    if canopy_proto::encode(&d, Protocol::V5, &mut bye).is_ok() {
-                        let _ = stream.write_all(&bye).await;
-                    }
-                    return None;
-                }
-                let code = ack.reason.0;
-                return ack
-                    .properties
-                    .server_reference
-                    .filter(|_| is_redirect(code));
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Probe {
+    /// The probe of a CLI connection; `None` for 3.1.1 (never redirected: it is proxied).
+    pub fn of_settings(settings: &ConnectSettings) -> Option<Probe> {
+        (settings.version == ProtocolVersion::V5).then(|| Probe {
+            host: settings.host.clone(),
+            port: settings.port,
+            client_id: settings.client_id.clone(),
+            credentials: settings.credentials.clone(),
+            clean: settings.clean,
+            keep_alive: settings.keepalive,
+            session_expiry: settings.session_expiry,
+            timeout: settings.connect_timeout,
+            tls: None,
+        })
+    }
+
+    /// Asks the broker where this client belongs: `Some(reference)` when it answers CONNACK
+    /// 0x9C/0x9D with a Server Reference; `None` when it accepts the client, answers
+    /// otherwise or cannot be reached in time.
+    pub async fn ask(&self) -> Option<String> {
+        tokio::time::timeout(self.timeout, self.ask_now())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn ask_now(&self) -> Option<String> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .ok()?;
+        match &self.tls {
+            None => self.exchange(stream).await,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone()).ok()?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let stream = connector.connect(name, stream).await.ok()?;
+                self.exchange(stream).await
             }
-            Ok(Some(_)) | Err(_) => return None,
-            Ok(None) => {}
         }
-        if stream.read_buf(&mut buf).await.ok()? == 0 {
-            return None;
+    }
+
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> Option<String> {
+        let connect = Connect {
+            protocol: Some(Protocol::V5),
+            clean_start: self.clean,
+            keep_alive: self.keep_alive,
+            client_id: self.client_id.clone(),
+            will: None,
+            username: self.credentials.as_ref().map(|(u, _)| u.clone()),
+            password: self
+                .credentials
+                .as_ref()
+                .map(|(_, p)| Bytes::from(p.clone().into_bytes())),
+            properties: ConnectProperties {
+                session_expiry_interval: self.session_expiry,
+                ..Default::default()
+            },
+        };
+        let mut out = BytesMut::new();
+        canopy_proto::encode(&Packet::Connect(Box::new(connect)), Protocol::V5, &mut out).ok()?;
+        stream.write_all(&out).await.ok()?;
+        let limits = DecodeLimits {
+            max_packet_size: 1 << 20,
+        };
+        let mut buf = BytesMut::with_capacity(256);
+        loop {
+            match canopy_proto::decode(&mut buf, Protocol::V5, &limits) {
+                Ok(Some(Packet::ConnAck(ack))) => {
+                    if ack.reason == ReasonCode::SUCCESS {
+                        let mut bye = BytesMut::new();
+                        let d = Packet::Disconnect(Disconnect::default());
+                        if canopy_proto::encode(&d, Protocol::V5, &mut bye).is_ok() {
+                            let _ = stream.write_all(&bye).await;
+                            let _ = stream.shutdown().await;
+                        }
+                        return None;
+                    }
+                    let code = ack.reason.0;
+                    return ack
+                        .properties
+                        .server_reference
+                        .filter(|_| is_redirect(code));
+                }
+                Ok(Some(_)) | Err(_) => return None,
+                Ok(None) => {}
+            }
+            if stream.read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
         }
     }
 }
@@ -154,9 +220,12 @@ pub async fn next(
     chain: &mut Chain,
     why: &str,
 ) -> Result<ConnectSettings, CliError> {
-    let reference = probe(settings)
-        .await
-        .ok_or_else(|| CliError::Refused(format!("{why} (no Server Reference to follow)")))?;
+    let asked = match Probe::of_settings(settings) {
+        Some(probe) => probe.ask().await,
+        None => None,
+    };
+    let reference =
+        asked.ok_or_else(|| CliError::Refused(format!("{why} (no Server Reference to follow)")))?;
     let (host, port) = parse_reference(&reference, settings.port).ok_or_else(|| {
         CliError::Refused(format!("{why}: unusable Server Reference {reference:?}"))
     })?;

@@ -32,6 +32,8 @@ const OUT: Lane = 0;
 const IN: Lane = 1;
 /// Sequence used for the state publish, whose ack nobody waits for.
 const STATE_SEQ: u64 = u64::MAX;
+/// How long a stopping bridge waits for the acks of its last state note and remote will.
+const STOP_ACK_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) fn qos(n: u8) -> QoS {
     match n {
@@ -264,7 +266,26 @@ impl Pump {
                 },
                 _ = tick.tick() => self.publish_stats(&mut last_stats),
                 _ = stop.changed() => {
-                    self.publish_state("disconnected").await;
+                    let mut waiting = Vec::new();
+                    if self.publish_state("disconnected").await {
+                        waiting.push(Side::Local);
+                    }
+                    if self.leave_will().await {
+                        waiting.push(Side::Remote);
+                    }
+                    // Their acks, so that neither is lost with the connection (bounded).
+                    let _ = tokio::time::timeout(STOP_ACK_WAIT, async {
+                        while !waiting.is_empty() {
+                            match events.recv().await {
+                                Some(LinkEvent::Acked { side, seq: STATE_SEQ, .. }) => {
+                                    waiting.retain(|s| *s != side);
+                                }
+                                Some(_) => {}
+                                None => return,
+                            }
+                        }
+                    })
+                    .await;
                     self.local.disconnect().await;
                     self.remote.disconnect().await;
                     return;
@@ -345,14 +366,36 @@ impl Pump {
         }
     }
 
-    async fn publish_state(&mut self, state: &str) {
+    /// At a stop, publishes the remote will itself: a normal DISCONNECT discards the will,
+    /// and a stopped bridge is as gone as a dead one (a cluster node that stops is down at
+    /// once, not when its record goes stale). Sent before the DISCONNECT on the same
+    /// connection, so the broker has it first.
+    /// True when it was sent.
+    async fn leave_will(&mut self) -> bool {
+        let Some(will) = self.config.remote_will.clone() else {
+            return false;
+        };
+        if !self.remote_connected() {
+            return false;
+        }
+        // The same QoS and retain flag as the will of `remote_will`, and the hop marker of
+        // a message carried from the local broker: the broker above accepts records of
+        // other brokers only from bridges.
+        let mut m = Message::new(will.topic, will.payload, 1);
+        m.retain = true;
+        m.push_path(&self.ids[0], &self.config.name, &self.ids[1]);
+        self.remote.publish_tracked(STATE_SEQ, m.to_publish()).await
+    }
+
+    /// Publishes the bridge's state on the local broker; true when it was sent.
+    async fn publish_state(&mut self, state: &str) -> bool {
         if !self.lanes[IN].connected {
-            return;
+            return false;
         }
         let topic = state_topic(&self.config);
         let payload = state_payload(state, &self.config.remote.url);
         let publish = new_publish(topic, QoS::AtLeastOnce, true, payload, None);
-        self.local.publish_tracked(STATE_SEQ, publish).await;
+        self.local.publish_tracked(STATE_SEQ, publish).await
     }
 
     fn publish_stats(&self, last: &mut Vec<(String, u64)>) {

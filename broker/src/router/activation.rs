@@ -353,7 +353,7 @@ impl Router {
     /// subscription. The router owns all state, so nothing can slip in between the
     /// replay and the live messages: no gap, no duplicate.
     pub(super) fn set_active(&mut self, now: Instant, key: usize, filter: &Arc<str>, active: bool) {
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(s) = self.sessions.get_mut(key).filter(|s| !s.ending) else {
             return;
         };
         let Some(entry) = s.subscriptions.get_mut(filter) else {

@@ -14,6 +14,8 @@ use crate::store::worker::Done;
 
 /// Commands taken from the channel per turn.
 const BATCH: usize = 256;
+/// How long services' last words get to reach clients before the DISCONNECTs.
+const FAREWELL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Router {
     /// Runs the loop until a `Shutdown` command or until every sender is gone.
@@ -30,6 +32,9 @@ impl Router {
                     let now = Instant::now();
                     for cmd in batch.drain(..) {
                         if let Command::Shutdown(reply) = cmd {
+                            if self.farewell(Instant::now()) {
+                                tokio::time::sleep(FAREWELL).await;
+                            }
                             self.disconnect_all(Instant::now());
                             self.drain_store(&mut done).await;
                             let _ = reply.send(());
@@ -44,6 +49,11 @@ impl Router {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.handle_timeout(Instant::now());
+                    if self.ending_pending() {
+                        // Work split across turns (`ending.rs`) is due again at once: let
+                        // the connection tasks that queued commands meanwhile run first.
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         }

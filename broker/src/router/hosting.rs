@@ -214,12 +214,12 @@ impl Host for RouterHost<'_> {
 
 impl Router {
     /// Runs `f` for every service whose `wants` says yes, with a [`Host`] on this
-    /// router; then publishes what the hooks queued.
+    /// router; then publishes what the hooks queued. Returns how many messages that was.
     pub(super) fn with_services(
         &mut self,
         now: Instant,
         mut f: impl FnMut(&mut dyn Service, &mut dyn Host),
-    ) {
+    ) -> usize {
         let mut services = std::mem::take(&mut self.services);
         let mut host = RouterHost {
             router: self,
@@ -232,9 +232,11 @@ impl Router {
         let pending = std::mem::take(&mut host.pending);
         // A hook may have registered services meanwhile only by a bug; keep ours.
         self.services = services;
+        let published = pending.len();
         for (msg, durable) in pending {
             self.publish_broker(now, msg, durable);
         }
+        published
     }
 
     /// Publishes a message of the broker's own (a service's): retained (and stored
@@ -272,6 +274,13 @@ impl Router {
             }
         });
         disposition
+    }
+
+    /// The broker is stopping: services publish their last words (a cluster node's down
+    /// record). True when one did, so the caller can give them time to leave before the
+    /// DISCONNECTs (a client that reads both in one go may drop what came first).
+    pub(super) fn farewell(&mut self, now: Instant) -> bool {
+        self.with_services(now, |s, host| s.on_shutdown(host)) > 0
     }
 
     /// Services start once the store is loaded.

@@ -222,7 +222,14 @@ impl Router {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
+        if s.ending {
+            return;
+        }
         let will = s.will.take();
+        if s.subscriptions.len() > super::ending::LARGE {
+            self.end_session_in_turns(now, key, will, publish_pending_will);
+            return;
+        }
         let filters: Vec<Arc<str>> = s.subscriptions.keys().cloned().collect();
         for f in filters {
             self.remove_subscription(key, &f);
@@ -247,6 +254,60 @@ impl Router {
             }
             self.services_session_end(now, &author.client_id);
         }
+    }
+
+    /// [`Router::end_session`] for a session with many subscriptions: everything a client
+    /// can see happens now, as for any session; its subscriptions leave the index over
+    /// the next turns (`ending.rs`). Shared subscriptions leave now, so that no group
+    /// picks a member that is gone.
+    fn end_session_in_turns(
+        &mut self,
+        now: Instant,
+        key: usize,
+        will: Option<Box<Will>>,
+        publish_pending_will: bool,
+    ) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let stored = s.expiry_interval > 0 || s.expires_at.is_some();
+        // Nothing of it is journaled from now on: `DeleteSession` below removes its rows.
+        s.expiry_interval = 0;
+        s.expires_at = None;
+        s.will_at = None;
+        s.record_dirty = false;
+        s.dirty_filters = None;
+        let shared: Vec<Arc<str>> = s
+            .subscriptions
+            .keys()
+            .filter(|f| f.starts_with("$share/"))
+            .cloned()
+            .collect();
+        for f in shared {
+            self.remove_subscription(key, &f);
+        }
+        self.release_holds(key);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.ending = true;
+        let lost = s.queue.len() + s.window.len();
+        s.queue.clear();
+        s.replay.clear();
+        self.by_id.remove(&s.client_id);
+        let author = WillAuthor::of(s);
+        if stored {
+            let id = s.client_id.clone();
+            self.journal.record(|| Mutation::DeleteSession(id));
+        }
+        if lost > 0 {
+            Metrics::add(&self.metrics.messages_dropped, lost as u64);
+        }
+        if publish_pending_will && let Some(w) = will {
+            self.publish_will(now, &author, *w);
+        }
+        self.services_session_end(now, &author.client_id);
+        self.end_later(now, key);
     }
 
     /// Publishes a will message as if its client had sent it, if the access seam lets

@@ -15,6 +15,7 @@ mod acks;
 mod activation;
 mod commands;
 mod driver;
+mod ending;
 mod held;
 mod hosting;
 mod journal;
@@ -207,6 +208,12 @@ pub struct Router {
     /// Subscription and retained-message quotas, and the retained usage they are checked on.
     quotas: quotas::QuotaLimits,
     retained_usage: quotas::RetainedUsage,
+    /// Subscription changes marked for the journal and not yet in a batch (`records.rs`);
+    /// past [`records::BACKLOG`] under `sync`, SUBACK and UNSUBACK wait for their commit.
+    pending_marks: usize,
+    /// Ended sessions whose subscriptions are still being taken out of the index, a
+    /// chunk per turn (`lifecycle.rs`), oldest first, and when the next chunk is due.
+    ending: ending::Ending,
 }
 
 impl Router {
@@ -290,6 +297,8 @@ impl Router {
             max_user_properties: limits.max_user_properties,
             quotas: quotas::QuotaLimits::new(limits),
             retained_usage: quotas::RetainedUsage::default(),
+            ending: ending::Ending::default(),
+            pending_marks: 0,
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
@@ -363,6 +372,7 @@ impl Router {
             Command::Shutdown(done) => {
                 // The driver intercepts Shutdown to drain the store first; a caller that
                 // drives `handle` directly gets the disconnections only.
+                self.farewell(now);
                 self.disconnect_all(now);
                 let _ = done.send(());
             }
@@ -378,6 +388,9 @@ impl Router {
         if let Some(t) = self.next_commit {
             next = next.min(t);
         }
+        if let Some(t) = self.ending.due() {
+            next = next.min(t);
+        }
         for s in &self.services {
             if let Some(t) = s.poll_timeout() {
                 next = next.min(t);
@@ -389,6 +402,7 @@ impl Router {
     /// Runs everything due at `now`: wills, session expiry, service timers, the
     /// retained sweep and a `batched` commit. Ends the turn.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.continue_ending(now);
         self.fire_timers(now);
         self.services_timeout(now);
         if now >= self.next_sweep {

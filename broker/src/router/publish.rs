@@ -191,7 +191,7 @@ impl Router {
                     if options.no_local && publisher == Some(*session) {
                         return; // [MQTT-3.8.3-3]
                     }
-                    let Some(s) = sessions.get_mut(*session) else {
+                    let Some(s) = sessions.get_mut(*session).filter(|s| !s.ending) else {
                         return;
                     };
                     let qos = options.qos.min(msg.qos);
@@ -240,7 +240,7 @@ impl Router {
         // publish, however many offline subscribers share it.
         let mut kept: Option<Arc<Message>> = None;
         for m in matches.drain(..) {
-            let Some(s) = self.sessions.get_mut(m.session) else {
+            let Some(s) = self.sessions.get_mut(m.session).filter(|s| !s.ending) else {
                 continue;
             };
             let one = if s.conn.is_none() && m.qos != QoS::AtMostOnce {

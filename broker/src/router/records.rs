@@ -10,11 +10,35 @@
 
 use std::sync::Arc;
 
+use canopy_proto::Packet;
+
 use super::Router;
+use crate::config::Durability;
+
+/// Subscription changes that may wait for the journal before SUBACK and UNSUBACK do too
+/// (`sync` only). Below it they leave at once (a crash may lose the changes of the batch
+/// being written, docs/persistence.md); beyond it a subscriber that changes subscriptions
+/// faster than the store commits is slowed to its pace, so commits stay small and other
+/// clients' acknowledgements, which wait for them, stay prompt.
+pub(super) const BACKLOG: usize = 1024;
 use super::session::{Session, SubEntry};
 use crate::store::{Mutation, SessionRecord, SubscriptionRecord};
 
 impl Router {
+    /// Sends a SUBACK or UNSUBACK to session `key`: at once, or under `sync` with more
+    /// than [`BACKLOG`] changes waiting for the journal, after the commit of its own.
+    pub(super) fn send_change_ack(&mut self, key: usize, packet: Packet) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        match &s.conn {
+            Some(c) if self.durability == Durability::Sync && self.pending_marks > BACKLOG => {
+                self.held_acks.push((key, c.id, packet));
+            }
+            _ => s.send(packet),
+        }
+    }
+
     /// Marks the session's own record (expiry, will) for the next batch, when the
     /// session is persistent.
     pub(super) fn persist_session(&mut self, key: usize) {
@@ -44,9 +68,12 @@ impl Router {
             return;
         }
         if s.stored {
-            s.dirty_filters
+            if s.dirty_filters
                 .get_or_insert_default()
-                .insert(filter.clone());
+                .insert(filter.clone())
+            {
+                self.pending_marks += 1;
+            }
         } else {
             // Not stored yet: the first record carries every subscription.
             s.record_dirty = true;
@@ -77,6 +104,7 @@ impl Router {
     /// without subscriptions if its own fields changed, then one put or delete per
     /// changed subscription; a session stored for the first time is written whole.
     pub(super) fn journal_dirty_sessions(&mut self) {
+        self.pending_marks = 0;
         for key in std::mem::take(&mut self.dirty_sessions) {
             let Some(s) = self.sessions.get_mut(key) else {
                 continue;

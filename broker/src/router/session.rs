@@ -189,6 +189,9 @@ pub struct Session {
     pub dirty_filters: Option<Box<HashSet<Arc<str>>>>,
     /// Whether the session is in the router's list of sessions to journal.
     pub journal_queued: bool,
+    /// The session has ended and its subscriptions are leaving the index a chunk per
+    /// turn (`ending.rs`): nothing is delivered to it any more.
+    pub ending: bool,
     /// Whether the store holds this session's record (and so its subscriptions). A
     /// session stored for the first time is written with all its subscriptions.
     pub stored: bool,
@@ -248,6 +251,7 @@ impl Session {
             record_dirty: false,
             dirty_filters: None,
             journal_queued: false,
+            ending: false,
             stored: false,
         }
     }

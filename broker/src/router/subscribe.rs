@@ -121,7 +121,8 @@ impl Router {
             granted_filters.push((filter, granted));
         }
         let mut held = None;
-        if let Some(s) = self.sessions.get(key) {
+        let mut ack = None;
+        if self.sessions.contains(key) {
             let properties = AckProperties {
                 reason_string: reason_string.filter(|_| v5),
                 user_properties: if v5 {
@@ -140,8 +141,11 @@ impl Router {
             };
             match wait.filter(|_| !granted_filters.is_empty()) {
                 Some(wait) => held = Some((suback, wait)),
-                None => s.send(Packet::SubAck(suback)),
+                None => ack = Some(Packet::SubAck(suback)),
             }
+        }
+        if let Some(ack) = ack {
+            self.send_change_ack(key, ack);
         }
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
@@ -329,13 +333,12 @@ impl Router {
                 });
             }
         }
-        if let Some(s) = self.sessions.get(key) {
-            s.send(Packet::UnsubAck(UnsubAck {
-                pkid: unsub.pkid,
-                reasons,
-                properties: AckProperties::default(),
-            }));
-        }
+        let unsuback = Packet::UnsubAck(UnsubAck {
+            pkid: unsub.pkid,
+            reasons,
+            properties: AckProperties::default(),
+        });
+        self.send_change_ack(key, unsuback);
     }
 
     /// Asks the access seam whether session `key` may receive a message on `topic`.

@@ -185,6 +185,10 @@ pub trait Service: Send {
     /// A connection was accepted (`session_present`: an existing session resumed).
     fn on_connect(&mut self, _host: &mut dyn Host, _client: &ClientInfo, _session_present: bool) {}
 
+    /// The broker is stopping: what the service publishes now reaches connected
+    /// subscribers before their DISCONNECT.
+    fn on_shutdown(&mut self, _host: &mut dyn Host) {}
+
     /// A connection ended; `reason` is the status reason (`disconnected`,
     /// `connection lost`, `keepalive timeout`, `protocol error`, `shutdown`, …).
     /// The session may live on if it is persistent.

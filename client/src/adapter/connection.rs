@@ -9,6 +9,7 @@ use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::v5 as p5;
 
 use super::backoff::Backoff;
+use super::follow::Follower;
 use super::{Publish, QoS, publish_from_v4};
 use crate::reason::{
     connack_v4, connack_v5, disconnect_reason, puback_reason, pubcomp_reason, pubrec_reason,
@@ -108,6 +109,7 @@ pub(super) enum Loop {
 pub struct Connection {
     event_loop: Loop,
     backoff: Option<Backoff>,
+    follower: Option<Follower>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -123,28 +125,71 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub(super) fn new(event_loop: Loop, backoff: Option<Backoff>) -> Connection {
+    pub(super) fn new(
+        event_loop: Loop,
+        backoff: Option<Backoff>,
+        follower: Option<Follower>,
+    ) -> Connection {
         Connection {
             event_loop,
             backoff,
+            follower,
         }
     }
 
     /// The next event; connects (again) first if needed. A CONNACK resets the backoff.
+    /// With [`Options::follow_redirects`](super::Options::follow_redirects), a failure that
+    /// sent the client away (or that happened at a server it was sent to) re-points the
+    /// event loop before it is returned: polling again connects there.
     pub async fn poll(&mut self) -> Result<Event, Failure> {
-        let event = match &mut self.event_loop {
-            Loop::V4(el) => el.poll().await.map(event_v4).map_err(failure_v4)?,
-            Loop::V5(el) => el.poll().await.map(event_v5).map_err(failure_v5)?,
+        let polled = match &mut self.event_loop {
+            Loop::V4(el) => el.poll().await.map(event_v4).map_err(failure_v4),
+            Loop::V5(el) => el.poll().await.map(event_v5).map_err(failure_v5),
         };
-        if let (Event::ConnAck { .. }, Some(b)) = (&event, &mut self.backoff) {
-            b.reset();
+        match &polled {
+            Ok(Event::ConnAck { .. }) => {
+                if let Some(b) = &mut self.backoff {
+                    b.reset();
+                }
+                if let Some(f) = &mut self.follower {
+                    f.connected();
+                }
+            }
+            Err(failure) => {
+                if let Some(f) = &mut self.follower {
+                    let redirected = matches!(failure.kind, FailureKind::Redirected(_));
+                    if let (Some(next), Loop::V5(el)) =
+                        (f.after_failure(redirected).await, &mut self.event_loop)
+                    {
+                        el.options = next.v5();
+                    }
+                }
+            }
+            Ok(_) => {}
         }
-        Ok(event)
+        polled
+    }
+
+    /// The server the next connection attempt goes to (`host`, `port`): the configured
+    /// one, or where a Server Reference sent the client.
+    pub fn target(&self) -> (String, u16) {
+        match &self.event_loop {
+            Loop::V4(el) => el.mqtt_options.broker_address(),
+            Loop::V5(el) => el.options.broker_address(),
+        }
     }
 
     /// Waits the next reconnect delay (decorrelated jitter between the configured base and
-    /// cap); returns at once when no backoff was configured.
+    /// cap); returns at once when no backoff was configured or the connection is following
+    /// a Server Reference.
     pub async fn pause(&mut self) {
+        if self
+            .follower
+            .as_mut()
+            .is_some_and(Follower::take_skip_pause)
+        {
+            return;
+        }
         if let Some(b) = &mut self.backoff {
             tokio::time::sleep(b.next_delay()).await;
         }

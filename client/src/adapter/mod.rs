@@ -15,6 +15,7 @@
 
 pub mod backoff;
 mod connection;
+mod follow;
 mod options;
 
 use bytes::Bytes;

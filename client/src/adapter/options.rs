@@ -11,6 +11,7 @@ use rumqttc::Transport;
 
 use super::backoff::Backoff;
 use super::connection::{Connection, Loop};
+use super::follow::Follower;
 use super::{Client, LastWill, Version, v4_will};
 
 /// Connection options common to both versions; 5.0-only ones are ignored on 3.1.1.
@@ -52,6 +53,9 @@ pub struct Options {
     pub pending_throttle: Option<Duration>,
     /// Reconnect delays `(base, cap)` for [`Connection::pause`]; `None`: no delay.
     pub backoff: Option<(Duration, Duration)>,
+    /// Follow Server Reference (5.0 over TCP or TLS; see `follow.rs`): after CONNACK or
+    /// DISCONNECT 0x9C/0x9D the next attempt goes to the referenced server.
+    pub follow_redirects: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -93,6 +97,7 @@ impl Options {
             receive_maximum: None,
             pending_throttle: None,
             backoff: None,
+            follow_redirects: false,
         }
     }
 
@@ -172,6 +177,7 @@ impl Options {
     /// the first [`Connection::poll`], in the task that owns the [`Connection`].
     pub fn connect(&self) -> (Client, Connection) {
         let backoff = self.backoff.map(|(base, cap)| Backoff::new(base, cap));
+        let follower = self.follow_redirects.then(|| Follower::new(self)).flatten();
         match self.version {
             Version::V311 => {
                 let (client, mut el) = rumqttc::AsyncClient::new(self.v4(), self.request_capacity);
@@ -182,14 +188,14 @@ impl Options {
                 }
                 (
                     Client::V4(client),
-                    Connection::new(Loop::V4(Box::new(el)), backoff),
+                    Connection::new(Loop::V4(Box::new(el)), backoff, follower),
                 )
             }
             Version::V5 => {
                 let (client, el) = rumqttc::v5::AsyncClient::new(self.v5(), self.request_capacity);
                 (
                     Client::V5(client),
-                    Connection::new(Loop::V5(Box::new(el)), backoff),
+                    Connection::new(Loop::V5(Box::new(el)), backoff, follower),
                 )
             }
         }

@@ -217,6 +217,8 @@ impl Link {
             options.credentials = Some((u.clone(), p.clone()));
         }
         options.will = will;
+        // A cluster node may send the link to the node its client id belongs to.
+        options.follow_redirects = true;
         let (client, connection) = options.connect();
         let shared = Arc::new(Mutex::new(Correlation::default()));
         let epoch = Arc::new(AtomicU64::new(0));

@@ -156,7 +156,7 @@ async fn three_brokers_share_records_redirect_and_move_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_is_marked_down_by_its_will_and_its_pins_stop_counting() {
+async fn a_stopped_node_publishes_its_down_record_and_its_pins_stop_counting() {
     let root = node("root", None).await;
     let n1 = node("n1", Some(root.mqtt_addr())).await;
     assert!(all_see(&[&root, &n1], &["root", "n1"]).await);
@@ -164,15 +164,16 @@ async fn a_killed_node_is_marked_down_by_its_will_and_its_pins_stop_counting() {
     assert!(pinned_everywhere(&[&root], "dev", "n1").await);
     let (_c, ack) = RawClient::handshake(root.mqtt_addr(), &Connect::v5("dev")).await;
     assert_eq!(ack.code, USE_ANOTHER_SERVER);
-    // A graceful stop disconnects the link normally (no will): the record goes stale and
-    // the root counts n1 down after three load intervals, at least 6 s.
+    // A graceful stop publishes the join link's will itself before its DISCONNECT: the
+    // root has n1's down record (the will's: no timestamp) rather than counting it down
+    // when its record goes stale (that keeps the last record's timestamp).
     n1.shutdown().await;
     let down = wait_until(Duration::from_secs(15), || {
         root.cluster()
             .unwrap()
             .nodes()
             .iter()
-            .any(|r| r.node == "n1" && !r.is_up())
+            .any(|r| r.node == "n1" && !r.is_up() && r.ts == 0)
     })
     .await;
     assert!(down, "{:?}", root.cluster().unwrap().nodes());
@@ -230,4 +231,24 @@ async fn a_drained_node_sends_its_clients_away_and_says_so_in_its_record() {
     assert_eq!(ack.code, 0, "pinned here again");
     n1.shutdown().await;
     root.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_root_tells_its_nodes_it_is_down_before_its_record_could_go_stale() {
+    let root = node("root", None).await;
+    let n1 = node("n1", Some(root.mqtt_addr())).await;
+    assert!(all_see(&[&root, &n1], &["root", "n1"]).await);
+    // The root's last record says down and reaches n1 ahead of the join link's DISCONNECT.
+    // A stale record counts down only after 6 s: seeing it sooner means the record came.
+    root.shutdown().await;
+    let down = wait_until(Duration::from_secs(4), || {
+        n1.cluster()
+            .unwrap()
+            .nodes()
+            .iter()
+            .any(|r| r.node == "root" && !r.is_up())
+    })
+    .await;
+    assert!(down, "{:?}", n1.cluster().unwrap().nodes());
+    n1.shutdown().await;
 }

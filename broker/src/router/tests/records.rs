@@ -3,6 +3,7 @@
 //! restart from the store that brings back options, identifiers and activation states.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use canopy_proto::{PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
@@ -264,4 +265,108 @@ fn a_restart_from_the_store_brings_back_subscriptions_options_and_activation_sta
     let (h2, _) = Harness::sync_from(snapshot, |_| {});
     assert_eq!(subscriptions_of(&h2, "s"), before);
     assert_eq!(h2.router.subscription_count, 4);
+}
+
+#[test]
+fn a_session_with_many_subscriptions_ends_at_once_and_leaves_the_index_in_chunks() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    assert!(!h.connect(
+        "big",
+        Conn {
+            clean: false,
+            expiry: 3600,
+            ..Conn::default()
+        }
+    ));
+    h.connect("other", Conn::default());
+    let n = super::super::ending::LARGE * 2 + 10;
+    let filters: Vec<String> = (0..n).map(|i| format!("big/{i}")).collect();
+    h.subscribe_burst("big", &filters);
+    h.subscribe("other", "big/5", QoS::AtMostOnce);
+    h.complete_commits(&commits);
+    assert_eq!(h.router.subscription_count, n + 1);
+
+    // Ended for good (clean start takes it over): gone at once for everything visible.
+    h.disconnect("big", false, "disconnected");
+    assert!(!h.connect(
+        "big",
+        Conn {
+            clean: true,
+            ..Conn::default()
+        }
+    ));
+    h.publish(
+        "other",
+        "big/5",
+        "x",
+        QoS::AtMostOnce,
+        false,
+        PublishProperties::default(),
+    );
+    assert_eq!(h.received("big").len(), 0, "nothing for the ended session");
+    assert_eq!(h.received("other").len(), 1);
+    // Its subscriptions leave the index over several turns, a chunk each.
+    let left = h.router.subscription_count;
+    assert!(
+        left > n - super::super::ending::CHUNK,
+        "{left}: not all in one turn"
+    );
+    h.advance(Duration::ZERO);
+    assert_eq!(
+        h.router.subscription_count, 1,
+        "only other's subscription is left"
+    );
+    h.publish(
+        "other",
+        "big/7",
+        "y",
+        QoS::AtMostOnce,
+        false,
+        PublishProperties::default(),
+    );
+    assert_eq!(
+        h.received("big").len(),
+        0,
+        "the new session never subscribed"
+    );
+    // The store forgot it with one DeleteSession, and nothing of it was written after.
+    h.complete_commits(&commits);
+    let mut store = MemoryStore::new();
+    store.commit(&mut take_ops(&commits)).unwrap();
+    let (h2, _) = Harness::sync_from(store.load().unwrap(), |_| {});
+    assert_eq!(h2.router.subscription_count, 0);
+}
+
+#[test]
+fn under_sync_a_subscription_backlog_beyond_its_bound_makes_subacks_wait_for_their_commit() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    assert!(!h.connect(
+        "s",
+        Conn {
+            clean: false,
+            expiry: 3600,
+            ..Conn::default()
+        }
+    ));
+    let first: Vec<String> = (0..10).map(|i| format!("a/{i}")).collect();
+    h.subscribe_burst("s", &first);
+    assert_eq!(h.packets("s").len(), 10, "below the bound: at once");
+    // The session's first record commits, which submits these ten: a commit is in
+    // flight, and twice the bound in changes arrive meanwhile.
+    h.complete_commits_once(&commits);
+    let n = super::super::records::BACKLOG * 2;
+    let more: Vec<String> = (0..n).map(|i| format!("b/{i}")).collect();
+    h.subscribe_burst("s", &more);
+    let at_once = h.packets("s").len();
+    assert_eq!(
+        at_once,
+        super::super::records::BACKLOG,
+        "the rest waits for the journal"
+    );
+    h.complete_commits(&commits);
+    assert_eq!(
+        h.packets("s").len(),
+        n - at_once,
+        "released by the commit of their changes"
+    );
 }

@@ -57,6 +57,8 @@ pub struct ClusterService {
     level: Option<u8>,
     /// A drain order for this node is in force.
     draining: bool,
+    /// The broker is stopping: the last record says down.
+    stopping: bool,
     next_publish: Instant,
     /// Publish counters at the last record, for the rates.
     last_counts: (u64, u64, Instant),
@@ -88,6 +90,7 @@ impl ClusterService {
             connected: HashMap::new(),
             level: None,
             draining: false,
+            stopping: false,
             next_publish: now,
             seen: HashMap::new(),
             mover: Mover::new(c.move_rate, now),
@@ -102,7 +105,9 @@ impl ClusterService {
     }
 
     fn state(&self) -> NodeState {
-        if self.draining {
+        if self.stopping {
+            NodeState::Down
+        } else if self.draining {
             NodeState::Draining
         } else {
             NodeState::Up
@@ -288,6 +293,14 @@ impl Service for ClusterService {
         for (topic, payload) in found {
             self.learn(host, now, &topic, &payload, false);
         }
+        self.publish_record(host);
+    }
+
+    /// A graceful stop says so at once: the last record is down (on the root it reaches
+    /// every node through their join links; a node's own join link leaves its will on the
+    /// root as it stops, see `link.rs`), rather than going stale after three intervals.
+    fn on_shutdown(&mut self, host: &mut dyn Host) {
+        self.stopping = true;
         self.publish_record(host);
     }
 
