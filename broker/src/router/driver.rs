@@ -49,7 +49,7 @@ impl Router {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.handle_timeout(Instant::now());
-                    if self.ending_pending() {
+                    if self.split_work_pending() {
                         // Work split across turns (`ending.rs`) is due again at once: let
                         // the connection tasks that queued commands meanwhile run first.
                         tokio::task::yield_now().await;

@@ -226,11 +226,17 @@ impl Router {
             return;
         }
         let will = s.will.take();
-        if s.subscriptions.len() > super::ending::LARGE {
+        let large = s.subscriptions.len() > super::ending::LARGE;
+        let filters: Vec<Arc<str>> = if large {
+            Vec::new()
+        } else {
+            s.subscriptions.keys().cloned().collect()
+        };
+        self.forget_deferred(key);
+        if large {
             self.end_session_in_turns(now, key, will, publish_pending_will);
             return;
         }
-        let filters: Vec<Arc<str>> = s.subscriptions.keys().cloned().collect();
         for f in filters {
             self.remove_subscription(key, &f);
         }

@@ -14,6 +14,7 @@
 mod acks;
 mod activation;
 mod commands;
+mod deferred;
 mod driver;
 mod ending;
 mod held;
@@ -211,6 +212,8 @@ pub struct Router {
     /// Subscription changes marked for the journal and not yet in a batch (`records.rs`);
     /// past [`records::BACKLOG`] under `sync`, SUBACK and UNSUBACK wait for their commit.
     pending_marks: usize,
+    /// Big SUBSCRIBEs handled a chunk per turn, and the commands queued behind them.
+    deferred: deferred::Deferred,
     /// Ended sessions whose subscriptions are still being taken out of the index, a
     /// chunk per turn (`lifecycle.rs`), oldest first, and when the next chunk is due.
     ending: ending::Ending,
@@ -299,6 +302,7 @@ impl Router {
             retained_usage: quotas::RetainedUsage::default(),
             ending: ending::Ending::default(),
             pending_marks: 0,
+            deferred: deferred::Deferred::default(),
         };
         for msg in snapshot.retained {
             if !msg.expired(now) {
@@ -327,7 +331,7 @@ impl Router {
 
     /// Handles one command at `now`. Commands of a connection that is no longer its
     /// session's current one are dropped here, once.
-    pub fn handle(&mut self, now: Instant, cmd: Command) {
+    fn handle_now(&mut self, now: Instant, cmd: Command) {
         if let Some((session, conn)) = cmd.target()
             && !self.is_current(session, conn)
         {
@@ -391,6 +395,9 @@ impl Router {
         if let Some(t) = self.ending.due() {
             next = next.min(t);
         }
+        if let Some(t) = self.deferred.due() {
+            next = next.min(t);
+        }
         for s in &self.services {
             if let Some(t) = s.poll_timeout() {
                 next = next.min(t);
@@ -403,6 +410,7 @@ impl Router {
     /// retained sweep and a `batched` commit. Ends the turn.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.continue_ending(now);
+        self.continue_deferred(now);
         self.fire_timers(now);
         self.services_timeout(now);
         if now >= self.next_sweep {

@@ -12,9 +12,23 @@ use canopy_proto::{
 
 use super::session::{Activation, Delivery, SubEntry};
 use super::{Router, SharedGroup, Subscriber};
-use super::{activation, held};
+use super::{activation, deferred, held};
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
+
+/// A SUBSCRIBE being handled: what is decided so far and the filters still to go.
+#[derive(Debug)]
+pub(super) struct SubscribeWork {
+    pkid: u16,
+    v5: bool,
+    id: Option<u32>,
+    activation: Result<Option<Activation>, activation::RegistrationError>,
+    wait: Option<std::time::Duration>,
+    reason_string: Option<String>,
+    reasons: Vec<ReasonCode>,
+    pending: Vec<String>,
+    filters: std::vec::IntoIter<(TopicFilter, SubscriptionOptions)>,
+}
 
 impl Router {
     pub(super) fn on_subscribe(&mut self, now: Instant, key: usize, sub: Subscribe) {
@@ -22,24 +36,39 @@ impl Router {
             return;
         };
         let v5 = s.conn.as_ref().is_some_and(|c| c.protocol.is_v5());
+        let work = SubscribeWork {
+            pkid: sub.pkid,
+            v5,
+            id: sub.properties.subscription_identifier,
+            // 5.0 user properties register an activation for every filter of the packet.
+            activation: activation::from_user_properties(&sub.properties.user_properties),
+            // 5.0: a SUBACK that waits for interest propagation (`held.rs`).
+            wait: held::requested_wait(&sub.properties.user_properties).filter(|_| v5),
+            reason_string: None,
+            reasons: Vec::with_capacity(sub.filters.len()),
+            pending: Vec::new(),
+            filters: sub.filters.into_iter(),
+        };
+        self.continue_subscribe(now, key, work);
+    }
+
+    /// Handles the next [`deferred::CHUNK`] filters of a SUBSCRIBE; when more are left,
+    /// the rest waits for a later turn (`deferred.rs`), else the SUBACK goes. A SUBSCRIBE
+    /// that takes several turns has its retained messages sent chunk by chunk, before the
+    /// SUBACK, which MQTT allows (5.0 section 3.8.4).
+    pub(super) fn continue_subscribe(&mut self, now: Instant, key: usize, mut work: SubscribeWork) {
+        let v5 = work.v5;
         let fail = |code: ReasonCode| if v5 { code } else { ReasonCode(0x80) };
-        let id = sub.properties.subscription_identifier;
-        // 5.0 user properties register an activation for every filter of the packet.
-        let activation = activation::from_user_properties(&sub.properties.user_properties);
-        // 5.0: a SUBACK that waits for interest propagation (`held.rs`).
-        let wait = held::requested_wait(&sub.properties.user_properties).filter(|_| v5);
-        let mut reason_string: Option<String> = None;
-        let mut reasons = Vec::with_capacity(sub.filters.len());
+        let id = work.id;
         let mut replays: Vec<(TopicFilter, QoS, Option<u32>)> = Vec::new();
         let mut granted_filters = Vec::new();
-        let mut pending: Vec<String> = Vec::new();
-        for (filter, options) in sub.filters {
+        for (filter, options) in work.filters.by_ref().take(deferred::CHUNK) {
             let too_big =
                 filter.len() > self.max_filter_length || filter.depth() > self.max_filter_levels;
             let shared = match SharedFilter::parse(&filter) {
                 Ok(sh) if !too_big => sh,
                 _ => {
-                    reasons.push(fail(ReasonCode::TOPIC_FILTER_INVALID));
+                    work.reasons.push(fail(ReasonCode::TOPIC_FILTER_INVALID));
                     continue;
                 }
             };
@@ -53,15 +82,15 @@ impl Router {
                 return;
             }
             if let Err(why) = self.subscribe_allowed(key, filter.as_str()) {
-                reason_string = Some(why.0.to_string());
-                reasons.push(fail(ReasonCode::NOT_AUTHORIZED));
+                work.reason_string = Some(why.0.to_string());
+                work.reasons.push(fail(ReasonCode::NOT_AUTHORIZED));
                 continue;
             }
-            let activation = match &activation {
+            let activation = match &work.activation {
                 Ok(a) => a.clone(),
                 Err(e) => {
-                    reason_string = Some(e.message.clone());
-                    reasons.push(fail(if e.bad_filter {
+                    work.reason_string = Some(e.message.clone());
+                    work.reasons.push(fail(if e.bad_filter {
                         ReasonCode::TOPIC_FILTER_INVALID
                     } else {
                         ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR
@@ -70,14 +99,15 @@ impl Router {
                 }
             };
             if shared.is_some() && activation.is_some() {
-                reason_string = Some("shared subscriptions cannot be event-activated".into());
-                reasons.push(fail(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR));
+                work.reason_string = Some("shared subscriptions cannot be event-activated".into());
+                work.reasons
+                    .push(fail(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR));
                 continue;
             }
             if let Err(why) = self.subscription_quota(key, filter.as_str()) {
                 Metrics::add(&self.metrics.quota_exceeded, 1);
-                reason_string = Some(why.to_string());
-                reasons.push(fail(ReasonCode::QUOTA_EXCEEDED));
+                work.reason_string = Some(why.to_string());
+                work.reasons.push(fail(ReasonCode::QUOTA_EXCEEDED));
                 continue;
             }
             let granted = options.qos.min(self.maximum_qos);
@@ -95,7 +125,7 @@ impl Router {
             let activation = match gate {
                 Some(active) => {
                     if !active {
-                        pending.push(filter.to_string());
+                        work.pending.push(filter.to_string());
                     }
                     Some(Activation::gated(active))
                 }
@@ -107,7 +137,7 @@ impl Router {
             let active = activation.as_ref().is_none_or(|a| a.active);
             let existed =
                 self.add_subscription(key, &filter, shared.as_ref(), options, id, activation);
-            reasons.push(ReasonCode(granted as u8));
+            work.reasons.push(ReasonCode(granted as u8));
             let replay = shared.is_none()
                 && active
                 && match options.retain_handling {
@@ -120,13 +150,13 @@ impl Router {
             }
             granted_filters.push((filter, granted));
         }
+        let last = work.filters.len() == 0;
         let mut held = None;
-        let mut ack = None;
-        if self.sessions.contains(key) {
+        if last && self.sessions.contains(key) {
             let properties = AckProperties {
-                reason_string: reason_string.filter(|_| v5),
+                reason_string: work.reason_string.take().filter(|_| v5),
                 user_properties: if v5 {
-                    pending
+                    std::mem::take(&mut work.pending)
                         .into_iter()
                         .map(|f| ("pending".to_owned(), f))
                         .collect()
@@ -135,17 +165,14 @@ impl Router {
                 },
             };
             let suback = SubAck {
-                pkid: sub.pkid,
-                reasons,
+                pkid: work.pkid,
+                reasons: std::mem::take(&mut work.reasons),
                 properties,
             };
-            match wait.filter(|_| !granted_filters.is_empty()) {
+            match work.wait.filter(|_| !granted_filters.is_empty()) {
                 Some(wait) => held = Some((suback, wait)),
-                None => ack = Some(Packet::SubAck(suback)),
+                None => self.send_change_ack(key, Packet::SubAck(suback)),
             }
-        }
-        if let Some(ack) = ack {
-            self.send_change_ack(key, ack);
         }
         for (filter, qos, id) in replays {
             self.replay_retained(now, key, &filter, qos, id);
@@ -155,6 +182,9 @@ impl Router {
         }
         if let Some((suback, wait)) = held {
             self.hold_suback(now, key, suback, wait);
+        }
+        if !last {
+            self.defer_subscribe(now, key, work);
         }
     }
 

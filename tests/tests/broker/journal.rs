@@ -389,3 +389,49 @@ async fn ending_a_session_of_100000_filters_keeps_other_clients_served() {
     drop((r, w));
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscribe_of_90000_filters_keeps_other_clients_served() {
+    const N: usize = 90_000;
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = tokio::spawn(pinger_at(addr, stop.clone()));
+    let (mut r, mut w) = open(addr, &unique("journal-big"), 0).await;
+    // One SUBSCRIBE: packet id 1, no properties, N filters `g/<i>` at QoS 0.
+    let mut body = vec![0, 1, 0];
+    for i in 0..N {
+        body.extend(string(&format!("g/{i}")));
+        body.push(0);
+    }
+    let packet_bytes = packet(0x82, &body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    w.write_all(&packet_bytes).await.expect("SUBSCRIBE");
+    let (first, ack) = tokio::time::timeout(BOUND, read_packet(&mut r))
+        .await
+        .expect("a SUBACK within the bound");
+    let took = start.elapsed();
+    assert_eq!(first, 0x90, "SUBACK");
+    // pkid (2), properties (1: none), then one code per filter, all granted QoS 0.
+    assert_eq!(ack.len(), 3 + N);
+    assert!(ack[3..].iter().all(|c| *c == 0), "every filter granted");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
+        .await
+        .expect("the other client's pings end")
+        .expect("pinger");
+    let during: Vec<Duration> = rtts
+        .iter()
+        .filter(|(t, rtt)| *t + *rtt >= start)
+        .map(|(_, rtt)| *rtt)
+        .collect();
+    eprintln!(
+        "big subscribe: {N} filters in one SUBSCRIBE ({} bytes) answered in {took:?}; other client's round trips meanwhile: {}",
+        packet_bytes.len(),
+        summary(during)
+    );
+    drop((r, w));
+    broker.shutdown().await;
+}

@@ -12,6 +12,7 @@ mod presence;
 mod pressure;
 mod records;
 mod services;
+mod split;
 mod timing;
 
 use std::collections::{HashMap, VecDeque};
