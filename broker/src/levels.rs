@@ -4,6 +4,7 @@
 //!
 //! Owns no data; never allocates and never panics on any string.
 
+pub(crate) mod children;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -22,18 +22,17 @@
 //! only after it has been unlinked from its parent and siblings), and no index is ever taken
 //! from input, so indexing the slab cannot panic on any topic or filter a peer can send.
 
-use std::collections::HashMap;
-
 use canopy_proto::{TopicFilter, TopicName};
 use slab::Slab;
 
+use crate::levels::children::Children;
 use crate::levels::{Levels, ROOT, SYS_ROOT, root_for};
 
 /// One topic level.
 #[derive(Debug)]
 struct Node<V> {
     /// Children by level (possibly empty: `a//b` has a real empty level).
-    children: HashMap<Box<str>, usize>,
+    children: Children,
     /// Head of the list of children threaded through `next` / `prev`, for `+` and `#`.
     first_child: Option<usize>,
     /// Next sibling under the same parent.
@@ -49,7 +48,7 @@ struct Node<V> {
 impl<V> Node<V> {
     fn new(parent: usize) -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children::default(),
             first_child: None,
             next: None,
             prev: None,
@@ -139,7 +138,7 @@ impl<V> RetainTree<V> {
                     None
                 }
                 Some("+") => node.first_child,
-                Some(level) => node.children.get(level).copied(),
+                Some(level) => node.children.get(level),
             };
             if let Some(child) = first_child {
                 levels.advance();
@@ -241,14 +240,14 @@ impl<V> RetainTree<V> {
     fn find(&self, topic: &TopicName) -> Option<usize> {
         let mut n = root_for(topic);
         for level in topic.levels() {
-            n = *self.nodes[n].children.get(level)?;
+            n = self.nodes[n].children.get(level)?;
         }
         Some(n)
     }
 
     /// The child of `n` for `level`, created and linked first among its siblings if missing.
     fn child_or_insert(&mut self, n: usize, level: &str) -> usize {
-        if let Some(&c) = self.nodes[n].children.get(level) {
+        if let Some(c) = self.nodes[n].children.get(level) {
             return c;
         }
         let old_first = self.nodes[n].first_child;
@@ -260,7 +259,7 @@ impl<V> RetainTree<V> {
         }
         let parent = &mut self.nodes[n];
         parent.first_child = Some(c);
-        parent.children.insert(level.into(), c);
+        parent.children.insert(level, c);
         c
     }
 

@@ -6,7 +6,8 @@
 //! so a topic with 65,535 levels cannot exhaust the stack.
 //!
 //! Layout (after mosquitto `subs.c` and nats `sublist.go`): nodes live in a [`Slab`] arena;
-//! each node keeps its literal children in a map and its `+` child outside it. Values of
+//! each node keeps its literal children in a small list or, when there are many, a map
+//! (`levels::children`) and its `+` child outside them. Values of
 //! `a/#` live in node `a`'s `hash` list, which is how `a/#` also matches `a` itself
 //! [MQTT-4.7.1-1]; values of `a` live in its `here` list. Filters whose first level starts
 //! with `$` hang under a second root, and a `$` topic is walked from that root only, so a
@@ -22,18 +23,17 @@
 //! only after it has been unlinked from its parent), and no index is ever taken from input, so
 //! indexing the slab cannot panic on any topic or filter a peer can send.
 
-use std::collections::HashMap;
-
 use canopy_proto::{TopicFilter, TopicName};
 use slab::Slab;
 
+use crate::levels::children::Children;
 use crate::levels::{Levels, ROOT, SYS_ROOT, root_for};
 
 /// One level of the trie.
 #[derive(Debug)]
 struct Node<T> {
     /// Children reached by a literal level (possibly empty: `a//b` has a real empty level).
-    children: HashMap<Box<str>, usize>,
+    children: Children,
     /// The child reached by `+`, kept outside `children` so matching needs no string compare.
     plus: Option<usize>,
     /// Values whose filter is this node's path followed by `/#`; they match this node's topic
@@ -50,7 +50,7 @@ struct Node<T> {
 impl<T> Node<T> {
     fn new(parent: usize, via_plus: bool) -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children::default(),
             plus: None,
             hash: Vec::new(),
             here: Vec::new(),
@@ -100,13 +100,13 @@ impl<T> TopicTree<T> {
         let mut n = root_for(filter);
         for level in filter.levels() {
             if level == "#" {
-                self.nodes[n].hash.push(value);
+                push_fitted(&mut self.nodes[n].hash, value);
                 self.len += 1;
                 return;
             }
             n = self.child_or_insert(n, level);
         }
-        self.nodes[n].here.push(value);
+        push_fitted(&mut self.nodes[n].here, value);
         self.len += 1;
     }
 
@@ -163,7 +163,7 @@ impl<T> TopicTree<T> {
                     node.here.iter().for_each(&mut f);
                     None
                 }
-                Some(level) => node.children.get(level).copied().or(node.plus),
+                Some(level) => node.children.get(level).or(node.plus),
             };
             if let Some(child) = first_child {
                 levels.advance();
@@ -234,7 +234,7 @@ impl<T> TopicTree<T> {
             n = match level {
                 "#" => return Some((n, true)),
                 "+" => node.plus?,
-                _ => *node.children.get(level)?,
+                _ => node.children.get(level)?,
             };
         }
         Some((n, false))
@@ -259,11 +259,11 @@ impl<T> TopicTree<T> {
             self.nodes[n].plus = Some(c);
             return c;
         }
-        if let Some(&c) = self.nodes[n].children.get(level) {
+        if let Some(c) = self.nodes[n].children.get(level) {
             return c;
         }
         let c = self.nodes.insert(Node::new(n, false));
-        self.nodes[n].children.insert(level.into(), c);
+        self.nodes[n].children.insert(level, c);
         c
     }
 
@@ -289,6 +289,15 @@ impl<T> TopicTree<T> {
             n = parent;
         }
     }
+}
+
+/// Pushes `value`, allocating exactly one slot for a list's first value (most filters
+/// have one subscriber; a plain push would reserve four) and growing as usual after that.
+fn push_fitted<T>(list: &mut Vec<T>, value: T) {
+    if list.capacity() == 0 {
+        list.reserve_exact(1);
+    }
+    list.push(value);
 }
 
 #[cfg(test)]

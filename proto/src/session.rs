@@ -182,34 +182,40 @@ impl<T> Outgoing<T> {
 /// A PUBLISH arriving again with one of them is not delivered again [MQTT-4.3.3-10].
 #[derive(Debug, Default, Clone)]
 pub struct IncomingQos2 {
-    pending: HashSet<u16>,
+    /// Boxed, allocated at the first QoS 2 PUBLISH: most sessions never receive one, and a
+    /// broker keeps one of these per session.
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    pending: Option<Box<HashSet<u16>>>,
 }
 
 impl IncomingQos2 {
     /// Records a QoS 2 PUBLISH. Returns `true` when it is new (to be delivered) and
     /// `false` for a duplicate of one still awaiting PUBREL.
     pub fn on_publish(&mut self, pkid: u16) -> bool {
-        self.pending.insert(pkid)
+        self.pending.get_or_insert_default().insert(pkid)
     }
 
     /// Handles PUBREL: returns whether the packet identifier was known.
     pub fn on_pubrel(&mut self, pkid: u16) -> bool {
-        self.pending.remove(&pkid)
+        self.pending.as_mut().is_some_and(|p| p.remove(&pkid))
     }
 
     /// Number of QoS 2 messages awaiting PUBREL.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.as_ref().map_or(0, |p| p.len())
     }
 
     /// Whether none is awaiting PUBREL.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// The packet identifiers awaiting PUBREL (for persistence).
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        self.pending.iter().copied()
+        self.pending.iter().flat_map(|p| p.iter().copied())
     }
 }
 

@@ -283,7 +283,7 @@ impl Router {
         s.expires_at = None;
         s.will_at = None;
         s.record_dirty = false;
-        s.dirty_filters.clear();
+        s.dirty_filters = None;
         let shared: Vec<Arc<str>> = s
             .subscriptions
             .keys()

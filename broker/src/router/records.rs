@@ -68,7 +68,10 @@ impl Router {
             return;
         }
         if s.stored {
-            if s.dirty_filters.insert(filter.clone()) {
+            if s.dirty_filters
+                .get_or_insert_default()
+                .insert(filter.clone())
+            {
                 self.pending_marks += 1;
             }
         } else {
@@ -84,7 +87,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = false;
             s.record_dirty = false;
-            s.dirty_filters.clear();
+            s.dirty_filters = None;
         }
     }
 
@@ -93,7 +96,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = true;
             s.record_dirty = false;
-            s.dirty_filters.clear();
+            s.dirty_filters = None;
         }
     }
 
@@ -108,7 +111,7 @@ impl Router {
             };
             s.journal_queued = false;
             let record = std::mem::take(&mut s.record_dirty);
-            let filters = std::mem::take(&mut s.dirty_filters);
+            let filters = s.dirty_filters.take().map(|f| *f).unwrap_or_default();
             if s.expiry_interval == 0 {
                 continue;
             }

@@ -61,8 +61,9 @@ pub struct SubEntry {
     pub options: SubscriptionOptions,
     /// Subscription identifier.
     pub identifier: Option<u32>,
-    /// Event activation (SPEC §3), if registered with one.
-    pub activation: Option<Activation>,
+    /// Event activation (SPEC §3), if registered with one (boxed: most subscriptions
+    /// have none, and inline it more than doubled every session's subscription map).
+    pub activation: Option<Box<Activation>>,
 }
 
 impl SubEntry {
@@ -182,8 +183,13 @@ pub struct Session {
     pub record_dirty: bool,
     /// Filters whose subscription was added, changed or removed since the last batch:
     /// each becomes one put or delete of its own row, built from the state at the end
-    /// of the batch, so a subscribe and unsubscribe of one filter cost one record.
-    pub dirty_filters: HashSet<Arc<str>>,
+    /// of the batch, so a subscribe and unsubscribe of one filter cost one record
+    /// (boxed, present only between a change and its batch).
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    pub dirty_filters: Option<Box<HashSet<Arc<str>>>>,
     /// Whether the session is in the router's list of sessions to journal.
     pub journal_queued: bool,
     /// The session has ended and its subscriptions are leaving the index a chunk per
@@ -246,7 +252,7 @@ impl Session {
             pressure: None,
             own_limits: None,
             record_dirty: false,
-            dirty_filters: HashSet::new(),
+            dirty_filters: None,
             journal_queued: false,
             ending: false,
             stored: false,

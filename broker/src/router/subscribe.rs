@@ -242,7 +242,7 @@ impl Router {
         let entry = SubEntry {
             options,
             identifier: id,
-            activation,
+            activation: activation.map(Box::new),
         };
         let active = entry.active();
         if let Some(a) = &entry.activation {

@@ -7,6 +7,7 @@
 //! the outbox is drained in one batch and written with one system call. It never holds
 //! routing state, and a protocol error here ends this connection only.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -15,9 +16,10 @@ use bytes::{BufMut, BytesMut};
 use canopy_proto::session::KeepAlive;
 use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
-use super::admission::Admit;
+use super::admission::{Admit, Admitted};
 use super::handshake::{self, Established};
 use super::preconnect;
 use super::proxy;
@@ -63,6 +65,22 @@ enum Step {
     Violation(ReasonCode, &'static str),
 }
 
+/// What became of the next buffered packet (see `Connection::next_packet`).
+enum Next {
+    /// No complete packet is buffered.
+    Idle,
+    /// Handed to the router.
+    Sent,
+    /// For the router, whose channel is full: wait for room (boxed, as it is rare).
+    Wait(Box<Command>),
+    /// Answer PINGREQ.
+    Pong,
+    /// The connection is over.
+    End(End),
+    /// A protocol violation or a malformed packet: answer with this reason and close.
+    Violation(ReasonCode, Cow<'static, str>),
+}
+
 /// How a connection ended, for the router and the log.
 enum End {
     /// The client sent DISCONNECT; `will` says whether to publish the will anyway.
@@ -78,69 +96,14 @@ enum End {
 }
 
 async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
-    let limits = DecodeLimits {
-        max_packet_size: ctx.config.limits.max_packet_size as usize,
-    };
-    let mut rbuf = BytesMut::new();
+    // Everything before the connection is established (admission, CONNECT, a redirect or
+    // a proxied session, the handshake) runs in a boxed future of its own, freed once it is
+    // done: this task keeps only what an established connection needs while it is idle.
     // `_admitted` holds the socket ticket and the served place until the connection ends.
-    let Some((connect, arrival, _admitted)) = Box::pin(preconnect::admit_and_read(
-        &mut stream,
-        &mut rbuf,
-        &limits,
-        ctx,
-        admit,
-    ))
-    .await
+    let Some((mut conn, rbuf, _admitted)) = Box::pin(open(&mut stream, peer, ctx, admit)).await
     else {
         return;
     };
-    // A connection another node proxied here is served here, never sent on: two nodes
-    // whose views differ for a moment cannot bounce a client between them.
-    let admission = if arrival.via_proxy.is_some() {
-        Admission::Local
-    } else {
-        handshake::admission(&connect, ctx.cluster.as_deref())
-    };
-    match admission {
-        Admission::Redirect(node) => {
-            handshake::redirect(&mut stream, &node, ctx).await;
-            return;
-        }
-        Admission::Proxy(node) => {
-            tracing::Span::current().record("client_id", connect.client_id.as_str());
-            let protocol = connect.protocol.unwrap_or(Protocol::V311);
-            Box::pin(proxy::serve(
-                &mut stream,
-                peer,
-                protocol,
-                arrival,
-                rbuf,
-                &node,
-                ctx,
-            ))
-            .await;
-            return;
-        }
-        Admission::Local => {}
-    }
-    let Some(est) = Box::pin(handshake::establish(&mut stream, connect, peer, ctx)).await else {
-        return;
-    };
-    let span = tracing::Span::current();
-    span.record("user", est.user.as_deref());
-    span.record("authenticated", est.authenticated);
-    let mut conn = Connection {
-        ctx,
-        protocol: est.protocol,
-        limits,
-        keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
-        aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
-        unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
-        wbuf: BytesMut::new(),
-        est,
-    };
-    // The handshake's futures above were boxed so that the long-lived state of an
-    // established connection (this task) stays small.
     let end = conn.run(&mut stream, rbuf).await;
     ctx.metrics.client_disconnected();
     let (publish_will, expiry, reason) = match end {
@@ -164,6 +127,63 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
     } else {
         let _ = stream.shutdown().await;
     }
+}
+
+/// Admits the connection, reads its CONNECT and either hands it on (a redirect, a session
+/// proxied to another node) or establishes it: the established connection, what was read
+/// beyond its CONNECT, and its place in admission; `None` when it is over already.
+async fn open<'a, S: Transport>(
+    stream: &mut S,
+    peer: SocketAddr,
+    ctx: &'a ServerCtx,
+    admit: Admit,
+) -> Option<(Connection<'a>, BytesMut, Admitted)> {
+    let limits = DecodeLimits {
+        max_packet_size: ctx.config.limits.max_packet_size as usize,
+    };
+    let mut rbuf = BytesMut::new();
+    let (connect, arrival, admitted) = Box::pin(preconnect::admit_and_read(
+        stream, &mut rbuf, &limits, ctx, admit,
+    ))
+    .await?;
+    // A connection another node proxied here is served here, never sent on: two nodes
+    // whose views differ for a moment cannot bounce a client between them.
+    let admission = if arrival.via_proxy.is_some() {
+        Admission::Local
+    } else {
+        handshake::admission(&connect, ctx.cluster.as_deref())
+    };
+    match admission {
+        Admission::Redirect(node) => {
+            handshake::redirect(stream, &node, ctx).await;
+            return None;
+        }
+        Admission::Proxy(node) => {
+            tracing::Span::current().record("client_id", connect.client_id.as_str());
+            let protocol = connect.protocol.unwrap_or(Protocol::V311);
+            Box::pin(proxy::serve(
+                stream, peer, protocol, arrival, rbuf, &node, ctx,
+            ))
+            .await;
+            return None;
+        }
+        Admission::Local => {}
+    }
+    let est = Box::pin(handshake::establish(stream, connect, peer, ctx)).await?;
+    let span = tracing::Span::current();
+    span.record("user", est.user.as_deref());
+    span.record("authenticated", est.authenticated);
+    let conn = Connection {
+        ctx,
+        protocol: est.protocol,
+        limits,
+        keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
+        aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
+        unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
+        wbuf: BytesMut::new(),
+        est,
+    };
+    Some((conn, rbuf, admitted))
 }
 
 /// Closes a connection the broker ended (it may have sent a DISCONNECT) without
@@ -215,38 +235,28 @@ impl Connection<'_> {
             // Decode whatever is already buffered (CONNECT may have arrived with more),
             // unless the client already has as many QoS 1/2 messages unacknowledged as
             // our Receive Maximum: then the bytes wait, and so does the client.
+            // Decoding and handing to the router are synchronous (`next_packet`): the
+            // packet and its command are never held across an await, so they are no part
+            // of the task's future, which an idle connection keeps.
             while !self.paused() {
-                match canopy_proto::decode(&mut rbuf, self.protocol, &self.limits) {
-                    Ok(Some(packet)) => {
-                        Metrics::add(&self.ctx.metrics.packets_received, 1);
-                        self.keep_alive.heard(Instant::now());
-                        match self.on_packet(packet) {
-                            Step::Forward(cmd) => {
-                                if self.ctx.router.send(cmd).await.is_err() {
-                                    return End::Kicked;
-                                }
-                            }
-                            Step::Pong => {
-                                self.encode(&Packet::PingResp);
-                                if let Err(end) = Box::pin(self.write(stream)).await {
-                                    return end;
-                                }
-                            }
-                            Step::End(end) => return end,
-                            Step::Violation(reason, why) => {
-                                return Box::pin(self.protocol_error(stream, reason, why)).await;
-                            }
+                match self.next_packet(&mut rbuf) {
+                    Next::Idle => break,
+                    Next::Sent => {}
+                    // The router is behind: wait for room, in a boxed future.
+                    Next::Wait(cmd) => {
+                        if Box::pin(self.ctx.router.send(*cmd)).await.is_err() {
+                            return End::Kicked;
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::info!(error = %e, "malformed packet; closing");
-                        return Box::pin(self.protocol_error(
-                            stream,
-                            e.reason_code(),
-                            &e.to_string(),
-                        ))
-                        .await;
+                    Next::Pong => {
+                        self.encode(&Packet::PingResp);
+                        if let Err(end) = Box::pin(self.write(stream)).await {
+                            return end;
+                        }
+                    }
+                    Next::End(end) => return end,
+                    Next::Violation(reason, why) => {
+                        return Box::pin(self.protocol_error(stream, reason, &why)).await;
                     }
                 }
             }
@@ -301,6 +311,32 @@ impl Connection<'_> {
                     Box::pin(self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None)).await;
                     return End::KeepAlive;
                 }
+            }
+        }
+    }
+
+    /// Decodes the next buffered packet and acts on it without waiting: a command goes to
+    /// the router's channel if it has room, else it is handed back to wait for room.
+    fn next_packet(&mut self, rbuf: &mut BytesMut) -> Next {
+        match canopy_proto::decode(rbuf, self.protocol, &self.limits) {
+            Ok(Some(packet)) => {
+                Metrics::add(&self.ctx.metrics.packets_received, 1);
+                self.keep_alive.heard(Instant::now());
+                match self.on_packet(packet) {
+                    Step::Forward(cmd) => match self.ctx.router.try_send(cmd) {
+                        Ok(()) => Next::Sent,
+                        Err(TrySendError::Full(cmd)) => Next::Wait(Box::new(cmd)),
+                        Err(TrySendError::Closed(_)) => Next::End(End::Kicked),
+                    },
+                    Step::Pong => Next::Pong,
+                    Step::End(end) => Next::End(end),
+                    Step::Violation(reason, why) => Next::Violation(reason, Cow::Borrowed(why)),
+                }
+            }
+            Ok(None) => Next::Idle,
+            Err(e) => {
+                tracing::info!(error = %e, "malformed packet; closing");
+                Next::Violation(e.reason_code(), Cow::Owned(e.to_string()))
             }
         }
     }
@@ -555,3 +591,7 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

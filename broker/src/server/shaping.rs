@@ -20,8 +20,13 @@ use crate::message::Message;
 /// Topic aliases of one connection (5.0), bounded by what each side announced.
 #[derive(Debug, Default)]
 pub struct Aliases {
-    /// Inbound: alias -> topic, at most `max_in` entries.
-    inbound: HashMap<u16, TopicName>,
+    /// Inbound: alias -> topic, at most `max_in` entries (boxed, allocated when the client
+    /// first sets an alias: most never do, and an idle connection's task keeps this).
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    inbound: Option<Box<HashMap<u16, TopicName>>>,
     /// Outbound: topic -> alias, at most `max_out` entries.
     outbound: HashMap<Arc<str>, u16>,
     /// Topic Alias Maximum we announced.
@@ -64,9 +69,12 @@ pub fn inbound_publish(
         }
         match &p.topic {
             Some(t) => {
-                aliases.inbound.insert(alias, t.clone());
+                aliases
+                    .inbound
+                    .get_or_insert_default()
+                    .insert(alias, t.clone());
             }
-            None => match aliases.inbound.get(&alias) {
+            None => match aliases.inbound.as_ref().and_then(|m| m.get(&alias)) {
                 Some(t) => p.topic = Some(t.clone()),
                 None => return Err((ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
             },
@@ -165,7 +173,13 @@ pub fn outbound_publish(
 /// what a publisher has in flight to us, 3.1.1 clients included.
 #[derive(Debug)]
 pub struct Unacked {
-    ids: HashSet<u16>,
+    /// Boxed, allocated at the first QoS 1/2 PUBLISH and kept: a subscriber that never
+    /// publishes keeps one pointer in its task.
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    ids: Option<Box<HashSet<u16>>>,
     max: usize,
 }
 
@@ -173,27 +187,27 @@ impl Unacked {
     /// At most `max` unanswered messages (our Receive Maximum).
     pub fn new(max: u16) -> Unacked {
         Unacked {
-            ids: HashSet::new(),
+            ids: None,
             max: usize::from(max),
         }
     }
 
     /// An incoming QoS 1/2 PUBLISH with `pkid` was forwarded.
     pub fn received(&mut self, pkid: u16) {
-        self.ids.insert(pkid);
+        self.ids.get_or_insert_default().insert(pkid);
     }
 
     /// Its PUBACK or PUBREC is being written. QoS 2 counts until PUBREC: what follows
     /// waits on the client's PUBREL, which must keep being read.
     pub fn answered(&mut self, packet: &Packet) {
-        if let Packet::PubAck(a) | Packet::PubRec(a) = packet {
-            self.ids.remove(&a.pkid);
+        if let (Packet::PubAck(a) | Packet::PubRec(a), Some(ids)) = (packet, self.ids.as_mut()) {
+            ids.remove(&a.pkid);
         }
     }
 
     /// Whether reading pauses until the broker answers.
     pub fn full(&self) -> bool {
-        self.ids.len() >= self.max
+        self.ids.as_ref().map_or(0, |ids| ids.len()) >= self.max
     }
 }
 

@@ -39,8 +39,10 @@ pub const COALESCE: Duration = Duration::from_millis(20);
 /// The interest service.
 #[derive(Debug, Default)]
 pub struct InterestService {
-    /// (client id, filter as subscribed) -> filter that counts (inside `$share/<g>/`).
-    subs: BTreeMap<(Arc<str>, String), String>,
+    /// (client id, filter as subscribed) of every subscription that counts; the filter it
+    /// counts under (inside `$share/<g>/`) is read off the filter ([`interest_filter`]).
+    /// The client id is the session's own, shared: an entry costs the filter only.
+    subs: BTreeSet<(Arc<str>, Box<str>)>,
     /// Incremented at every publication of the document.
     version: u64,
     /// When the pending change goes out, if one is pending.
@@ -97,8 +99,10 @@ impl InterestService {
     /// The document: filter -> sorted client ids.
     pub fn document(&self) -> serde_json::Value {
         let mut filters: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for ((client, _), inner) in &self.subs {
-            filters.entry(inner).or_default().insert(client);
+        for (client, filter) in &self.subs {
+            if let Some(inner) = interest_filter(filter) {
+                filters.entry(inner).or_default().insert(client);
+            }
         }
         serde_json::json!({"version": self.version, "filters": filters})
     }
@@ -135,12 +139,9 @@ impl InterestService {
         });
     }
 
-    fn add(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
-        if let Some(inner) = interest_filter(filter) {
-            let key = (Arc::from(client), filter.to_owned());
-            if self.subs.insert(key, inner.to_owned()).is_none() {
-                self.changed(host);
-            }
+    fn add(&mut self, host: &mut dyn Host, client: &Arc<str>, filter: &str) {
+        if interest_filter(filter).is_some() && self.subs.insert((client.clone(), filter.into())) {
+            self.changed(host);
         }
     }
 
@@ -164,11 +165,7 @@ impl InterestService {
     }
 
     fn remove(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
-        if self
-            .subs
-            .remove(&(Arc::from(client), filter.to_owned()))
-            .is_some()
-        {
+        if self.subs.remove(&(Arc::from(client), Box::from(filter))) {
             self.changed(host);
         }
     }
@@ -193,8 +190,8 @@ impl Service for InterestService {
             if reads_document(&filter) {
                 self.readers.insert(client.clone());
             }
-            if let (true, Some(inner)) = (active, interest_filter(&filter)) {
-                self.subs.insert((client, filter.clone()), inner.to_owned());
+            if active && interest_filter(&filter).is_some() {
+                self.subs.insert((client, filter.into()));
             }
         }
         self.publish(host);
@@ -269,7 +266,7 @@ impl Service for InterestService {
 
     fn on_session_end(&mut self, host: &mut dyn Host, client_id: &str) {
         let before = self.subs.len();
-        self.subs.retain(|(c, _), _| &**c != client_id);
+        self.subs.retain(|(c, _)| &**c != client_id);
         if self.subs.len() != before {
             self.changed(host);
         }
