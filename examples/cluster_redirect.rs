@@ -137,9 +137,8 @@ async fn five(n1: SocketAddr, n2: SocketAddr, clock: Clock) -> Result<(), BoxErr
         will: None,
         connect_timeout: Duration::from_secs(5),
     };
-    let reference = redirect::probe(&settings)
-        .await
-        .ok_or("n1 did not redirect sensor-7")?;
+    let probe = redirect::Probe::of_settings(&settings).ok_or("a 5.0 client is probed")?;
+    let reference = probe.ask().await.ok_or("n1 did not redirect sensor-7")?;
     clock.say(
         "sensor-7",
         format!("n1 answers CONNACK 0x9C, Server Reference {reference}"),
