@@ -265,9 +265,19 @@ impl Service for InterestService {
     }
 
     fn on_session_end(&mut self, host: &mut dyn Host, client_id: &str) {
-        let before = self.subs.len();
-        self.subs.retain(|(c, _)| &**c != client_id);
-        if self.subs.len() != before {
+        // The set is ordered by client id: its entries are one range, found in log time
+        // (a scan of every client's entries per session end would grow with the broker).
+        let from: (Arc<str>, Box<str>) = (Arc::from(client_id), Box::from(""));
+        let mine: Vec<(Arc<str>, Box<str>)> = self
+            .subs
+            .range(from..)
+            .take_while(|(c, _)| &**c == client_id)
+            .cloned()
+            .collect();
+        for entry in &mine {
+            self.subs.remove(entry);
+        }
+        if !mine.is_empty() {
             self.changed(host);
         }
         self.applied.remove(client_id);
@@ -332,6 +342,23 @@ mod tests {
         s.on_unsubscribe(&mut h, &a, "map/1");
         s.on_session_end(&mut h, "b");
         assert_eq!(doc(&mut s, &mut h)["filters"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn a_session_end_removes_that_client_only_even_with_ids_that_share_a_prefix() {
+        let mut h = FakeHost::new();
+        let mut s = InterestService::new();
+        reader(&mut s, &mut h);
+        for id in ["a", "b", "bb"] {
+            let c = h.connect(id, false, Protocol::V5);
+            s.on_subscribe(&mut h, &c, "x/1", QoS::AtMostOnce);
+            s.on_subscribe(&mut h, &c, &format!("own/{id}"), QoS::AtMostOnce);
+        }
+        s.on_session_end(&mut h, "b");
+        assert_eq!(
+            doc(&mut s, &mut h)["filters"],
+            serde_json::json!({"own/a": ["a"], "own/bb": ["bb"], "x/1": ["a", "bb"]})
+        );
     }
 
     #[test]
