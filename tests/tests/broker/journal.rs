@@ -87,55 +87,41 @@ async fn open(
     (r, w)
 }
 
-/// Sends one packet per filter built by `make`, with at most `WINDOW` unanswered, and
-/// waits for every answer (of type `ack`, each with success codes only).
-async fn run_phase(
-    r: &mut BufReader<OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    ack: u8,
-    make: impl Fn(u16, &str) -> Vec<u8>,
-) -> Duration {
-    let start = Instant::now();
-    let mut sent = 0usize;
-    let mut answered = 0usize;
-    let mut buf = Vec::with_capacity(64 * WINDOW);
-    while answered < FILTERS {
-        buf.clear();
-        while sent < FILTERS && sent - answered < WINDOW {
-            let pkid = (sent % 65_535 + 1) as u16;
-            buf.extend(make(pkid, &filter(sent)));
-            sent += 1;
-        }
-        if !buf.is_empty() {
-            w.write_all(&buf).await.expect("write");
-        }
-        let (first, body) = read_packet(r).await;
-        assert_eq!(first, ack, "expected ack type {ack:#x}, got {first:#x}");
-        // pkid (2), properties (varint length + bytes), then one reason code.
-        let (plen, n) = canopy_tests::wire::decode_varint(&body[2..]).expect("props");
-        let code = body[2 + n + plen];
-        assert!(
-            code < 0x80,
-            "failure reason {code:#x} for packet {answered}"
-        );
-        answered += 1;
-    }
-    start.elapsed()
-}
-
-/// Round trips through the router from another client until `stop`, every 5 ms: a QoS 1
+/// Round trips through the router from another client, every 5 ms until finished: a QoS 1
 /// PUBLISH (to a topic nobody reads) and its PUBACK, which the router sends (a PINGREQ
 /// would not do: the connection answers it by itself).
-async fn pinger(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<Duration> {
-    pinger_at(addr, stop)
-        .await
-        .into_iter()
-        .map(|(_, rtt)| rtt)
-        .collect()
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Instant, Duration)>>,
 }
 
-/// [`pinger`], with when each round trip started.
-async fn pinger_at(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<(Instant, Duration)> {
+impl Pinger {
+    fn start(addr: std::net::SocketAddr) -> Pinger {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(ping_until(addr, stop.clone()));
+        Pinger { stop, task }
+    }
+
+    /// Stops it; each round trip with when it started.
+    async fn finish(self) -> Vec<(Instant, Duration)> {
+        self.stop.store(true, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the other client's pings end")
+            .expect("pinger")
+    }
+
+    /// Stops it; the round trips alone.
+    async fn finish_rtts(self) -> Vec<Duration> {
+        self.finish()
+            .await
+            .into_iter()
+            .map(|(_, rtt)| rtt)
+            .collect()
+    }
+}
+
+async fn ping_until(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<(Instant, Duration)> {
     let id = unique("journal-ping");
     let (mut r, mut w) = open(addr, &id, 0).await;
     let topic = format!("ping/{id}");
@@ -186,20 +172,21 @@ async fn a_persistent_session_subscribes_and_unsubscribes_100000_filters_under_s
         .await
     };
     let addr = broker.addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pings = tokio::spawn(pinger(addr, stop.clone()));
+    let pings = Pinger::start(addr);
     let (mut r, mut w) = open(addr, &unique("journal-subscriber"), 3600).await;
     let phases = tokio::time::timeout(BOUND, async {
-        let sub = run_phase(&mut r, &mut w, 0x90, subscribe).await;
-        let unsub = run_phase(&mut r, &mut w, 0xb0, unsubscribe).await;
+        let sub = run_window(&mut r, &mut w, FILTERS, 0x90, |pkid, i| {
+            subscribe(pkid, &filter(i))
+        })
+        .await;
+        let unsub = run_window(&mut r, &mut w, FILTERS, 0xb0, |pkid, i| {
+            unsubscribe(pkid, &filter(i))
+        })
+        .await;
         (sub, unsub)
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
-        .await
-        .expect("the other client's pings end")
-        .expect("pinger");
+    let rtts = pings.finish_rtts().await;
     let (sub, unsub) = phases.unwrap_or_else(|_| {
         panic!("100,000 SUBSCRIBEs then UNSUBSCRIBEs did not finish within {BOUND:?}")
     });
@@ -290,8 +277,7 @@ async fn a_persistent_session_takes_100000_activation_switches_under_sync() {
     })
     .await;
     let addr = broker.addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pings = tokio::spawn(pinger(addr, stop.clone()));
+    let pings = Pinger::start(addr);
     let (mut sr, mut sw) = open(addr, &unique("switched"), 3600).await;
     let (mut pr, mut pw) = open(addr, &unique("switcher"), 0).await;
     let phases = tokio::time::timeout(BOUND, async {
@@ -328,11 +314,7 @@ async fn a_persistent_session_takes_100000_activation_switches_under_sync() {
         (subscribed, switched, check)
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
-        .await
-        .expect("the other client's pings end")
-        .expect("pinger");
+    let rtts = pings.finish_rtts().await;
     let (subscribed, switched, check) = phases.unwrap_or_else(|_| {
         panic!("{SWITCHES} activation switches and the check did not finish within {BOUND:?}")
     });
@@ -353,12 +335,14 @@ async fn ending_a_session_of_100000_filters_keeps_other_clients_served() {
     }
     let broker = TestBroker::start().await;
     let addr = broker.addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pings = tokio::spawn(pinger_at(addr, stop.clone()));
+    let pings = Pinger::start(addr);
     let id = unique("journal-ending");
     let (mut r, mut w) = open(addr, &id, 3600).await;
     let ended = tokio::time::timeout(BOUND, async {
-        let sub = run_phase(&mut r, &mut w, 0x90, subscribe).await;
+        let sub = run_window(&mut r, &mut w, FILTERS, 0x90, |pkid, i| {
+            subscribe(pkid, &filter(i))
+        })
+        .await;
         // A clean start with the same id takes the session over and ends it.
         let start = Instant::now();
         let (_r2, _w2) = open(addr, &id, 0).await;
@@ -368,11 +352,7 @@ async fn ending_a_session_of_100000_filters_keeps_other_clients_served() {
         (sub, start, taken_over)
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
-        .await
-        .expect("the other client's pings end")
-        .expect("pinger");
+    let rtts = pings.finish().await;
     let (sub, start, taken_over) = ended
         .unwrap_or_else(|_| panic!("100,000 SUBSCRIBEs and the take-over took over {BOUND:?}"));
     // The round trips in flight when the take-over began, and every one after it.
@@ -395,8 +375,7 @@ async fn one_subscribe_of_90000_filters_keeps_other_clients_served() {
     const N: usize = 90_000;
     let broker = TestBroker::start().await;
     let addr = broker.addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pings = tokio::spawn(pinger_at(addr, stop.clone()));
+    let pings = Pinger::start(addr);
     let (mut r, mut w) = open(addr, &unique("journal-big"), 0).await;
     // One SUBSCRIBE: packet id 1, no properties, N filters `g/<i>` at QoS 0.
     let mut body = vec![0, 1, 0];
@@ -417,11 +396,7 @@ async fn one_subscribe_of_90000_filters_keeps_other_clients_served() {
     assert_eq!(ack.len(), 3 + N);
     assert!(ack[3..].iter().all(|c| *c == 0), "every filter granted");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.store(true, Ordering::Relaxed);
-    let rtts = tokio::time::timeout(Duration::from_secs(30), pings)
-        .await
-        .expect("the other client's pings end")
-        .expect("pinger");
+    let rtts = pings.finish().await;
     let during: Vec<Duration> = rtts
         .iter()
         .filter(|(t, rtt)| *t + *rtt >= start)
