@@ -218,7 +218,11 @@ impl Router {
     }
 
     /// Ends a session: its pending will goes out [MQTT-3.1.3-9], its subscriptions
-    /// leave the trie, its queue is dropped and the store forgets it.
+    /// leave the trie, its queue is dropped and the store forgets it. A session with more
+    /// than [`super::ending::LARGE`] subscriptions ends the same way for everything a
+    /// client can see, but its subscriptions leave the index over the next turns
+    /// (`ending.rs`); its shared ones leave now, so that no group picks a member that is
+    /// gone.
     pub(super) fn end_session(&mut self, now: Instant, key: usize, publish_pending_will: bool) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -227,84 +231,42 @@ impl Router {
             return;
         }
         let will = s.will.take();
-        let large = s.subscriptions.len() > super::ending::LARGE;
-        let filters: Vec<Arc<str>> = if large {
-            Vec::new()
-        } else {
-            s.subscriptions.keys().cloned().collect()
-        };
-        self.forget_deferred(key);
-        if large {
-            self.end_session_in_turns(now, key, will, publish_pending_will);
-            return;
-        }
-        for f in filters {
-            self.remove_subscription(key, &f);
-        }
-        self.release_holds(key);
-        let mut ended = None;
-        if let Some(s) = self.sessions.try_remove(key) {
-            self.by_id.remove(&s.client_id);
-            ended = Some(WillAuthor::of(&s));
-            if s.expiry_interval > 0 || s.expires_at.is_some() {
-                self.journal
-                    .record(|| Mutation::DeleteSession(s.client_id.clone()));
-            }
-            let lost = s.queue.len() + s.window.len();
-            if lost > 0 {
-                Metrics::add(&self.metrics.messages_dropped, lost as u64);
-            }
-        }
-        if let Some(author) = ended {
-            if publish_pending_will && let Some(w) = will {
-                self.publish_will(now, &author, *w);
-            }
-            self.services_session_end(now, &author.client_id);
-        }
-    }
-
-    /// [`Router::end_session`] for a session with many subscriptions: everything a client
-    /// can see happens now, as for any session; its subscriptions leave the index over
-    /// the next turns (`ending.rs`). Shared subscriptions leave now, so that no group
-    /// picks a member that is gone.
-    fn end_session_in_turns(
-        &mut self,
-        now: Instant,
-        key: usize,
-        will: Option<Box<Will>>,
-        publish_pending_will: bool,
-    ) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
         let stored = s.expiry_interval > 0 || s.expires_at.is_some();
-        // Nothing of it is journaled from now on: `DeleteSession` below removes its rows.
-        s.expiry_interval = 0;
-        s.expires_at = None;
-        s.will_at = None;
-        s.record_dirty = false;
-        s.dirty_filters = None;
-        let shared: Vec<Arc<str>> = s
+        let large = s.subscriptions.len() > super::ending::LARGE;
+        if large {
+            // Nothing of it is journaled from now on: `DeleteSession` below removes its rows.
+            s.expiry_interval = 0;
+            s.expires_at = None;
+            s.will_at = None;
+            s.record_dirty = false;
+            s.dirty_filters = None;
+        }
+        let leaving_now: Vec<Arc<str>> = s
             .subscriptions
             .keys()
-            .filter(|f| f.starts_with("$share/"))
+            .filter(|f| !large || f.starts_with("$share/"))
             .cloned()
             .collect();
-        for f in shared {
+        self.forget_deferred(key);
+        for f in leaving_now {
             self.remove_subscription(key, &f);
         }
         self.release_holds(key);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        s.ending = true;
         let lost = s.queue.len() + s.window.len();
-        s.queue.clear();
-        s.replay.clear();
-        self.by_id.remove(&s.client_id);
         let author = WillAuthor::of(s);
+        self.by_id.remove(&s.client_id);
+        if large {
+            s.ending = true;
+            s.queue.clear();
+            s.replay.clear();
+        } else {
+            self.sessions.try_remove(key);
+        }
         if stored {
-            let id = s.client_id.clone();
+            let id = author.client_id.clone();
             self.journal.record(|| Mutation::DeleteSession(id));
         }
         if lost > 0 {
@@ -314,7 +276,9 @@ impl Router {
             self.publish_will(now, &author, *w);
         }
         self.services_session_end(now, &author.client_id);
-        self.end_later(now, key);
+        if large {
+            self.end_later(now, key);
+        }
     }
 
     /// Publishes a will message as if its client had sent it, if the access seam lets
