@@ -20,11 +20,10 @@ use canopy_broker::metrics::Metrics;
 use canopy_broker::services::cluster::Admission;
 use canopy_model::cluster::NodeState;
 use canopy_proto::{DecodeLimits, Packet, Protocol, QoS};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
 use support::Client;
+use support::dns::{have_dig, lookup_a, wait_for_a};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -238,82 +237,6 @@ async fn a_connection_another_node_proxied_is_served_here_never_sent_on() {
     n1.shutdown().await;
 }
 
-/// Whether `dig` can be run; missing, this fails with the install command unless
-/// `CANOPY_SKIP_EXTERNAL=1` allows the hickory-proto fallback.
-fn have_dig() -> bool {
-    let found = std::process::Command::new("dig")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("CANOPY_SKIP_EXTERNAL").is_none_or(|v| v != "1") {
-        panic!(
-            "dig is not installed: apt-get install dnsutils \
-             (or set CANOPY_SKIP_EXTERNAL=1 to ask through hickory-proto instead)"
-        );
-    }
-    found
-}
-
-/// The A answers for `name` from `server`, and whether the answer was an error.
-async fn lookup_a(server: SocketAddr, name: &str) -> Vec<String> {
-    if have_dig() {
-        let args = [
-            format!("@{}", server.ip()),
-            "-p".to_owned(),
-            server.port().to_string(),
-            name.to_owned(),
-            "A".to_owned(),
-            "+short".to_owned(),
-            "+time=2".to_owned(),
-            "+tries=1".to_owned(),
-        ];
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("dig").args(&args).output()
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(out.status.success(), "dig failed: {out:?}");
-        return String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-    }
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut q = Message::new(0x5151, MessageType::Query, OpCode::Query);
-    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    socket.send_to(&q.to_vec().unwrap(), server).await.unwrap();
-    let mut buf = [0u8; 1500];
-    let (len, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let m = Message::from_vec(&buf[..len]).unwrap();
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn wait_for_a(server: SocketAddr, want: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = lookup_a(server, "mqtt.canopy.local").await;
-        if got == [want] {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected [{want}], still {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_name_service_answers_the_least_loaded_live_node_never_a_draining_or_down_one() {
     if !have_dig() {
@@ -338,24 +261,24 @@ async fn the_name_service_answers_the_least_loaded_live_node_never_a_draining_or
     for id in &local {
         held.push(Client::connect(n1.mqtt_addr(), id, true, 0).await.unwrap());
     }
-    wait_for_a(dns, "127.0.0.2").await;
+    wait_for_a(dns, "mqtt.canopy.local", "127.0.0.2").await;
     // A draining node is never named, however idle: `canopy cluster drain n2` at the root.
     let mut ops = Client::connect(n1.mqtt_addr(), OPS, true, 0).await.unwrap();
     ops.publish("$cluster/drain/n2", b"drain", QoS::AtLeastOnce, 1)
         .await
         .unwrap();
     wait_for_record(&n1, "n2", NodeState::Draining).await;
-    wait_for_a(dns, "127.0.0.1").await;
+    wait_for_a(dns, "mqtt.canopy.local", "127.0.0.1").await;
     // The drain order lifted (an empty payload, `--undo`): named again.
     ops.publish("$cluster/drain/n2", b"", QoS::AtLeastOnce, 2)
         .await
         .unwrap();
     wait_for_record(&n1, "n2", NodeState::Up).await;
-    wait_for_a(dns, "127.0.0.2").await;
+    wait_for_a(dns, "mqtt.canopy.local", "127.0.0.2").await;
     // A node that goes down is never named again.
     n2.shutdown().await;
     wait_for_record(&n1, "n2", NodeState::Down).await;
-    wait_for_a(dns, "127.0.0.1").await;
+    wait_for_a(dns, "mqtt.canopy.local", "127.0.0.1").await;
     drop(held);
     n1.shutdown().await;
 }
