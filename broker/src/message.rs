@@ -4,11 +4,75 @@
 //! subscriber's queue, in-flight window and the retained trie. Per-delivery fields
 //! (QoS granted, packet id, retain flag, subscription ids) live beside it, never in it.
 
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use canopy_proto::{Protocol, Publish, PublishProperties, QoS, TopicName};
+
+/// The properties of a message that sets none: what an empty [`Props`] derefs to.
+static NO_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+};
+
+/// A message's own properties in one pointer: allocated (and shared between clones)
+/// only when any is set, since most messages (every retained `$status` document of a
+/// connected client, 3.x traffic) carry none. Derefs to [`PublishProperties`].
+#[derive(Clone, Default)]
+pub struct Props(Option<Arc<PublishProperties>>);
+
+impl Props {
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none() || **self == NO_PROPERTIES
+    }
+}
+
+impl From<PublishProperties> for Props {
+    fn from(p: PublishProperties) -> Props {
+        if p == NO_PROPERTIES {
+            Props(None)
+        } else {
+            Props(Some(Arc::new(p)))
+        }
+    }
+}
+
+impl Deref for Props {
+    type Target = PublishProperties;
+
+    fn deref(&self) -> &PublishProperties {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl DerefMut for Props {
+    /// Allocates (or unshares) the properties to change them.
+    fn deref_mut(&mut self) -> &mut PublishProperties {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Props) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Props {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
 
 /// One application message.
 #[derive(Debug, Clone)]
@@ -21,7 +85,7 @@ pub struct Message {
     pub retain: bool,
     /// Properties as published, minus Topic Alias and Subscription Identifiers, which
     /// are per hop [MQTT-3.3.2-7], [MQTT-3.3.4-6].
-    pub properties: PublishProperties,
+    pub properties: Props,
     /// Payload.
     pub payload: Bytes,
     /// When the Message Expiry Interval runs out, if it was set.
@@ -88,5 +152,51 @@ impl Message {
     /// Expiry instant for an interval received at `now`.
     pub fn expiry_from(now: Instant, interval: Option<u32>) -> Option<Instant> {
         interval.map(|s| now + Duration::from_secs(u64::from(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_stays_small() {
+        // One per retained message (every connected client's `$status` document) and per
+        // queued delivery: anything rarely set goes behind a pointer, as `Props` does.
+        let size = std::mem::size_of::<Message>();
+        assert!(
+            size <= 80,
+            "Message is {size} bytes: box rarely set fields (as `Props` boxes the properties)"
+        );
+    }
+
+    #[test]
+    fn empty_properties_allocate_nothing_and_read_as_default() {
+        let p = Props::from(PublishProperties::default());
+        assert!(p.0.is_none());
+        assert!(p.is_empty());
+        assert_eq!(*p, PublishProperties::default());
+        assert_eq!(std::mem::size_of::<Props>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn set_properties_are_kept_and_shared_by_clones() {
+        let p = Props::from(PublishProperties {
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        });
+        let q = p.clone();
+        assert_eq!(q.content_type.as_deref(), Some("text/plain"));
+        assert!(!q.is_empty());
+        assert_eq!(p, q);
+        assert_ne!(p, Props::default());
+    }
+
+    #[test]
+    fn changing_empty_properties_allocates_them() {
+        let mut p = Props::default();
+        p.user_properties.push(("k".into(), "v".into()));
+        assert_eq!(p.user_properties.len(), 1);
+        assert!(!p.is_empty());
     }
 }

@@ -311,7 +311,8 @@ impl Router {
                 user_properties: p.user_properties,
                 subscription_identifiers: Vec::new(),
                 content_type: p.content_type,
-            },
+            }
+            .into(),
             payload: w.payload,
             expires_at: Message::expiry_from(now, p.message_expiry_interval),
         });

@@ -88,7 +88,7 @@ impl Router {
             topic,
             qos: p.qos,
             retain: p.retain,
-            properties,
+            properties: properties.into(),
             payload: p.payload,
             expires_at,
         });

@@ -80,7 +80,7 @@ fn message(expiry: Option<Instant>) -> Arc<Message> {
         topic: TopicName::new("x/y").unwrap(),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(b"p"),
         expires_at: expiry,
     })
@@ -198,7 +198,8 @@ fn a_delivery_copies_none_of_the_messages_own_properties() {
             user_properties: users.clone(),
             content_type: Some("text/plain".into()),
             ..Default::default()
-        },
+        }
+        .into(),
         payload: Bytes::from_static(b"m"),
         expires_at: None,
     });

@@ -132,7 +132,8 @@ impl Service for ClientPages {
                 correlation_data: msg.properties.correlation_data.clone(),
                 content_type: Some("application/json".into()),
                 ..PublishProperties::default()
-            },
+            }
+            .into(),
             payload: Bytes::from(payload),
             expires_at: None,
         };

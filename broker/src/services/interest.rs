@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use canopy_proto::{PublishProperties, QoS};
+use canopy_proto::QoS;
 
 use super::{ClientInfo, Disposition, Host, Service};
 use crate::message::Message;
@@ -133,7 +133,7 @@ impl InterestService {
             topic,
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             payload: Bytes::from(self.document().to_string()),
             expires_at: None,
         });

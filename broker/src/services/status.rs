@@ -56,7 +56,8 @@ impl StatusService {
             properties: PublishProperties {
                 message_expiry_interval: expiry,
                 ..Default::default()
-            },
+            }
+            .into(),
             payload,
             expires_at: Message::expiry_from(now, expiry),
         });

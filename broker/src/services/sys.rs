@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use canopy_proto::{PublishProperties, QoS, TopicName};
+use canopy_proto::{QoS, TopicName};
 
 use super::{Host, Service};
 use crate::message::Message;
@@ -57,7 +57,7 @@ impl Service for SysService {
                 topic,
                 qos: QoS::AtMostOnce,
                 retain: true,
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload,
                 expires_at: None,
             });

@@ -201,7 +201,7 @@ pub fn message_with(topic: &str, payload: &[u8], properties: PublishProperties) 
         topic: TopicName::new(topic).unwrap_or_else(|e| panic!("bad test topic {topic:?}: {e}")),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties,
+        properties: properties.into(),
         payload: Bytes::copy_from_slice(payload),
         expires_at: None,
     })

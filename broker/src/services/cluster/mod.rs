@@ -25,7 +25,7 @@ use bytes::Bytes;
 use canopy_model::cluster::{
     self, ASSIGN_PREFIX, DRAIN_PREFIX, NODES_PREFIX, NodeRecord, NodeState, REBALANCE_PREFIX,
 };
-use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
+use canopy_proto::{QoS, TopicFilter, TopicName};
 
 pub use book::{Admission, ClusterBook, Decision};
 
@@ -427,7 +427,7 @@ fn publish_retained(host: &mut dyn Host, topic: &str, payload: Bytes) {
         topic,
         qos: QoS::AtLeastOnce,
         retain: true,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload,
         expires_at: None,
     });

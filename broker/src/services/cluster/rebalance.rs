@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use canopy_model::cluster::{self, NodeRecord, NodeState, REBALANCE_PREFIX};
-use canopy_proto::{PublishProperties, QoS, TopicName};
+use canopy_proto::{QoS, TopicName};
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterBook, Host, publish_retained};
@@ -127,7 +127,7 @@ impl Rebalancer {
                 topic,
                 qos: QoS::AtLeastOnce,
                 retain: false,
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload: Bytes::from(serde_json::to_string(&shed).unwrap_or_default()),
                 expires_at: None,
             });

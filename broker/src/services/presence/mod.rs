@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
+use canopy_proto::{QoS, TopicFilter, TopicName};
 
 use super::{ClientInfo, Disposition, Host, Service};
 use crate::config::PresenceConfig;
@@ -278,7 +278,7 @@ fn publish(host: &mut dyn Host, topic: &str, payload: Vec<u8>) {
         topic,
         qos: QoS::AtLeastOnce,
         retain: true,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from(payload),
         expires_at: None,
     });
@@ -314,7 +314,7 @@ impl Service for PresenceService {
                 topic,
                 qos: QoS::AtMostOnce,
                 retain: true,
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload: Bytes::from(features),
                 expires_at: None,
             });

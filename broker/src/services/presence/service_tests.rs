@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use canopy_proto::Protocol;
+use canopy_proto::{Protocol, PublishProperties};
 
 use super::*;
 use crate::services::testing::{FakeHost, message};

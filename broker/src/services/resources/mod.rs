@@ -272,7 +272,7 @@ fn message(
             topic,
             qos,
             retain,
-            properties,
+            properties: properties.into(),
             payload: Bytes::from(payload),
             expires_at: None,
         }),

@@ -259,7 +259,7 @@ fn put_message(w: &mut Writer, m: &Message) -> Result<(), FormatError> {
         &m.topic,
         m.qos,
         m.retain,
-        m.properties.clone(),
+        (*m.properties).clone(),
         m.payload.clone(),
     )
 }
@@ -271,7 +271,7 @@ fn get_message(r: &mut Reader) -> Result<Message, FormatError> {
         topic,
         qos: p.qos,
         retain: p.retain,
-        properties: p.properties,
+        properties: p.properties.into(),
         payload: p.payload,
         expires_at,
     })

@@ -154,7 +154,7 @@ pub fn message(t: &str, qos: QoS, expires_at: Option<Instant>) -> Arc<Message> {
         topic: topic(t),
         qos,
         retain: true,
-        properties: full_properties(),
+        properties: full_properties().into(),
         payload: Bytes::from_static(b"\x00\xffbinary payload"),
         expires_at,
     })
@@ -468,7 +468,7 @@ fn arb_message() -> impl Strategy<Value = Arc<Message>> {
                 topic,
                 qos,
                 retain,
-                properties,
+                properties: properties.into(),
                 payload: payload.into(),
                 expires_at,
             })
@@ -477,7 +477,7 @@ fn arb_message() -> impl Strategy<Value = Arc<Message>> {
 
 fn arb_will() -> impl Strategy<Value = Will> {
     (arb_message(), prop::option::of(any::<u32>())).prop_map(|(m, delay)| {
-        let p = m.properties.clone();
+        let p = (*m.properties).clone();
         Will {
             topic: m.topic.clone(),
             payload: m.payload.clone(),
