@@ -51,7 +51,7 @@ impl Router {
             None => {
                 let mut session =
                     Session::new(req.client_id.clone(), req.session_expiry, self.max_inflight);
-                session.own_limits = self.bridge_limits.get(&*req.client_id).copied();
+                session.set_own_limits(self.bridge_limits.get(&*req.client_id).copied());
                 let key = self.sessions.insert(session);
                 self.by_id.insert(req.client_id.clone(), key);
                 key
@@ -73,9 +73,9 @@ impl Router {
         s.bridge = req.bridge;
         s.assigned_id = req.assigned;
         s.expiry_interval = req.session_expiry;
-        s.expires_at = None;
+        s.set_expires_at(None);
         s.will = req.will.map(Box::new);
-        s.will_at = None;
+        s.set_will_at(None);
         s.window.set_capacity(window);
         let reply = ConnectReply {
             session: key,
@@ -144,7 +144,7 @@ impl Router {
         }
         if s.expiry_interval != u32::MAX {
             let at = now + Duration::from_secs(u64::from(s.expiry_interval));
-            s.expires_at = Some(at);
+            s.set_expires_at(Some(at));
             self.timers.insert((
                 at,
                 Timer::Expire {
@@ -163,7 +163,7 @@ impl Router {
                 // [MQTT-3.1.3-9].
                 let at = now + Duration::from_secs(u64::from(delay));
                 s.will = Some(w);
-                s.will_at = Some(at);
+                s.set_will_at(Some(at));
                 self.timers.insert((
                     at,
                     Timer::Will {
@@ -194,7 +194,7 @@ impl Router {
                     else {
                         continue;
                     };
-                    s.will_at = None;
+                    s.set_will_at(None);
                     if let Some(w) = s.will.take() {
                         let author = WillAuthor::of(s);
                         self.persist_session(session);
@@ -231,13 +231,13 @@ impl Router {
             return;
         }
         let will = s.will.take();
-        let stored = s.expiry_interval > 0 || s.expires_at.is_some();
+        let stored = s.expiry_interval > 0 || s.expires_at().is_some();
         let large = s.subscriptions.len() > super::ending::LARGE;
         if large {
             // Nothing of it is journaled from now on: `DeleteSession` below removes its rows.
             s.expiry_interval = 0;
-            s.expires_at = None;
-            s.will_at = None;
+            s.set_expires_at(None);
+            s.set_will_at(None);
             s.record_dirty = false;
             s.dirty_filters = None;
         }
@@ -261,7 +261,7 @@ impl Router {
         if large {
             s.ending = true;
             s.queue.clear();
-            s.replay.clear();
+            s.replay_clear();
         } else {
             self.sessions.try_remove(key);
         }
@@ -338,7 +338,7 @@ impl Router {
             rec.expiry_interval,
             self.max_inflight,
         );
-        session.own_limits = self.bridge_limits.get(&*rec.client_id).copied();
+        session.set_own_limits(self.bridge_limits.get(&*rec.client_id).copied());
         let key = self.sessions.insert(session);
         self.by_id.insert(rec.client_id.clone(), key);
         for sub in rec.subscriptions {
@@ -364,7 +364,7 @@ impl Router {
             let at = rec
                 .expires_at
                 .unwrap_or_else(|| now + Duration::from_secs(u64::from(rec.expiry_interval)));
-            s.expires_at = Some(at);
+            s.set_expires_at(Some(at));
             self.timers.insert((
                 at,
                 Timer::Expire {
@@ -383,7 +383,7 @@ impl Router {
                 now + Duration::from_secs(u64::from(delay))
             });
             s.will = Some(Box::new(w));
-            s.will_at = Some(at);
+            s.set_will_at(Some(at));
             self.timers.insert((
                 at,
                 Timer::Will {

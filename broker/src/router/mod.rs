@@ -24,6 +24,7 @@ mod lifecycle;
 mod pressure;
 mod publish;
 mod quotas;
+mod rare;
 mod records;
 pub mod session;
 mod subscribe;
@@ -468,7 +469,9 @@ impl Router {
                 let info = hosting::client_info(s, Some(&c));
                 s.will = None;
                 if s.expiry_interval != u32::MAX {
-                    s.expires_at = Some(now + Duration::from_secs(u64::from(s.expiry_interval)));
+                    s.set_expires_at(Some(
+                        now + Duration::from_secs(u64::from(s.expiry_interval)),
+                    ));
                 }
                 self.persist_session(key);
                 self.services_disconnect(now, &info, "shutdown");

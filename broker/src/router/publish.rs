@@ -198,14 +198,16 @@ impl Router {
                     if s.match_epoch == epoch {
                         // Overlapping subscriptions: one delivery with the highest QoS
                         // and every identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-                        if let Some(m) = matches.get_mut(s.match_slot) {
+                        if let Some(m) = matches.get_mut(s.match_slot as usize) {
                             m.qos = m.qos.max(qos);
                             m.retain_as_published |= options.retain_as_published;
                             m.sub_ids.extend(id);
                         }
                     } else {
                         s.match_epoch = epoch;
-                        s.match_slot = matches.len();
+                        // Sessions (and so matches) never reach 2^32: the slab would be
+                        // over a terabyte.
+                        s.match_slot = u32::try_from(matches.len()).unwrap_or(u32::MAX);
                         matches.push(Match {
                             session: *session,
                             qos,
@@ -329,7 +331,7 @@ impl Router {
                 .record(|| Mutation::DeleteDelivery(s.client_id.clone(), seq));
         }
         let mut dropped = s.pump(now, &mut self.journal);
-        if !s.replay.is_empty() {
+        if s.replay_pending() {
             dropped += s.pump_replay(&self.limits, now, &mut self.journal);
         }
         Metrics::add(&self.metrics.messages_dropped, dropped as u64);

@@ -160,9 +160,9 @@ fn session_record(s: &Session, subscriptions: Vec<SubscriptionRecord>) -> Sessio
     SessionRecord {
         client_id: s.client_id.clone(),
         expiry_interval: s.expiry_interval,
-        expires_at: s.expires_at,
+        expires_at: s.expires_at(),
         will: s.will.as_deref().cloned(),
-        will_at: s.will_at,
+        will_at: s.will_at(),
         subscriptions,
     }
 }

@@ -14,6 +14,7 @@ use canopy_proto::session::{IncomingQos2, OutState, Outgoing as Window};
 use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, TopicFilter, Will};
 
 use super::journal::Journal;
+use super::rare::Rare;
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
 use crate::outbox::{Outbox, Outgoing};
@@ -146,10 +147,6 @@ pub struct Session {
     pub subscriptions: HashMap<Arc<str>, SubEntry>,
     /// Messages not yet in flight, oldest first.
     pub queue: VecDeque<Delivery>,
-    /// Retained messages still to send for a new (or newly activated) subscription. Fed
-    /// to the connection as it drains, so a subscription matching 100,000 retained
-    /// messages gets all of them without flooding the outbox or the queue.
-    pub replay: VecDeque<Delivery>,
     /// Approximate bytes in `queue`.
     pub queued_bytes: usize,
     /// Outgoing QoS 1/2 deliveries awaiting acknowledgement.
@@ -159,14 +156,11 @@ pub struct Session {
     /// Will of the current (or last) connection (boxed: most sessions have none, and
     /// inline it was a third of every idle session).
     pub will: Option<Box<Will>>,
-    /// When the session expires, once disconnected.
-    pub expires_at: Option<Instant>,
-    /// When the pending delayed will is due, once disconnected.
-    pub will_at: Option<Instant>,
     /// Publish-matching epoch last seen, to merge overlapping subscriptions.
     pub match_epoch: u64,
-    /// Index into the router's match list for `match_epoch`.
-    pub match_slot: usize,
+    /// Index into the router's match list for `match_epoch` (`u32`: it shares a word
+    /// with `expiry_interval`).
+    pub match_slot: u32,
     /// Generation of the last connection that ended, to recognise stale timers.
     pub last_conn: u64,
     /// Next delivery sequence number.
@@ -174,10 +168,10 @@ pub struct Session {
     /// Back-pressure bookkeeping, present only while it matters (boxed: most sessions
     /// never need it).
     pub pressure: Option<Box<Pressure>>,
-    /// Queue limits of this session when they differ from the broker's: an embedded
-    /// bridge's local session takes its bridge's `[queue]` limits, so that messages on
-    /// their way out are not dropped here while the bridge waits for a far side.
-    pub own_limits: Option<QueueLimits>,
+    /// The retained replay, the session's own queue limits and its expiry and will
+    /// timers: set for few sessions, so boxed together and allocated only while one is
+    /// set (`rare.rs`, whose accessors read and set them).
+    pub rare: Option<Box<Rare>>,
     /// The session's own fields changed since the last batch was submitted (the record,
     /// without subscriptions, is rebuilt once per batch, however many changes it holds).
     pub record_dirty: bool,
@@ -238,19 +232,16 @@ impl Session {
             expiry_interval,
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
-            replay: VecDeque::new(),
             queued_bytes: 0,
             window: Window::new(window),
             incoming: IncomingQos2::default(),
             will: None,
-            expires_at: None,
-            will_at: None,
             match_epoch: 0,
             match_slot: 0,
             last_conn: 0,
             next_seq: 1,
             pressure: None,
-            own_limits: None,
+            rare: None,
             record_dirty: false,
             dirty_filters: None,
             journal_queued: false,
@@ -302,7 +293,7 @@ impl Session {
             };
         }
         let mut dropped = 0;
-        let limits = self.own_limits.as_ref().unwrap_or(limits);
+        let limits = &self.own_limits().copied().unwrap_or(*limits);
         let weight = d.msg.weight();
         let full = |s: &Session| {
             s.queue.len() >= limits.max_messages.max(1)
@@ -377,7 +368,7 @@ impl Session {
 
     /// Whether the queue is within `limits` (the broker's, or the session's own).
     pub fn within_limits(&self, limits: &QueueLimits) -> bool {
-        let limits = self.own_limits.as_ref().unwrap_or(limits);
+        let limits = self.own_limits().unwrap_or(limits);
         self.queue.len() <= limits.max_messages.max(1)
             && (self.queued_bytes <= limits.max_bytes || self.queue.len() <= 1)
     }
@@ -385,7 +376,7 @@ impl Session {
     /// Drops queued messages until the queue is within `limits`, by the `queue_full`
     /// policy (an online queue that overflowed becomes an offline one). Returns how many.
     pub fn trim(&mut self, limits: &QueueLimits, journal: &mut Journal) -> usize {
-        let limits = *self.own_limits.as_ref().unwrap_or(limits);
+        let limits = *self.own_limits().unwrap_or(limits);
         let mut dropped = 0;
         while !self.within_limits(&limits) {
             let gone = match limits.policy {
@@ -484,12 +475,12 @@ impl Session {
         let mut dropped = 0;
         // Ask before pushing: the connection may drain what we push before we return,
         // and a request made afterwards would then never be answered.
-        if !self.replay.is_empty()
+        if self.replay_pending()
             && let Some(c) = &self.conn
         {
             c.outbox.request_drain_notice();
         }
-        while let Some(d) = self.replay.front() {
+        while let Some(d) = self.replay_front() {
             let online = self.conn.as_ref().is_some_and(|c| !c.outbox.is_closed());
             if d.qos == QoS::AtMostOnce {
                 if online && !self.conn.as_ref().is_some_and(|c| c.outbox.qos0_has_room()) {
@@ -498,7 +489,7 @@ impl Session {
             } else if online && self.queue.len() >= REPLAY_QUEUE_LOW_WATER {
                 break;
             }
-            let Some(d) = self.replay.pop_front() else {
+            let Some(d) = self.replay_pop() else {
                 break;
             };
             if d.msg.expired(now) {

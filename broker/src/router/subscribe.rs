@@ -210,7 +210,7 @@ impl Router {
             return;
         };
         for msg in found {
-            s.replay.push_back(Delivery {
+            s.replay_push(Delivery {
                 seq: 0,
                 qos: qos.min(msg.qos),
                 retain: true,
