@@ -27,6 +27,7 @@ mod quotas;
 mod rare;
 mod records;
 pub mod session;
+mod submap;
 mod subscribe;
 #[cfg(test)]
 mod tests;

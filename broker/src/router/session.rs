@@ -6,7 +6,7 @@
 //! queued messages into the window as acknowledgements free it, resending in order after
 //! a reconnect. It never touches another session, the tries or the store.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, TopicFilt
 
 use super::journal::Journal;
 use super::rare::Rare;
+use super::submap::SubMap;
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
 use crate::outbox::{Outbox, Outgoing};
@@ -144,7 +145,7 @@ pub struct Session {
     /// Session Expiry Interval in seconds (`u32::MAX`: never) [MQTT-3.1.2-23].
     pub expiry_interval: u32,
     /// Subscriptions by filter string (shared ones keep their `$share/` prefix).
-    pub subscriptions: HashMap<Arc<str>, SubEntry>,
+    pub subscriptions: SubMap,
     /// Messages not yet in flight, oldest first.
     pub queue: VecDeque<Delivery>,
     /// Approximate bytes in `queue`.
@@ -230,7 +231,7 @@ impl Session {
             assigned_id: false,
             conn: None,
             expiry_interval,
-            subscriptions: HashMap::new(),
+            subscriptions: SubMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             window: Window::new(window),
