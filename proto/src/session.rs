@@ -49,7 +49,8 @@ pub enum AckOutcome<T> {
 pub struct Outgoing<T> {
     window: VecDeque<InFlight<T>>,
     next_pkid: u16,
-    capacity: usize,
+    /// `u16` as Receive Maximum is: the window is one per session in a broker.
+    capacity: u16,
 }
 
 impl<T> Outgoing<T> {
@@ -58,19 +59,19 @@ impl<T> Outgoing<T> {
         Outgoing {
             window: VecDeque::new(),
             next_pkid: 1,
-            capacity: usize::from(capacity.max(1)),
+            capacity: capacity.max(1),
         }
     }
 
     /// Changes the capacity (a reconnect may bring a new Receive Maximum). Deliveries
     /// already in flight stay.
     pub fn set_capacity(&mut self, capacity: u16) {
-        self.capacity = usize::from(capacity.max(1));
+        self.capacity = capacity.max(1);
     }
 
     /// Whether one more delivery may be sent now.
     pub fn has_room(&self) -> bool {
-        self.window.len() < self.capacity
+        self.window.len() < usize::from(self.capacity)
     }
 
     /// Number of deliveries in flight.

@@ -66,7 +66,7 @@ impl Router {
             id: conn_id,
             outbox: req.outbox,
             protocol: req.protocol,
-            max_packet_size: req.max_packet_size,
+            max_packet_size: req.max_packet_size.and_then(std::num::NonZeroU32::new),
             topic_aliases: req.protocol.is_v5() && req.topic_alias_maximum > 0,
         });
         s.user = req.user;

@@ -7,6 +7,7 @@
 //! a reconnect. It never touches another session, the tries or the store.
 
 use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,8 +98,9 @@ pub struct Conn {
     pub outbox: Arc<Outbox>,
     /// Protocol level of the connection.
     pub protocol: Protocol,
-    /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24].
-    pub max_packet_size: Option<u32>,
+    /// The client's Maximum Packet Size, if it set one [MQTT-3.1.2-24] (never 0: the
+    /// decoder refuses that; `NonZeroU32` so that the `Option` takes no extra word).
+    pub max_packet_size: Option<NonZeroU32>,
     /// Whether the connection may replace topics by aliases in deliveries (5.0, the
     /// client's Topic Alias Maximum is above 0): then it encodes each PUBLISH itself.
     pub topic_aliases: bool,
@@ -343,7 +345,7 @@ impl Session {
         };
         if conn
             .max_packet_size
-            .is_some_and(|max| bytes.len() > max as usize)
+            .is_some_and(|max| bytes.len() > max.get() as usize)
         {
             return Offer::Dropped(1);
         }
@@ -547,7 +549,7 @@ fn fits(conn: &Conn, d: &Delivery) -> bool {
     let Some(max) = conn.max_packet_size else {
         return true;
     };
-    let max = max as usize;
+    let max = max.get() as usize;
     // Cheap upper bound first: fixed header (5) + topic (2 + len) + packet id (2) +
     // payload + properties (bounded by their parts).
     let p = &d.msg.properties;
