@@ -169,6 +169,14 @@ impl Host for RouterHost<'_> {
         gated
     }
 
+    fn subscription_filter(&self, client_id: &str, filter: &str) -> Option<Arc<str>> {
+        let r = &self.router;
+        let s = r.by_id.get(client_id).and_then(|&k| r.sessions.get(k))?;
+        s.subscriptions
+            .get_key_value(filter)
+            .map(|(k, _)| k.clone())
+    }
+
     fn subscription_active(&self, client_id: &str, filter: &str) -> Option<bool> {
         let r = &self.router;
         let s = r.by_id.get(client_id).and_then(|&k| r.sessions.get(k))?;

@@ -41,8 +41,9 @@ pub const COALESCE: Duration = Duration::from_millis(20);
 pub struct InterestService {
     /// (client id, filter as subscribed) of every subscription that counts; the filter it
     /// counts under (inside `$share/<g>/`) is read off the filter ([`interest_filter`]).
-    /// The client id is the session's own, shared: an entry costs the filter only.
-    subs: BTreeSet<(Arc<str>, Box<str>)>,
+    /// Both strings are the session's own, shared (the filter as the session's
+    /// subscription holds it, where the host has it): an entry costs its place only.
+    subs: BTreeSet<(Arc<str>, Arc<str>)>,
     /// Incremented at every publication of the document.
     version: u64,
     /// When the pending change goes out, if one is pending.
@@ -140,7 +141,13 @@ impl InterestService {
     }
 
     fn add(&mut self, host: &mut dyn Host, client: &Arc<str>, filter: &str) {
-        if interest_filter(filter).is_some() && self.subs.insert((client.clone(), filter.into())) {
+        if interest_filter(filter).is_none() {
+            return;
+        }
+        let filter = host
+            .subscription_filter(client, filter)
+            .unwrap_or_else(|| filter.into());
+        if self.subs.insert((client.clone(), filter)) {
             self.changed(host);
         }
     }
@@ -165,7 +172,7 @@ impl InterestService {
     }
 
     fn remove(&mut self, host: &mut dyn Host, client: &str, filter: &str) {
-        if self.subs.remove(&(Arc::from(client), Box::from(filter))) {
+        if self.subs.remove(&(Arc::from(client), Arc::from(filter))) {
             self.changed(host);
         }
     }
@@ -182,16 +189,16 @@ impl Service for InterestService {
 
     fn on_start(&mut self, host: &mut dyn Host) {
         // Sessions restored from the store keep their subscriptions: they are interest.
-        let mut found: Vec<(Arc<str>, String, bool)> = Vec::new();
+        let mut found: Vec<(Arc<str>, Arc<str>, bool)> = Vec::new();
         host.for_each_subscription(&mut |client, filter, active| {
-            found.push((Arc::from(client), filter.to_owned(), active));
+            found.push((Arc::from(client), Arc::from(filter), active));
         });
         for (client, filter, active) in found {
             if reads_document(&filter) {
                 self.readers.insert(client.clone());
             }
             if active && interest_filter(&filter).is_some() {
-                self.subs.insert((client, filter.into()));
+                self.subs.insert((client, filter));
             }
         }
         self.publish(host);
@@ -267,8 +274,8 @@ impl Service for InterestService {
     fn on_session_end(&mut self, host: &mut dyn Host, client_id: &str) {
         // The set is ordered by client id: its entries are one range, found in log time
         // (a scan of every client's entries per session end would grow with the broker).
-        let from: (Arc<str>, Box<str>) = (Arc::from(client_id), Box::from(""));
-        let mine: Vec<(Arc<str>, Box<str>)> = self
+        let from: (Arc<str>, Arc<str>) = (Arc::from(client_id), Arc::from(""));
+        let mine: Vec<(Arc<str>, Arc<str>)> = self
             .subs
             .range(from..)
             .take_while(|(c, _)| &**c == client_id)

@@ -89,6 +89,13 @@ pub trait Host {
     /// messages it matches. Returns false if there is no such gated subscription.
     fn set_subscription_active(&mut self, client_id: &str, filter: &str, active: bool) -> bool;
 
+    /// `client_id`'s subscription filter `filter` as its session holds it, for a service
+    /// that keeps one per subscription to share rather than copy (`None`: no such
+    /// subscription, or a host that keeps none).
+    fn subscription_filter(&self, _client_id: &str, _filter: &str) -> Option<Arc<str>> {
+        None
+    }
+
     /// Whether `client_id`'s subscription to exactly `filter` is active (`None`: no such
     /// subscription). Only event-activated subscriptions are ever inactive.
     fn subscription_active(&self, client_id: &str, filter: &str) -> Option<bool> {

@@ -169,3 +169,20 @@ fn a_client_whose_id_the_broker_assigned_leaves_no_status_document() {
     assert!(h.received("w").is_empty());
     assert!(h.status.get("canopy-1883-7").is_none());
 }
+
+#[test]
+fn the_interest_table_shares_the_sessions_filter_string() {
+    let mut h = Harness::new(|_| {});
+    h.connect("dev", Conn::default());
+    h.subscribe_burst("dev", &["a/b".to_string()]);
+    let key = h.router.by_id["dev"];
+    let (filter, _) = h.router.sessions[key]
+        .subscriptions
+        .get_key_value("a/b")
+        .unwrap();
+    assert_eq!(
+        std::sync::Arc::strong_count(filter),
+        2,
+        "the session and the interest table hold one string, not a copy each"
+    );
+}
