@@ -239,7 +239,7 @@ impl Router {
             s.set_expires_at(None);
             s.set_will_at(None);
             s.record_dirty = false;
-            s.dirty_filters = None;
+            s.clear_dirty_filters();
         }
         let leaving_now: Vec<Arc<str>> = s
             .subscriptions

@@ -30,7 +30,7 @@ impl Router {
             return;
         };
         let conn = s.conn.as_ref().map_or(0, |c| c.id);
-        let p = s.pressure.get_or_insert_with(Box::default);
+        let p = s.pressure_or_default();
         if p.full_since.is_none() {
             p.full_since = Some(now);
             self.timers
@@ -47,7 +47,7 @@ impl Router {
         let behind = self
             .sessions
             .get(key)
-            .and_then(|s| s.pressure.as_ref())
+            .and_then(|s| s.pressure())
             .is_some_and(|p| !p.gates.is_empty());
         if overflow.is_empty() && !behind {
             self.held_acks.push((key, conn, packet));
@@ -58,13 +58,13 @@ impl Router {
         let id = self.next_gate;
         let mut waiting = 0;
         for &sub in &overflow {
-            if let Some(p) = self.sessions.get_mut(sub).and_then(|s| s.pressure.as_mut()) {
+            if let Some(p) = self.sessions.get_mut(sub).and_then(|s| s.pressure_mut()) {
                 p.holds.push((key, id));
                 waiting += 1;
             }
         }
         if let Some(s) = self.sessions.get_mut(key) {
-            let p = s.pressure.get_or_insert_with(Box::default);
+            let p = s.pressure_or_default();
             p.gates.push_back(Gate {
                 id,
                 conn,
@@ -81,7 +81,7 @@ impl Router {
     /// Subscriber `sub` is back within its limits, or gone: every gate it held opens
     /// by one, and publishers whose first gates are free get their acknowledgements.
     pub(super) fn release_holds(&mut self, sub: usize) {
-        let Some(p) = self.sessions.get_mut(sub).and_then(|s| s.pressure.as_mut()) else {
+        let Some(p) = self.sessions.get_mut(sub).and_then(|s| s.pressure_mut()) else {
             return;
         };
         p.full_since = None;
@@ -90,7 +90,7 @@ impl Router {
             if let Some(g) = self
                 .sessions
                 .get_mut(publisher)
-                .and_then(|s| s.pressure.as_mut())
+                .and_then(|s| s.pressure_mut())
                 .and_then(|p| p.gates.iter_mut().find(|g| g.id == id))
             {
                 g.waiting = g.waiting.saturating_sub(1);
@@ -104,7 +104,7 @@ impl Router {
 
     /// Releases the publisher's acknowledgements from the front while they are free.
     fn open_gates(&mut self, key: usize) {
-        let Some(p) = self.sessions.get_mut(key).and_then(|s| s.pressure.as_mut()) else {
+        let Some(p) = self.sessions.get_mut(key).and_then(|s| s.pressure_mut()) else {
             return;
         };
         while p.gates.front().is_some_and(|g| g.waiting == 0) {
@@ -117,9 +117,9 @@ impl Router {
 
     fn tidy_pressure(&mut self, key: usize) {
         if let Some(s) = self.sessions.get_mut(key)
-            && s.pressure.as_deref().is_some_and(Pressure::is_idle)
+            && s.pressure().is_some_and(Pressure::is_idle)
         {
-            s.pressure = None;
+            s.clear_pressure();
         }
     }
 
@@ -128,8 +128,7 @@ impl Router {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        if s.pressure
-            .as_ref()
+        if s.pressure()
             .is_some_and(|p| !p.holds.is_empty() || p.full_since.is_some())
             && s.within_limits(&self.limits)
         {
@@ -141,7 +140,7 @@ impl Router {
     /// publishers it held go on.
     pub(super) fn gone_offline(&mut self, key: usize) {
         if let Some(s) = self.sessions.get_mut(key)
-            && s.pressure.is_some()
+            && s.pressure().is_some()
         {
             let dropped = s.trim(&self.limits, &mut self.journal);
             Metrics::add(&self.metrics.messages_dropped, dropped as u64);
@@ -157,8 +156,7 @@ impl Router {
             return;
         };
         let still = s.conn.as_ref().is_some_and(|c| c.id == conn)
-            && s.pressure
-                .as_ref()
+            && s.pressure()
                 .and_then(|p| p.full_since)
                 .is_some_and(|t| now.saturating_duration_since(t) >= timeout);
         if !still {

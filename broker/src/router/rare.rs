@@ -1,15 +1,17 @@
 //! The fields of a [`Session`] that most sessions never set, kept together in one box
 //! that exists only while one of them is set.
 //!
-//! An idle connected session has no retained replay pending, no limits of its own and
-//! no expiry or will timer, so it pays one pointer for all of them. This module owns
+//! An idle connected session has no retained replay pending, no limits of its own, no
+//! expiry or will timer, no back-pressure and no subscription change waiting for the
+//! journal, so it pays one pointer for all of them. This module owns
 //! only their storage (allocating on the first set, freeing when the last is cleared);
 //! what they mean stays with `session.rs` and the router.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::session::{Delivery, QueueLimits, Session};
+use super::session::{Delivery, Pressure, QueueLimits, Session};
 
 /// Rarely set session fields (see the module documentation).
 #[derive(Debug, Default)]
@@ -26,6 +28,18 @@ pub struct Rare {
     expires_at: Option<Instant>,
     /// When the pending delayed will is due, once disconnected.
     will_at: Option<Instant>,
+    /// Back-pressure bookkeeping, present only while it matters (boxed: the other
+    /// fields are set far more often, as for every offline session).
+    pressure: Option<Box<Pressure>>,
+    /// Filters whose subscription was added, changed or removed since the last batch:
+    /// each becomes one put or delete of its own row, built from the state at the end
+    /// of the batch, so a subscribe and unsubscribe of one filter cost one record
+    /// (present only between a change and its batch; boxed as `pressure` is).
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    dirty_filters: Option<Box<HashSet<Arc<str>>>>,
 }
 
 impl Rare {
@@ -34,6 +48,8 @@ impl Rare {
             && self.own_limits.is_none()
             && self.expires_at.is_none()
             && self.will_at.is_none()
+            && self.pressure.is_none()
+            && self.dirty_filters.is_none()
     }
 }
 
@@ -112,6 +128,55 @@ impl Session {
         self.rare.get_or_insert_default().replay.push_back(d);
     }
 
+    /// Back-pressure bookkeeping, if any.
+    pub fn pressure(&self) -> Option<&Pressure> {
+        self.rare.as_ref().and_then(|r| r.pressure.as_deref())
+    }
+
+    /// Back-pressure bookkeeping, if any, to change.
+    pub fn pressure_mut(&mut self) -> Option<&mut Pressure> {
+        self.rare.as_mut().and_then(|r| r.pressure.as_deref_mut())
+    }
+
+    /// Back-pressure bookkeeping, allocated if there was none.
+    pub fn pressure_or_default(&mut self) -> &mut Pressure {
+        self.rare
+            .get_or_insert_default()
+            .pressure
+            .get_or_insert_default()
+    }
+
+    /// Drops the back-pressure bookkeeping.
+    pub fn clear_pressure(&mut self) {
+        self.set_rare(None, |r| &mut r.pressure);
+    }
+
+    /// Filters changed since the last journal batch, if any.
+    #[cfg(test)]
+    pub fn dirty_filters(&self) -> Option<&HashSet<Arc<str>>> {
+        self.rare.as_ref().and_then(|r| r.dirty_filters.as_deref())
+    }
+
+    /// Filters changed since the last journal batch, to add to.
+    pub fn dirty_filters_mut(&mut self) -> &mut HashSet<Arc<str>> {
+        self.rare
+            .get_or_insert_default()
+            .dirty_filters
+            .get_or_insert_default()
+    }
+
+    /// Takes the filters changed since the last journal batch.
+    pub fn take_dirty_filters(&mut self) -> HashSet<Arc<str>> {
+        let taken = self.rare.as_mut().and_then(|r| r.dirty_filters.take());
+        self.tidy_rare();
+        taken.map(|f| *f).unwrap_or_default()
+    }
+
+    /// Forgets the filters changed since the last journal batch.
+    pub fn clear_dirty_filters(&mut self) {
+        drop(self.take_dirty_filters());
+    }
+
     /// Forgets every retained message still to replay.
     pub fn replay_clear(&mut self) {
         if let Some(r) = self.rare.as_mut() {
@@ -133,7 +198,7 @@ mod tests {
         // set (into `Rare`, or a box of its own) rather than let it grow.
         let size = std::mem::size_of::<Session>();
         assert!(
-            size <= 240,
+            size <= 224,
             "Session is {size} bytes: box rarely set fields (into `Rare`)"
         );
     }

@@ -68,10 +68,7 @@ impl Router {
             return;
         }
         if s.stored {
-            if s.dirty_filters
-                .get_or_insert_default()
-                .insert(filter.clone())
-            {
+            if s.dirty_filters_mut().insert(filter.clone()) {
                 self.pending_marks += 1;
             }
         } else {
@@ -87,7 +84,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = false;
             s.record_dirty = false;
-            s.dirty_filters = None;
+            s.clear_dirty_filters();
         }
     }
 
@@ -96,7 +93,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.stored = true;
             s.record_dirty = false;
-            s.dirty_filters = None;
+            s.clear_dirty_filters();
         }
     }
 
@@ -111,7 +108,7 @@ impl Router {
             };
             s.journal_queued = false;
             let record = std::mem::take(&mut s.record_dirty);
-            let filters = s.dirty_filters.take().map(|f| *f).unwrap_or_default();
+            let filters = s.take_dirty_filters();
             if s.expiry_interval == 0 {
                 continue;
             }

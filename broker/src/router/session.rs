@@ -6,7 +6,7 @@
 //! queued messages into the window as acknowledgements free it, resending in order after
 //! a reconnect. It never touches another session, the tries or the store.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -168,25 +168,14 @@ pub struct Session {
     pub last_conn: u64,
     /// Next delivery sequence number.
     pub next_seq: u64,
-    /// Back-pressure bookkeeping, present only while it matters (boxed: most sessions
-    /// never need it).
-    pub pressure: Option<Box<Pressure>>,
-    /// The retained replay, the session's own queue limits and its expiry and will
-    /// timers: set for few sessions, so boxed together and allocated only while one is
+    /// The retained replay, the session's own queue limits, its expiry and will timers,
+    /// its back-pressure bookkeeping and the filters changed since the last journal
+    /// batch: set for few sessions, so boxed together and allocated only while one is
     /// set (`rare.rs`, whose accessors read and set them).
     pub rare: Option<Box<Rare>>,
     /// The session's own fields changed since the last batch was submitted (the record,
     /// without subscriptions, is rebuilt once per batch, however many changes it holds).
     pub record_dirty: bool,
-    /// Filters whose subscription was added, changed or removed since the last batch:
-    /// each becomes one put or delete of its own row, built from the state at the end
-    /// of the batch, so a subscribe and unsubscribe of one filter cost one record
-    /// (boxed, present only between a change and its batch).
-    #[expect(
-        clippy::box_collection,
-        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
-    )]
-    pub dirty_filters: Option<Box<HashSet<Arc<str>>>>,
     /// Whether the session is in the router's list of sessions to journal.
     pub journal_queued: bool,
     /// The session has ended and its subscriptions are leaving the index a chunk per
@@ -243,10 +232,8 @@ impl Session {
             match_slot: 0,
             last_conn: 0,
             next_seq: 1,
-            pressure: None,
             rare: None,
             record_dirty: false,
-            dirty_filters: None,
             journal_queued: false,
             ending: false,
             stored: false,

@@ -160,8 +160,7 @@ fn while_a_commit_is_in_flight_at_most_one_record_per_changed_filter_waits() {
     let key = h.router.by_id["s"];
     assert_eq!(
         h.router.sessions[key]
-            .dirty_filters
-            .as_ref()
+            .dirty_filters()
             .map_or(0, |f| f.len()),
         2
     );
