@@ -12,6 +12,7 @@ pub mod auth;
 mod bridges;
 pub mod config;
 mod error;
+mod keepalive;
 mod levels;
 mod message;
 pub mod metrics;
@@ -272,10 +273,15 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         shutdown: stop_rx,
         cluster: cluster.clone(),
         admission: server::admission::Admission::new(&config.limits, metrics.clone()),
+        keep_alive: Arc::default(),
     });
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();
     let mut accept_tasks = Vec::new();
+    accept_tasks.push(tokio::spawn(keepalive::run(
+        ctx.keep_alive.clone(),
+        ctx.shutdown.clone(),
+    )));
     for ((listener, addr), layers) in listeners.into_iter().zip(&layers) {
         addrs.push(addr);
         accept_tasks.push(tokio::spawn(server::accept_loop(

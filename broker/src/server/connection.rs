@@ -1,8 +1,8 @@
 //! One client connection: bytes in, packets out.
 //!
-//! Owns the socket, the read and write buffers, the decode limits, keep-alive
-//! supervision, topic aliases in both directions, and the translation between packets
-//! and router commands. Incoming packets become [`Command`]s on the bounded router
+//! Owns the socket, the read and write buffers, the decode limits, the keep-alive
+//! record (the broker's wheel, `crate::keepalive`, watches it), topic aliases in both
+//! directions, and the translation between packets and router commands. Incoming packets become [`Command`]s on the bounded router
 //! channel (a full channel stops us reading the socket: that is the back-pressure);
 //! the outbox is drained in one batch and written with one system call. It never holds
 //! routing state, and a protocol error here ends this connection only.
@@ -10,10 +10,10 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use canopy_proto::session::KeepAlive;
 use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::error::TrySendError;
@@ -105,6 +105,7 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
         return;
     };
     let end = conn.run(&mut stream, rbuf).await;
+    conn.est.outbox.liveness().stop();
     ctx.metrics.client_disconnected();
     let (publish_will, expiry, reason) = match end {
         End::Disconnect { will, expiry } => (will, expiry, "disconnected"),
@@ -173,11 +174,14 @@ async fn open<'a, S: Transport>(
     let span = tracing::Span::current();
     span.record("user", est.user.as_deref());
     span.record("authenticated", est.authenticated);
+    // Keep alive is supervised by the broker's wheel, not by a timer in this task.
+    let now = Instant::now();
+    est.outbox.liveness().start(est.keep_alive, now);
+    ctx.keep_alive.watch(&est.outbox, now);
     let conn = Connection {
         ctx,
         protocol: est.protocol,
         limits,
-        keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
         aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
         unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
         wbuf: BytesMut::new(),
@@ -219,7 +223,6 @@ struct Connection<'a> {
     est: Established,
     protocol: Protocol,
     limits: DecodeLimits,
-    keep_alive: KeepAlive,
     /// Topic aliases both ways.
     aliases: Aliases,
     wbuf: BytesMut,
@@ -266,15 +269,25 @@ impl Connection<'_> {
                 rbuf = BytesMut::new();
             }
             let paused = self.paused();
-            // While paused we read nothing, so silence is ours, not the client's.
-            let deadline = if paused {
-                None
-            } else {
-                self.keep_alive.deadline()
-            };
-            tokio::select! {
-                biased;
-                _ = outbox.notified() => {
+            if paused {
+                // While paused we read nothing, so silence is ours, not the client's.
+                outbox.liveness().pause();
+            }
+            // One small future for the whole idle wait: the outbox (which the keep-alive
+            // wheel wakes too) first, then the socket unless paused. No timer, no
+            // notification future: an idle connection's task stays small.
+            let woke = std::future::poll_fn(|cx| {
+                if outbox.poll_notified(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                if !paused && let Poll::Ready(r) = stream.poll_readable(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                None => {
                     if let Some(end) = Box::pin(self.flush_outbox(stream)).await {
                         return end;
                     }
@@ -287,14 +300,19 @@ impl Connection<'_> {
                             return End::Kicked;
                         }
                     }
+                    if outbox.liveness().take_expired() {
+                        tracing::info!("keep-alive timeout; closing");
+                        Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
+                        let reason = ReasonCode::KEEP_ALIVE_TIMEOUT;
+                        Box::pin(self.send_disconnect(stream, reason, None)).await;
+                        return End::KeepAlive;
+                    }
                     if paused && !self.paused() {
-                        self.keep_alive.heard(Instant::now());
+                        outbox.liveness().heard(Instant::now());
                     }
                 }
-                r = stream.readable(), if !paused => {
-                    if r.is_err() {
-                        return End::Lost;
-                    }
+                Some(Err(_)) => return End::Lost,
+                Some(Ok(())) => {
                     if rbuf.capacity() - rbuf.len() < 1024 {
                         rbuf.reserve(READ_CHUNK);
                     }
@@ -304,12 +322,6 @@ impl Connection<'_> {
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => return End::Lost,
                     }
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    tracing::info!("keep-alive timeout; closing");
-                    Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
-                    Box::pin(self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None)).await;
-                    return End::KeepAlive;
                 }
             }
         }
@@ -321,7 +333,7 @@ impl Connection<'_> {
         match canopy_proto::decode(rbuf, self.protocol, &self.limits) {
             Ok(Some(packet)) => {
                 Metrics::add(&self.ctx.metrics.packets_received, 1);
-                self.keep_alive.heard(Instant::now());
+                self.est.outbox.liveness().heard(Instant::now());
                 match self.on_packet(packet) {
                     Step::Forward(cmd) => match self.ctx.router.try_send(cmd) {
                         Ok(()) => Next::Sent,
@@ -582,13 +594,6 @@ impl Connection<'_> {
                 Err(End::Lost)
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -54,6 +54,8 @@ pub struct ServerCtx {
     pub cluster: Option<Arc<crate::services::cluster::ClusterBook>>,
     /// Socket tickets, the admission FIFO and the connection rates.
     pub admission: admission::Admission,
+    /// The keep-alive wheel every established connection is filed in.
+    pub keep_alive: Arc<crate::keepalive::Supervisor>,
 }
 
 /// Time a write may block before the peer is cut off as a slow consumer.
