@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::admission::{Admit, Admitted};
-use super::handshake::{self, Established};
+use super::handshake;
 use super::preconnect;
 use super::proxy;
 use super::shaping::{
@@ -29,7 +31,7 @@ use super::shaping::{
 use super::transport::Transport;
 use super::{ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
-use crate::outbox::Outgoing;
+use crate::outbox::{Outbox, Outgoing};
 use crate::router::Command;
 use crate::services::cluster::Admission;
 
@@ -41,8 +43,22 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
-pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
+/// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end; `ctx`
+/// is the shared context, borrowed or owned (see [`super::Counted`]).
+///
+/// A plain function returning the future, not an `async fn`: an `async fn` would keep its
+/// own copy of every argument beside the one `run` keeps, for as long as the connection
+/// lives.
+pub fn serve<'a, S, C>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: C,
+    admit: Admit,
+) -> impl Future<Output = ()> + Send + 'a
+where
+    S: Transport + 'a,
+    C: Deref<Target = ServerCtx> + Send + Sync + 'a,
+{
     let span = tracing::info_span!(
         "conn",
         %peer,
@@ -50,7 +66,7 @@ pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx, a
         user = tracing::field::Empty,
         authenticated = tracing::field::Empty,
     );
-    run(stream, peer, ctx, admit).instrument(span).await;
+    run(stream, peer, ctx, admit).instrument(span)
 }
 
 /// What to do with one incoming packet.
@@ -95,7 +111,12 @@ enum End {
     KeepAlive,
 }
 
-async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
+async fn run<S, C>(mut stream: S, peer: SocketAddr, ctx: C, admit: Admit)
+where
+    S: Transport,
+    C: Deref<Target = ServerCtx>,
+{
+    let ctx = &*ctx;
     // Everything before the connection is established (admission, CONNECT, a redirect or
     // a proxied session, the handshake) runs in a boxed future of its own, freed once it is
     // done: this task keeps only what an established connection needs while it is idle.
@@ -105,7 +126,7 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
         return;
     };
     let end = conn.run(&mut stream, rbuf).await;
-    conn.est.outbox.liveness().stop();
+    conn.outbox.liveness().stop();
     ctx.metrics.client_disconnected();
     let (publish_will, expiry, reason) = match end {
         End::Disconnect { will, expiry } => (will, expiry, "disconnected"),
@@ -115,8 +136,8 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
         End::KeepAlive => (true, None, "keepalive timeout"),
     };
     let gone = Command::Disconnected {
-        session: conn.est.reply.session,
-        conn: conn.est.reply.conn,
+        session: conn.session,
+        conn: conn.conn,
         publish_will,
         session_expiry: expiry,
         reason,
@@ -180,12 +201,16 @@ async fn open<'a, S: Transport>(
     ctx.keep_alive.watch(&est.outbox, now);
     let conn = Connection {
         ctx,
+        session: est.reply.session,
+        conn: est.reply.conn,
+        outbox: est.outbox,
+        session_expiry: est.session_expiry,
+        problem_info: est.problem_info,
         protocol: est.protocol,
         limits,
         aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
         unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
         wbuf: BytesMut::new(),
-        est,
     };
     Some((conn, rbuf, admitted))
 }
@@ -220,7 +245,15 @@ async fn linger<S: Transport>(stream: &mut S) {
 
 struct Connection<'a> {
     ctx: &'a ServerCtx,
-    est: Established,
+    /// The router's session key and this connection's generation, quoted in commands.
+    session: usize,
+    conn: u64,
+    /// What the router writes to this connection.
+    outbox: Arc<Outbox>,
+    /// Session Expiry Interval from CONNECT (for the DISCONNECT rule [MQTT-3.14.2-2]).
+    session_expiry: u32,
+    /// Whether the client accepts reason strings (Request Problem Information).
+    problem_info: bool,
     protocol: Protocol,
     limits: DecodeLimits,
     /// Topic aliases both ways.
@@ -233,7 +266,7 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     async fn run<S: Transport>(&mut self, stream: &mut S, mut rbuf: BytesMut) -> End {
-        let outbox = self.est.outbox.clone();
+        let outbox = self.outbox.clone();
         loop {
             // Decode whatever is already buffered (CONNECT may have arrived with more),
             // unless the client already has as many QoS 1/2 messages unacknowledged as
@@ -293,8 +326,8 @@ impl Connection<'_> {
                     }
                     if outbox.take_drain_notice() {
                         let drained = Command::Drained {
-                            session: self.est.reply.session,
-                            conn: self.est.reply.conn,
+                            session: self.session,
+                            conn: self.conn,
                         };
                         if Box::pin(self.ctx.router.send(drained)).await.is_err() {
                             return End::Kicked;
@@ -333,7 +366,7 @@ impl Connection<'_> {
         match canopy_proto::decode(rbuf, self.protocol, &self.limits) {
             Ok(Some(packet)) => {
                 Metrics::add(&self.ctx.metrics.packets_received, 1);
-                self.est.outbox.liveness().heard(Instant::now());
+                self.outbox.liveness().heard(Instant::now());
                 match self.on_packet(packet) {
                     Step::Forward(cmd) => match self.ctx.router.try_send(cmd) {
                         Ok(()) => Next::Sent,
@@ -366,8 +399,8 @@ impl Connection<'_> {
     /// future then holds no packet-sized state across its idle await points, which keeps
     /// an idle connection small.
     fn on_packet(&mut self, packet: Packet) -> Step {
-        let session = self.est.reply.session;
-        let conn = self.est.reply.conn;
+        let session = self.session;
+        let conn = self.conn;
         let violation = |why| Step::Violation(ReasonCode::PROTOCOL_ERROR, why);
         let cmd = match packet {
             Packet::Publish(p) => {
@@ -420,7 +453,7 @@ impl Connection<'_> {
             Packet::PingReq => return Step::Pong,
             Packet::Disconnect(d) => {
                 let expiry = d.properties.session_expiry_interval;
-                if self.est.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
+                if self.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
                     // [MQTT-3.14.2-2]
                     return violation("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
@@ -460,7 +493,7 @@ impl Connection<'_> {
         reason: ReasonCode,
         why: Option<String>,
     ) {
-        if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+        if let Some(d) = disconnect(self.protocol, reason, why, self.problem_info) {
             self.encode(&d);
             let _ = self.write(stream).await;
         }
@@ -471,7 +504,7 @@ impl Connection<'_> {
         // Swap a fresh queue in and drop the drained one after use: an idle connection
         // keeps no queue capacity on either side.
         let mut items = VecDeque::new();
-        self.est.outbox.drain_into(&mut items);
+        self.outbox.drain_into(&mut items);
         if self.wbuf.capacity() == 0 && !matches!(items.front(), None | Some(Outgoing::Run { .. }))
         {
             self.wbuf = crate::wbufs::take(1024);
@@ -525,7 +558,7 @@ impl Connection<'_> {
                     self.encode(&p)
                 }
                 Outgoing::Disconnect(reason, why) => {
-                    if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+                    if let Some(d) = disconnect(self.protocol, reason, why, self.problem_info) {
                         self.encode(&d);
                     }
                     end = Some(End::Kicked);

@@ -160,11 +160,34 @@ pub fn spawn_connection<S: transport::Transport + 'static>(
     let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
     // Reap finished tasks so the set does not grow with history.
     while set.try_join_next().is_some() {}
-    set.spawn(async move {
+    set.spawn(connection::serve(stream, peer, Counted::new(ctx), admit));
+}
+
+/// The shared context as a connection task owns it, counted in [`ServerCtx::open`] for as
+/// long as the task lives (passed whole to `connection::serve`, so the task keeps no
+/// second copy of the connection's arguments).
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<ServerCtx>);
+
+impl Counted {
+    pub(crate) fn new(ctx: Arc<ServerCtx>) -> Counted {
         ctx.open.fetch_add(1, Ordering::Relaxed);
-        connection::serve(stream, peer, &ctx, admit).await;
-        ctx.open.fetch_sub(1, Ordering::Relaxed);
-    });
+        Counted(ctx)
+    }
+}
+
+impl std::ops::Deref for Counted {
+    type Target = ServerCtx;
+
+    fn deref(&self) -> &ServerCtx {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Binds every configured listener; returns them with their bound addresses. IPv6
