@@ -59,8 +59,12 @@ enum Due {
 impl Liveness {
     /// Starts supervising a keep alive of `secs` seconds (0: none) from `now`.
     pub fn start(&self, secs: u16, now: Instant) {
+        let grace = canopy_proto::session::keep_alive_grace(secs).unwrap_or_default();
         self.heard.store(millis(now), Ordering::Relaxed);
-        self.grace.store(u32::from(secs) * 1500, Ordering::Relaxed);
+        self.grace.store(
+            u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Records that a packet arrived at `now`.

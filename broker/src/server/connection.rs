@@ -44,7 +44,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end; `ctx`
-/// is the shared context, borrowed or owned (see [`super::Counted`]).
+/// is the shared context, borrowed or owned (see [`super::tasks::Counted`]).
 ///
 /// A plain function returning the future, not an `async fn`: an `async fn` would keep its
 /// own copy of every argument beside the one `run` keeps, for as long as the connection
@@ -59,14 +59,18 @@ where
     S: Transport + 'a,
     C: Deref<Target = ServerCtx> + Send + Sync + 'a,
 {
-    let span = tracing::info_span!(
+    run(stream, peer, ctx, admit).instrument(span(peer))
+}
+
+/// The span a connection's log lines carry (disabled when `info` is off).
+pub fn span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!(
         "conn",
         %peer,
         client_id = tracing::field::Empty,
         user = tracing::field::Empty,
         authenticated = tracing::field::Empty,
-    );
-    run(stream, peer, ctx, admit).instrument(span)
+    )
 }
 
 /// What to do with one incoming packet.
@@ -111,7 +115,8 @@ enum End {
     KeepAlive,
 }
 
-async fn run<S, C>(mut stream: S, peer: SocketAddr, ctx: C, admit: Admit)
+/// Serves one connection to its end (see [`serve`], which also gives it its span).
+pub async fn run<S, C>(mut stream: S, peer: SocketAddr, ctx: C, admit: Admit)
 where
     S: Transport,
     C: Deref<Target = ServerCtx>,
