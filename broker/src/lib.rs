@@ -12,6 +12,7 @@ pub mod auth;
 mod bridges;
 pub mod config;
 mod error;
+mod keepalive;
 mod levels;
 mod message;
 pub mod metrics;
@@ -30,7 +31,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 
 pub use config::Config;
 pub use error::BrokerError;
@@ -54,7 +54,6 @@ pub struct BrokerHandle {
     stop: watch::Sender<bool>,
     router_task: tokio::task::JoinHandle<()>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
-    connections: Arc<std::sync::Mutex<JoinSet<()>>>,
     metrics: Arc<Metrics>,
     /// The bound UDP address of the DNS status listener, when `[dns] listen` is set.
     dns_addr: Option<SocketAddr>,
@@ -116,8 +115,7 @@ impl BrokerHandle {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         server::spawn_connection(
-            &self.connections,
-            self.ctx.clone(),
+            &self.ctx,
             server::transport::Polled::new(stream),
             peer,
             server::admission::Admit::exempt(),
@@ -171,15 +169,7 @@ impl BrokerHandle {
             let _ = rx.await;
         }
         let _ = self.router_task.await;
-        let mut set =
-            std::mem::take(&mut *self.connections.lock().unwrap_or_else(|p| p.into_inner()));
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while set.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            set.abort_all();
-        }
+        self.ctx.tasks.stop(SHUTDOWN_GRACE).await;
         tracing::info!("broker stopped");
     }
 }
@@ -272,16 +262,20 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         shutdown: stop_rx,
         cluster: cluster.clone(),
         admission: server::admission::Admission::new(&config.limits, metrics.clone()),
+        keep_alive: Arc::default(),
+        tasks: server::tasks::Tasks::default(),
     });
-    let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();
     let mut accept_tasks = Vec::new();
+    accept_tasks.push(tokio::spawn(keepalive::run(
+        ctx.keep_alive.clone(),
+        ctx.shutdown.clone(),
+    )));
     for ((listener, addr), layers) in listeners.into_iter().zip(&layers) {
         addrs.push(addr);
         accept_tasks.push(tokio::spawn(server::accept_loop(
             listener,
             ctx.clone(),
-            connections.clone(),
             layers.clone(),
         )));
     }
@@ -299,7 +293,6 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         accept_tasks.push(tokio::spawn(server::dashboard::accept_loop(
             listener,
             ctx.clone(),
-            connections.clone(),
             max_ws,
         )));
         addr
@@ -351,7 +344,6 @@ pub async fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         stop,
         router_task,
         accept_tasks,
-        connections,
         metrics,
         dns_addr,
         dashboard_addr,

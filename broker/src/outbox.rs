@@ -15,11 +15,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, BytesMut};
 use canopy_proto::{Packet, QoS, ReasonCode};
-use tokio::sync::Notify;
 
+use crate::keepalive::Liveness;
 use crate::message::Message;
 
 /// Largest shared encoding [`Outbox::push_encoded`] copies into a run; bigger ones are
@@ -107,9 +108,19 @@ struct Inner {
     run: BytesMut,
     /// How many PUBLISHes `run` holds.
     run_count: usize,
+    /// The connection task waiting for news ([`Outbox::poll_notified`]).
+    waker: Option<Waker>,
+    /// News not yet seen by the connection (a wake-up while it was not waiting).
+    signalled: bool,
 }
 
 impl Inner {
+    /// Marks news for the connection; the waker to wake once the lock is let go.
+    fn signal(&mut self) -> Option<Waker> {
+        self.signalled = true;
+        self.waker.take()
+    }
+
     /// Items the connection may take now, the open run counted as one.
     fn visible(&self) -> usize {
         self.items.len() - self.held + usize::from(self.run_count > 0)
@@ -132,8 +143,10 @@ impl Inner {
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
-    notify: Notify,
     qos0_capacity: usize,
+    /// The connection's keep-alive record, which the broker's keep-alive wheel reads
+    /// ([`crate::keepalive`]); it wakes the connection through this outbox.
+    liveness: Liveness,
     /// Set by the router when it holds more for this connection (a retained replay);
     /// the connection then reports each drained batch so the router can send more.
     drain_notice: AtomicBool,
@@ -144,8 +157,8 @@ impl Outbox {
     pub fn new(qos0_capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             inner: Mutex::default(),
-            notify: Notify::new(),
             qos0_capacity,
+            liveness: Liveness::default(),
             drain_notice: AtomicBool::new(false),
         })
     }
@@ -180,23 +193,23 @@ impl Outbox {
     /// Lets the connection take the first `n` held items (those of a committed batch;
     /// what was held after them stays held).
     pub fn release(&self, n: usize) {
-        let released = {
+        let waker = {
             let mut inner = self.lock();
             // The open run goes before what was held, wherever the line moves.
             inner.close_run();
             let k = n.min(inner.held);
             inner.held -= k;
-            k > 0
+            if k > 0 { inner.signal() } else { None }
         };
-        if released {
-            self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
     /// Queues `item`, held for journal epoch `hold` if given; see [`Outbox::push_held`].
     fn push_inner(&self, item: Outgoing, hold: Option<u64>) -> Option<bool> {
         let first;
-        let wake;
+        let waker;
         {
             let mut inner = self.lock();
             if inner.closed {
@@ -225,13 +238,14 @@ impl Outbox {
             // The connection takes everything visible at once, so if something was
             // visible already it has been notified and not taken it yet: one wake-up
             // per batch, not per item.
-            wake = inner.visible() == 0;
+            let wake = inner.visible() == 0;
             inner.close_run();
             let at = inner.items.len() - inner.held;
             inner.items.insert(at, item);
+            waker = if wake { inner.signal() } else { None };
         }
-        if wake {
-            self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
         }
         Some(first)
     }
@@ -252,14 +266,14 @@ impl Outbox {
             };
             return self.push(item);
         }
-        let wake;
+        let waker;
         {
             let mut inner = self.lock();
             if inner.closed || inner.qos0 >= self.qos0_capacity {
                 return false;
             }
             inner.qos0 += 1;
-            wake = inner.visible() == 0;
+            let wake = inner.visible() == 0;
             if inner.run.capacity() == 0 {
                 inner.run = crate::wbufs::take(RUN_START.max(bytes.len()));
             }
@@ -267,10 +281,11 @@ impl Outbox {
             inner.run.put_u8(first | u8::from(retain));
             inner.run.extend_from_slice(rest);
             inner.run_count += 1;
+            waker = if wake { inner.signal() } else { None };
         }
         // As in `push_inner`: only the first visible item wakes the connection.
-        if wake {
-            self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
         }
         true
     }
@@ -313,9 +328,32 @@ impl Outbox {
         inner.qos0 = inner.items.iter().map(Outgoing::qos0_count).sum();
     }
 
-    /// Waits until something may have been queued.
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// Ready once something may have been queued (or the keep-alive wheel woke the
+    /// connection) since the last time it was ready; otherwise the task is remembered
+    /// and woken then. The waiting costs the task no future of its own.
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if std::mem::take(&mut inner.signalled) {
+            return Poll::Ready(());
+        }
+        match &inner.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Wakes the connection without queueing anything (the keep-alive wheel).
+    pub fn wake(&self) {
+        let waker = self.lock().signal();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The connection's keep-alive record.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 }
 

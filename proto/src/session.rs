@@ -2,12 +2,12 @@
 //!
 //! Owns packet-identifier allocation and the outgoing in-flight window (QoS 1 and 2
 //! deliveries awaiting acknowledgement, in send order), the set of incoming QoS 2 packet
-//! identifiers awaiting PUBREL, and keep-alive deadlines computed from instants passed
-//! in. It never stores payload semantics beyond an opaque `T` and never performs IO: the
+//! identifiers awaiting PUBREL, and the keep-alive grace rule (the broker's keep-alive
+//! wheel applies it to instants of its own). It never stores payload semantics beyond an opaque `T` and never performs IO: the
 //! broker's router and test drivers feed it events and read decisions back.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where an outgoing QoS 1/2 delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,38 +220,11 @@ impl IncomingQos2 {
     }
 }
 
-/// Keep-alive supervision of one connection: the server closes a connection that sends
-/// nothing for one and a half times the keep-alive interval [MQTT-3.1.2-24].
-#[derive(Debug, Clone, Copy)]
-pub struct KeepAlive {
-    grace: Option<Duration>,
-    last_heard: Instant,
-}
-
-impl KeepAlive {
-    /// Supervision for a keep-alive of `secs` seconds (0 disables it), starting at `now`.
-    pub fn new(secs: u16, now: Instant) -> Self {
-        let grace = (secs > 0).then(|| Duration::from_millis(u64::from(secs) * 1500));
-        KeepAlive {
-            grace,
-            last_heard: now,
-        }
-    }
-
-    /// Records that a packet arrived at `now`.
-    pub fn heard(&mut self, now: Instant) {
-        self.last_heard = now;
-    }
-
-    /// The instant after which the connection is dead, if supervision is on.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.grace.map(|g| self.last_heard + g)
-    }
-
-    /// Whether the connection has been silent too long at `now`.
-    pub fn expired(&self, now: Instant) -> bool {
-        self.deadline().is_some_and(|d| now >= d)
-    }
+/// How long a connection with a keep alive of `secs` seconds may stay silent before the
+/// server closes it: one and a half times the interval [MQTT-3.1.2-24]; `None` for 0,
+/// which turns the mechanism off [MQTT-3.1.2-22].
+pub fn keep_alive_grace(secs: u16) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_millis(u64::from(secs) * 1500))
 }
 
 #[cfg(test)]
@@ -323,14 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn keep_alive_expires_after_one_and_a_half_intervals() {
-        // [MQTT-3.1.2-24]
-        let t0 = Instant::now();
-        let mut k = KeepAlive::new(2, t0);
-        assert!(!k.expired(t0 + Duration::from_millis(2999)));
-        assert!(k.expired(t0 + Duration::from_millis(3000)));
-        k.heard(t0 + Duration::from_secs(2));
-        assert!(!k.expired(t0 + Duration::from_millis(4999)));
-        assert!(KeepAlive::new(0, t0).deadline().is_none());
+    fn keep_alive_grace_is_one_and_a_half_intervals_and_zero_turns_it_off() {
+        // [MQTT-3.1.2-24], [MQTT-3.1.2-22]
+        assert_eq!(keep_alive_grace(2), Some(Duration::from_millis(3000)));
+        assert_eq!(
+            keep_alive_grace(65535),
+            Some(Duration::from_millis(98_302_500))
+        );
+        assert_eq!(keep_alive_grace(0), None);
     }
 }

@@ -1,8 +1,8 @@
 //! One client connection: bytes in, packets out.
 //!
-//! Owns the socket, the read and write buffers, the decode limits, keep-alive
-//! supervision, topic aliases in both directions, and the translation between packets
-//! and router commands. Incoming packets become [`Command`]s on the bounded router
+//! Owns the socket, the read and write buffers, the decode limits, the keep-alive
+//! record (the broker's wheel, `crate::keepalive`, watches it), topic aliases in both
+//! directions, and the translation between packets and router commands. Incoming packets become [`Command`]s on the bounded router
 //! channel (a full channel stops us reading the socket: that is the back-pressure);
 //! the outbox is drained in one batch and written with one system call. It never holds
 //! routing state, and a protocol error here ends this connection only.
@@ -10,17 +10,19 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use canopy_proto::session::KeepAlive;
 use canopy_proto::{DecodeLimits, Packet, Protocol, PublishProperties, ReasonCode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::admission::{Admit, Admitted};
-use super::handshake::{self, Established};
+use super::handshake;
 use super::preconnect;
 use super::proxy;
 use super::shaping::{
@@ -29,7 +31,7 @@ use super::shaping::{
 use super::transport::Transport;
 use super::{ServerCtx, WRITE_TIMEOUT};
 use crate::metrics::Metrics;
-use crate::outbox::Outgoing;
+use crate::outbox::{Outbox, Outgoing};
 use crate::router::Command;
 use crate::services::cluster::Admission;
 
@@ -41,16 +43,34 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end.
-pub async fn serve<S: Transport>(stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
-    let span = tracing::info_span!(
+/// Serves one connection over any [`Transport`] (TCP, TLS, WebSocket) to its end; `ctx`
+/// is the shared context, borrowed or owned (see [`super::tasks::Counted`]).
+///
+/// A plain function returning the future, not an `async fn`: an `async fn` would keep its
+/// own copy of every argument beside the one `run` keeps, for as long as the connection
+/// lives.
+pub fn serve<'a, S, C>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: C,
+    admit: Admit,
+) -> impl Future<Output = ()> + Send + 'a
+where
+    S: Transport + 'a,
+    C: Deref<Target = ServerCtx> + Send + Sync + 'a,
+{
+    run(stream, peer, ctx, admit).instrument(span(peer))
+}
+
+/// The span a connection's log lines carry (disabled when `info` is off).
+pub fn span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!(
         "conn",
         %peer,
         client_id = tracing::field::Empty,
         user = tracing::field::Empty,
         authenticated = tracing::field::Empty,
-    );
-    run(stream, peer, ctx, admit).instrument(span).await;
+    )
 }
 
 /// What to do with one incoming packet.
@@ -95,7 +115,13 @@ enum End {
     KeepAlive,
 }
 
-async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, admit: Admit) {
+/// Serves one connection to its end (see [`serve`], which also gives it its span).
+pub async fn run<S, C>(mut stream: S, peer: SocketAddr, ctx: C, admit: Admit)
+where
+    S: Transport,
+    C: Deref<Target = ServerCtx>,
+{
+    let ctx = &*ctx;
     // Everything before the connection is established (admission, CONNECT, a redirect or
     // a proxied session, the handshake) runs in a boxed future of its own, freed once it is
     // done: this task keeps only what an established connection needs while it is idle.
@@ -105,6 +131,7 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
         return;
     };
     let end = conn.run(&mut stream, rbuf).await;
+    conn.outbox.liveness().stop();
     ctx.metrics.client_disconnected();
     let (publish_will, expiry, reason) = match end {
         End::Disconnect { will, expiry } => (will, expiry, "disconnected"),
@@ -114,8 +141,8 @@ async fn run<S: Transport>(mut stream: S, peer: SocketAddr, ctx: &ServerCtx, adm
         End::KeepAlive => (true, None, "keepalive timeout"),
     };
     let gone = Command::Disconnected {
-        session: conn.est.reply.session,
-        conn: conn.est.reply.conn,
+        session: conn.session,
+        conn: conn.conn,
         publish_will,
         session_expiry: expiry,
         reason,
@@ -173,15 +200,22 @@ async fn open<'a, S: Transport>(
     let span = tracing::Span::current();
     span.record("user", est.user.as_deref());
     span.record("authenticated", est.authenticated);
+    // Keep alive is supervised by the broker's wheel, not by a timer in this task.
+    let now = Instant::now();
+    est.outbox.liveness().start(est.keep_alive, now);
+    ctx.keep_alive.watch(&est.outbox, now);
     let conn = Connection {
         ctx,
+        session: est.reply.session,
+        conn: est.reply.conn,
+        outbox: est.outbox,
+        session_expiry: est.session_expiry,
+        problem_info: est.problem_info,
         protocol: est.protocol,
         limits,
-        keep_alive: KeepAlive::new(est.keep_alive, Instant::now()),
         aliases: Aliases::new(est.alias_max_in, est.alias_max_out),
         unacked_in: Unacked::new(ctx.config.limits.receive_maximum),
         wbuf: BytesMut::new(),
-        est,
     };
     Some((conn, rbuf, admitted))
 }
@@ -216,10 +250,17 @@ async fn linger<S: Transport>(stream: &mut S) {
 
 struct Connection<'a> {
     ctx: &'a ServerCtx,
-    est: Established,
+    /// The router's session key and this connection's generation, quoted in commands.
+    session: usize,
+    conn: u64,
+    /// What the router writes to this connection.
+    outbox: Arc<Outbox>,
+    /// Session Expiry Interval from CONNECT (for the DISCONNECT rule [MQTT-3.14.2-2]).
+    session_expiry: u32,
+    /// Whether the client accepts reason strings (Request Problem Information).
+    problem_info: bool,
     protocol: Protocol,
     limits: DecodeLimits,
-    keep_alive: KeepAlive,
     /// Topic aliases both ways.
     aliases: Aliases,
     wbuf: BytesMut,
@@ -230,7 +271,7 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     async fn run<S: Transport>(&mut self, stream: &mut S, mut rbuf: BytesMut) -> End {
-        let outbox = self.est.outbox.clone();
+        let outbox = self.outbox.clone();
         loop {
             // Decode whatever is already buffered (CONNECT may have arrived with more),
             // unless the client already has as many QoS 1/2 messages unacknowledged as
@@ -266,35 +307,50 @@ impl Connection<'_> {
                 rbuf = BytesMut::new();
             }
             let paused = self.paused();
-            // While paused we read nothing, so silence is ours, not the client's.
-            let deadline = if paused {
-                None
-            } else {
-                self.keep_alive.deadline()
-            };
-            tokio::select! {
-                biased;
-                _ = outbox.notified() => {
+            if paused {
+                // While paused we read nothing, so silence is ours, not the client's.
+                outbox.liveness().pause();
+            }
+            // One small future for the whole idle wait: the outbox (which the keep-alive
+            // wheel wakes too) first, then the socket unless paused. No timer, no
+            // notification future: an idle connection's task stays small.
+            let woke = std::future::poll_fn(|cx| {
+                if outbox.poll_notified(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                if !paused && let Poll::Ready(r) = stream.poll_readable(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                None => {
                     if let Some(end) = Box::pin(self.flush_outbox(stream)).await {
                         return end;
                     }
                     if outbox.take_drain_notice() {
                         let drained = Command::Drained {
-                            session: self.est.reply.session,
-                            conn: self.est.reply.conn,
+                            session: self.session,
+                            conn: self.conn,
                         };
                         if Box::pin(self.ctx.router.send(drained)).await.is_err() {
                             return End::Kicked;
                         }
                     }
+                    if outbox.liveness().take_expired() {
+                        tracing::info!("keep-alive timeout; closing");
+                        Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
+                        let reason = ReasonCode::KEEP_ALIVE_TIMEOUT;
+                        Box::pin(self.send_disconnect(stream, reason, None)).await;
+                        return End::KeepAlive;
+                    }
                     if paused && !self.paused() {
-                        self.keep_alive.heard(Instant::now());
+                        outbox.liveness().heard(Instant::now());
                     }
                 }
-                r = stream.readable(), if !paused => {
-                    if r.is_err() {
-                        return End::Lost;
-                    }
+                Some(Err(_)) => return End::Lost,
+                Some(Ok(())) => {
                     if rbuf.capacity() - rbuf.len() < 1024 {
                         rbuf.reserve(READ_CHUNK);
                     }
@@ -304,12 +360,6 @@ impl Connection<'_> {
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => return End::Lost,
                     }
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    tracing::info!("keep-alive timeout; closing");
-                    Metrics::add(&self.ctx.metrics.keepalive_timeouts, 1);
-                    Box::pin(self.send_disconnect(stream, ReasonCode::KEEP_ALIVE_TIMEOUT, None)).await;
-                    return End::KeepAlive;
                 }
             }
         }
@@ -321,7 +371,7 @@ impl Connection<'_> {
         match canopy_proto::decode(rbuf, self.protocol, &self.limits) {
             Ok(Some(packet)) => {
                 Metrics::add(&self.ctx.metrics.packets_received, 1);
-                self.keep_alive.heard(Instant::now());
+                self.outbox.liveness().heard(Instant::now());
                 match self.on_packet(packet) {
                     Step::Forward(cmd) => match self.ctx.router.try_send(cmd) {
                         Ok(()) => Next::Sent,
@@ -354,8 +404,8 @@ impl Connection<'_> {
     /// future then holds no packet-sized state across its idle await points, which keeps
     /// an idle connection small.
     fn on_packet(&mut self, packet: Packet) -> Step {
-        let session = self.est.reply.session;
-        let conn = self.est.reply.conn;
+        let session = self.session;
+        let conn = self.conn;
         let violation = |why| Step::Violation(ReasonCode::PROTOCOL_ERROR, why);
         let cmd = match packet {
             Packet::Publish(p) => {
@@ -408,7 +458,7 @@ impl Connection<'_> {
             Packet::PingReq => return Step::Pong,
             Packet::Disconnect(d) => {
                 let expiry = d.properties.session_expiry_interval;
-                if self.est.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
+                if self.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
                     // [MQTT-3.14.2-2]
                     return violation("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
@@ -448,7 +498,7 @@ impl Connection<'_> {
         reason: ReasonCode,
         why: Option<String>,
     ) {
-        if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+        if let Some(d) = disconnect(self.protocol, reason, why, self.problem_info) {
             self.encode(&d);
             let _ = self.write(stream).await;
         }
@@ -459,7 +509,7 @@ impl Connection<'_> {
         // Swap a fresh queue in and drop the drained one after use: an idle connection
         // keeps no queue capacity on either side.
         let mut items = VecDeque::new();
-        self.est.outbox.drain_into(&mut items);
+        self.outbox.drain_into(&mut items);
         if self.wbuf.capacity() == 0 && !matches!(items.front(), None | Some(Outgoing::Run { .. }))
         {
             self.wbuf = crate::wbufs::take(1024);
@@ -513,7 +563,7 @@ impl Connection<'_> {
                     self.encode(&p)
                 }
                 Outgoing::Disconnect(reason, why) => {
-                    if let Some(d) = disconnect(self.protocol, reason, why, self.est.problem_info) {
+                    if let Some(d) = disconnect(self.protocol, reason, why, self.problem_info) {
                         self.encode(&d);
                     }
                     end = Some(End::Kicked);
@@ -582,13 +632,6 @@ impl Connection<'_> {
                 Err(End::Lost)
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -13,13 +13,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 use super::layers::Layers;
 use super::transport::Polled;
@@ -155,27 +153,17 @@ pub async fn bind(
     Ok(Some((listener, addr, max_ws)))
 }
 
-/// Accepts connections on the dashboard port until shutdown; each runs in a task of
-/// `tasks`, so the broker's shutdown waits for it like for any connection. Admission is
+/// Accepts connections on the dashboard port until shutdown; each runs in a connection
+/// task ([`ServerCtx::spawn`]), so the broker's shutdown waits for it like for any other. Admission is
 /// the listeners' own (`super::admission`): a socket ticket and the total connection rate
 /// before `accept`, the rate per address and the place in the admission FIFO after it, so
 /// MQTT over the dashboard's WebSocket counts against `max_connections` like any other.
-pub async fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<ServerCtx>,
-    tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
-    max_ws_message: usize,
-) {
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, max_ws_message: usize) {
     let mut next = super::Acceptor::new(&listener, &ctx);
     while let Some((stream, peer, admit)) = next.accept().await {
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
-        while set.try_join_next().is_some() {}
-        set.spawn(async move {
-            ctx.open.fetch_add(1, Ordering::Relaxed);
+        ctx.spawn(|ctx| async move {
             serve(stream, peer, &ctx, max_ws_message, admit).await;
-            ctx.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }

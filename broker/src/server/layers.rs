@@ -8,10 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 
 use super::admission::Admit;
 use super::tls::{Tls, TlsError};
@@ -55,19 +53,14 @@ impl Layers {
 
 /// Spawns the task that runs the handshakes of `layers` over `tcp` and then serves MQTT.
 pub fn spawn(
-    tasks: &std::sync::Mutex<JoinSet<()>>,
-    ctx: Arc<ServerCtx>,
+    ctx: &Arc<ServerCtx>,
     tcp: TcpStream,
     peer: SocketAddr,
     layers: Arc<Layers>,
     admit: Admit,
 ) {
-    let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
-    while set.try_join_next().is_some() {}
-    set.spawn(async move {
-        ctx.open.fetch_add(1, Ordering::Relaxed);
+    ctx.spawn(|ctx| async move {
         serve(tcp, peer, &ctx, &layers, admit).await;
-        ctx.open.fetch_sub(1, Ordering::Relaxed);
     });
 }
 

@@ -14,18 +14,18 @@ mod preconnect;
 pub mod prometheus;
 pub mod proxy;
 mod shaping;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
 pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -54,6 +54,10 @@ pub struct ServerCtx {
     pub cluster: Option<Arc<crate::services::cluster::ClusterBook>>,
     /// Socket tickets, the admission FIFO and the connection rates.
     pub admission: admission::Admission,
+    /// The keep-alive wheel every established connection is filed in.
+    pub keep_alive: Arc<crate::keepalive::Supervisor>,
+    /// The live connection tasks ([`ServerCtx::spawn`]).
+    pub tasks: tasks::Tasks,
 }
 
 /// Time a write may block before the peer is cut off as a slow consumer.
@@ -66,22 +70,17 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const QOS0_OUTBOX: usize = 8192;
 
 /// Accepts connections on `listener` until shutdown, spawning a task per connection
-/// into `tasks`; TLS and WebSocket handshakes (`layers`) run in that task. A socket ticket
+/// ([`ServerCtx::spawn`]); TLS and WebSocket handshakes (`layers`) run in that task. A socket ticket
 /// and the total connection rate are taken before `accept`, the connection's place in the
 /// admission FIFO right after it (see [`admission`]).
-pub async fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<ServerCtx>,
-    tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
-    layers: Arc<layers::Layers>,
-) {
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, layers: Arc<layers::Layers>) {
     let mut next = Acceptor::new(&listener, &ctx);
     while let Some((stream, peer, admit)) = next.accept().await {
         let _ = stream.set_nodelay(true);
         if layers.is_plain() {
-            spawn_connection(&tasks, ctx.clone(), stream, peer, admit);
+            spawn_connection(&ctx, stream, peer, admit);
         } else {
-            layers::spawn(&tasks, ctx.clone(), stream, peer, layers.clone(), admit);
+            layers::spawn(&ctx, stream, peer, layers.clone(), admit);
         }
     }
 }
@@ -146,23 +145,25 @@ impl<'a> Acceptor<'a> {
     }
 }
 
-/// Spawns the task that serves one connection over `stream` into `tasks`; `admit` is its
-/// place in admission ([`admission::Admit::exempt`] for streams not from a listener).
+/// Spawns the task that serves one connection over `stream`; `admit` is its place in
+/// admission ([`admission::Admit::exempt`] for streams not from a listener).
 pub fn spawn_connection<S: transport::Transport + 'static>(
-    tasks: &std::sync::Mutex<JoinSet<()>>,
-    ctx: Arc<ServerCtx>,
+    ctx: &Arc<ServerCtx>,
     stream: S,
     peer: SocketAddr,
     admit: admission::Admit,
 ) {
-    let mut set = tasks.lock().unwrap_or_else(|p| p.into_inner());
-    // Reap finished tasks so the set does not grow with history.
-    while set.try_join_next().is_some() {}
-    set.spawn(async move {
-        ctx.open.fetch_add(1, Ordering::Relaxed);
-        connection::serve(stream, peer, &ctx, admit).await;
-        ctx.open.fetch_sub(1, Ordering::Relaxed);
-    });
+    let span = connection::span(peer);
+    // A disabled span (log level above `info`) still takes 40 bytes in an instrumented
+    // future: an idle connection whose lines nobody logs keeps none. The task's context
+    // is passed whole to `run`, so the task keeps no second copy of its arguments.
+    if span.is_disabled() {
+        ctx.spawn(|ctx| connection::run(stream, peer, ctx, admit));
+    } else {
+        ctx.spawn(|ctx| {
+            tracing::Instrument::instrument(connection::run(stream, peer, ctx, admit), span)
+        });
+    }
 }
 
 /// Binds every configured listener; returns them with their bound addresses. IPv6
@@ -199,4 +200,27 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
+}
+
+/// A context for unit tests: default configuration, a router channel nobody reads.
+#[cfg(test)]
+pub(crate) fn test_ctx() -> Arc<ServerCtx> {
+    let config = Arc::new(Config::default());
+    let metrics = Arc::new(Metrics::default());
+    let (router, _rx) = mpsc::channel(1);
+    let (_stop, shutdown) = watch::channel(false);
+    Arc::new(ServerCtx {
+        router,
+        anonymous: true,
+        auth: Arc::new(crate::auth::Auth::load(&config.auth).expect("no files to load")),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        open: AtomicUsize::new(0),
+        next_assigned: AtomicU64::new(1),
+        shutdown,
+        cluster: None,
+        admission: admission::Admission::new(&config.limits, metrics),
+        keep_alive: Arc::default(),
+        tasks: tasks::Tasks::default(),
+    })
 }

@@ -27,8 +27,13 @@ pub struct Aliases {
         reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
     )]
     inbound: Option<Box<HashMap<u16, TopicName>>>,
-    /// Outbound: topic -> alias, at most `max_out` entries.
-    outbound: HashMap<Arc<str>, u16>,
+    /// Outbound: topic -> alias, at most `max_out` entries (boxed as `inbound` is,
+    /// allocated with the first alias we assign).
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed so that an empty one costs a pointer, not an empty map's 48 bytes"
+    )]
+    outbound: Option<Box<HashMap<Arc<str>, u16>>>,
     /// Topic Alias Maximum we announced.
     pub max_in: u16,
     /// Topic Alias Maximum the client announced.
@@ -144,12 +149,13 @@ pub fn outbound_publish(
         };
         if aliases.max_out > 0 {
             let key = msg.topic.as_arc();
-            if let Some(&a) = aliases.outbound.get(key) {
+            let outbound = aliases.outbound.get_or_insert_default();
+            if let Some(&a) = outbound.get(key) {
                 props.topic_alias = Some(a);
                 topic = None;
-            } else if aliases.outbound.len() < usize::from(aliases.max_out) {
-                let a = u16::try_from(aliases.outbound.len() + 1).unwrap_or(u16::MAX);
-                aliases.outbound.insert(key.clone(), a);
+            } else if outbound.len() < usize::from(aliases.max_out) {
+                let a = u16::try_from(outbound.len() + 1).unwrap_or(u16::MAX);
+                outbound.insert(key.clone(), a);
                 props.topic_alias = Some(a);
             }
         }
