@@ -33,13 +33,37 @@ pub struct Props(Option<Arc<PublishProperties>>);
 impl Props {
     /// Whether no property is set.
     pub fn is_empty(&self) -> bool {
-        self.0.is_none() || **self == NO_PROPERTIES
+        self.0.as_deref().is_none_or(none_set)
     }
+}
+
+/// Whether `p` sets no property. Field by field on purpose: the derived `==` against
+/// [`NO_PROPERTIES`] went through `memcmp` and cost a tenth of the router's time in a
+/// QoS 0 fan-in (once per PUBLISH).
+fn none_set(p: &PublishProperties) -> bool {
+    let PublishProperties {
+        payload_format_indicator,
+        message_expiry_interval,
+        topic_alias,
+        response_topic,
+        correlation_data,
+        user_properties,
+        subscription_identifiers,
+        content_type,
+    } = p;
+    payload_format_indicator.is_none()
+        && message_expiry_interval.is_none()
+        && topic_alias.is_none()
+        && response_topic.is_none()
+        && correlation_data.is_none()
+        && user_properties.is_empty()
+        && subscription_identifiers.is_empty()
+        && content_type.is_none()
 }
 
 impl From<PublishProperties> for Props {
     fn from(p: PublishProperties) -> Props {
-        if p == NO_PROPERTIES {
+        if none_set(&p) {
             Props(None)
         } else {
             Props(Some(Arc::new(p)))
