@@ -322,12 +322,11 @@ impl Router {
         for stored in snapshot.sessions {
             router.restore_session(now, stored);
         }
+        // Counted before the services publish their own retained documents, so that a
+        // new data directory reports nothing restored.
+        let (sessions, retained) = (router.sessions.len(), router.retained.len());
         router.start_services(now);
-        tracing::info!(
-            sessions = router.sessions.len(),
-            retained = router.retained.len(),
-            "state restored from the store"
-        );
+        tracing::info!(sessions, retained, "state restored from the store");
         router
     }
 
