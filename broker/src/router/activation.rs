@@ -17,6 +17,7 @@ use bytes::Bytes;
 use canopy_proto::{QoS, TopicFilter, TopicName, UserProperty};
 use serde::Deserialize;
 
+use super::hosting::Keep;
 use super::session::Activation;
 use super::{Router, Subscriber, Trigger};
 use crate::store::ActivationRecord;
@@ -437,7 +438,7 @@ impl Router {
                     payload: Bytes::from(doc.to_string()),
                     expires_at: None,
                 };
-                self.publish_broker(now, msg, false);
+                self.publish_broker(now, msg, Keep::Memory);
             }
         }
     }

@@ -66,12 +66,24 @@ pub fn client_info(s: &Session, conn: Option<&Conn>) -> ClientInfo {
     }
 }
 
+/// Where a retained message of the broker's own is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// In the router's memory and in the store.
+    Stored,
+    /// In the router's memory only (`$SYS` figures).
+    Memory,
+    /// In the store only: the service that published it keeps it
+    /// ([`crate::services::KeptDocs`]).
+    Service,
+}
+
 /// The router as a service sees it, while the services are taken out.
 struct RouterHost<'a> {
     router: &'a mut Router,
     now: Instant,
-    /// Publishes queued by the hook: (message, stored when retained).
-    pending: Vec<(Message, bool)>,
+    /// Publishes queued by the hook, and where each is kept when retained.
+    pending: Vec<(Message, Keep)>,
 }
 
 impl Host for RouterHost<'_> {
@@ -87,18 +99,34 @@ impl Host for RouterHost<'_> {
     }
 
     fn publish(&mut self, msg: Message) {
-        self.pending.push((msg, true));
+        self.pending.push((msg, Keep::Stored));
     }
 
     fn publish_transient(&mut self, msg: Message) {
-        self.pending.push((msg, false));
+        self.pending.push((msg, Keep::Memory));
+    }
+
+    fn publish_kept(&mut self, msg: Message) {
+        self.pending.push((msg, Keep::Service));
+    }
+
+    fn drop_kept(&mut self, topic: TopicName) {
+        self.router
+            .journal
+            .record(|| crate::store::Mutation::DeleteRetained(topic));
+    }
+
+    fn take_retained(&mut self, topic: &TopicName) -> Option<Arc<Message>> {
+        self.router.forget_retained(topic)
     }
 
     fn retained(&self, topic: &TopicName) -> Option<Arc<Message>> {
-        self.router
-            .retained
-            .get(topic)
-            .map(|r| r.msg.clone())
+        let r = &self.router;
+        r.kept
+            .iter()
+            .filter(|k| topic.starts_with(k.prefix()))
+            .find_map(|k| k.get(self.now, topic))
+            .or_else(|| r.retained.get(topic).map(|r| r.msg.clone()))
             .filter(|m| !m.expired(self.now))
     }
 
@@ -115,6 +143,9 @@ impl Host for RouterHost<'_> {
                     f(t, &r.msg);
                 }
             });
+        for k in &self.router.kept {
+            k.for_each_match(now, filter, f);
+        }
     }
 
     fn client(&self, client_id: &str) -> Option<ClientInfo> {
@@ -241,21 +272,25 @@ impl Router {
         // A hook may have registered services meanwhile only by a bug; keep ours.
         self.services = services;
         let published = pending.len();
-        for (msg, durable) in pending {
-            self.publish_broker(now, msg, durable);
+        for (msg, keep) in pending {
+            self.publish_broker(now, msg, keep);
         }
         published
     }
 
-    /// Publishes a message of the broker's own (a service's): retained (and stored
-    /// when `durable`), routed, seen by activation triggers and by the services.
-    pub(super) fn publish_broker(&mut self, now: Instant, msg: Message, durable: bool) {
+    /// Publishes a message of the broker's own (a service's): retained where `keep`
+    /// says, routed, seen by activation triggers and by the services.
+    pub(super) fn publish_broker(&mut self, now: Instant, msg: Message, keep: Keep) {
         let msg = Arc::new(msg);
         if self.services_publish(now, None, &msg) == Disposition::Consume {
             return;
         }
         if msg.retain {
-            self.set_retained(&msg, durable);
+            match keep {
+                Keep::Stored => self.set_retained(&msg, true),
+                Keep::Memory => self.set_retained(&msg, false),
+                Keep::Service => self.set_kept(&msg),
+            }
         }
         self.route(now, None, &msg);
         self.fire_triggers(now, &msg.topic);

@@ -151,6 +151,8 @@ pub struct Router {
     /// The service modules, in registration order (see `hosting::registered`). Taken
     /// out while one of their hooks runs.
     services: Vec<Box<dyn Service>>,
+    /// Retained documents services keep themselves (`$status`), read with `retained`.
+    kept: Vec<Arc<dyn crate::services::KeptDocs>>,
     /// Who may publish and subscribe where.
     access: Access,
     /// Will-delay and session-expiry timers, ordered by deadline.
@@ -238,6 +240,7 @@ impl Router {
         now: Instant,
     ) -> Router {
         let limits = &config.limits;
+        let kept = services.iter().filter_map(|s| s.kept()).collect();
         let mut router = Router {
             sessions: Slab::new(),
             by_id: HashMap::new(),
@@ -249,6 +252,7 @@ impl Router {
             triggers: TopicTree::new(),
             inactive_count: 0,
             services,
+            kept,
             access: Access::new(config),
             timers: BTreeSet::new(),
             next_sweep: now + RETAINED_SWEEP,
@@ -435,7 +439,7 @@ impl Router {
             sessions: self.sessions.len(),
             subscriptions: self.subscription_count,
             inactive: self.inactive_count,
-            retained: self.retained.len(),
+            retained: self.retained.len() + self.kept.iter().map(|k| k.len()).sum::<usize>(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_proto::session::AckOutcome;
-use canopy_proto::{Packet, PubAck, Publish, QoS, ReasonCode};
+use canopy_proto::{Packet, PubAck, Publish, QoS, ReasonCode, TopicName};
 
 use super::session::{Delivery, Offer};
 use super::{Match, Retained, Router, Subscriber};
@@ -163,6 +163,28 @@ impl Router {
                     .released(old.owner.as_ref(), old.bytes());
             }
         }
+    }
+
+    /// Stores a retained document a service keeps itself (`Host::publish_kept`): written
+    /// to the store (deleted when empty), and taken out of the router's memory, where an
+    /// older retained message of its topic may be (a forwarded or restored one).
+    pub(super) fn set_kept(&mut self, msg: &Arc<Message>) {
+        self.forget_retained(&msg.topic);
+        if msg.payload.is_empty() {
+            self.journal
+                .record(|| Mutation::DeleteRetained(msg.topic.clone()));
+        } else {
+            let kept = msg.detached();
+            self.journal.record(|| Mutation::PutRetained(kept));
+        }
+    }
+
+    /// Removes the retained message of `topic` from memory only (its stored copy stays).
+    pub(super) fn forget_retained(&mut self, topic: &TopicName) -> Option<Arc<Message>> {
+        let old = self.retained.remove(topic)?;
+        self.retained_usage
+            .released(old.owner.as_ref(), old.bytes());
+        Some(old.msg)
     }
 
     /// Delivers `msg` to every matching subscription; returns how many sessions it was

@@ -203,6 +203,9 @@ impl Router {
                 found.push(r.msg.clone());
             }
         });
+        for k in &self.kept {
+            k.for_each_match(now, filter, &mut |_, m| found.push(m.clone()));
+        }
         if self.access.checks_deliveries() {
             found.retain(|m| self.may_deliver(key, &m.topic));
         }

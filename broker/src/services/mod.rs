@@ -70,6 +70,16 @@ pub trait Host {
     /// As [`Host::publish`], but a retained message is kept in memory only, never
     /// written to the store (figures that are recomputed anyway, such as `$SYS`).
     fn publish_transient(&mut self, msg: Message);
+    /// As [`Host::publish`] for a retained document the calling service keeps itself
+    /// (see [`KeptDocs`]): stored, routed, seen by triggers and services, but not held in
+    /// the router's memory, where it replaces any retained message of its topic. An empty
+    /// payload deletes the stored copy.
+    fn publish_kept(&mut self, msg: Message);
+    /// Deletes the stored copy of a kept document that expired; nothing is routed.
+    fn drop_kept(&mut self, topic: TopicName);
+    /// Takes the retained message at `topic` out of the router's memory (its stored copy
+    /// stays), for a service that keeps it from now on (see [`KeptDocs`]).
+    fn take_retained(&mut self, topic: &TopicName) -> Option<Arc<Message>>;
     /// The retained message at `topic`, if any (expired ones are not returned).
     fn retained(&self, topic: &TopicName) -> Option<Arc<Message>>;
     /// Calls `f` for every retained message matching `filter`.
@@ -125,11 +135,40 @@ pub trait Host {
     }
 }
 
+/// Retained documents a service keeps itself, as compact records rendered into messages
+/// when read, instead of as messages in the router's retained store (a `$status`
+/// document costs a tenth of a retained message this way). The router reads them through
+/// this view wherever it reads retained messages (replay to a new subscription,
+/// [`Host::retained`], [`Host::for_each_retained`], `$SYS` counts), also while the services
+/// run their hooks, so it is shared rather than a hook. The service writes them with
+/// [`Host::publish_kept`], which also stores them, so they survive a restart.
+pub trait KeptDocs: Send + Sync + std::fmt::Debug {
+    /// The topic prefix every kept document is under (e.g. `"$status/"`).
+    fn prefix(&self) -> &'static str;
+    /// The document at `topic`, rendered, unless it expired at `now`.
+    fn get(&self, now: Instant, topic: &TopicName) -> Option<Arc<Message>>;
+    /// Calls `f` for every document `filter` matches that has not expired at `now`.
+    fn for_each_match(
+        &self,
+        now: Instant,
+        filter: &TopicFilter,
+        f: &mut dyn FnMut(&TopicName, &Arc<Message>),
+    );
+    /// How many documents are kept.
+    fn len(&self) -> usize;
+}
+
 /// One service module. Every hook has a default that does nothing, so a service
 /// implements only what it reacts to.
 pub trait Service: Send {
     /// A short name for logs and `$SYS`.
     fn name(&self) -> &'static str;
+
+    /// The retained documents this service keeps itself, if it keeps any (asked once,
+    /// when the router starts).
+    fn kept(&self) -> Option<Arc<dyn KeptDocs>> {
+        None
+    }
 
     /// Topic prefixes whose PUBLISHes this service wants to see in
     /// [`Service::on_publish`] (e.g. `"$resource/"`). Only these are passed to it.

@@ -256,6 +256,20 @@ impl Host for FakeHost {
         self.publish(msg);
     }
 
+    /// The fake keeps one map for memory and store: a kept document is retained there.
+    fn publish_kept(&mut self, msg: Message) {
+        self.publish(msg);
+    }
+
+    fn drop_kept(&mut self, topic: TopicName) {
+        self.retained.remove(topic.as_str());
+    }
+
+    /// The fake's map stands for the store too, so the message stays in it.
+    fn take_retained(&mut self, topic: &TopicName) -> Option<Arc<Message>> {
+        self.retained.get(topic.as_str()).cloned()
+    }
+
     fn retained(&self, topic: &TopicName) -> Option<Arc<Message>> {
         self.retained
             .get(topic.as_str())
