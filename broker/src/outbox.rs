@@ -93,25 +93,33 @@ impl Outgoing {
 struct Inner {
     items: VecDeque<Outgoing>,
     /// QoS 0 publishes currently queued, bounded by `qos0_capacity`.
-    qos0: usize,
+    qos0: u32,
     /// Set once a Disconnect was queued: nothing is accepted after it.
     closed: bool,
     /// How many items at the back of `items` the connection may not take yet: they
     /// wait for the store commit of the turn that made them (`durability = "sync"`).
-    held: usize,
+    held: u32,
     /// The journal epoch in which this outbox last registered held items.
     stage_epoch: u64,
     /// The open run of encoded QoS 0 PUBLISHes ([`Outbox::push_encoded`]): after every
     /// visible item of `items` and before the held ones. It is closed into an
     /// [`Outgoing::Run`] item when something else is queued after it or the
     /// connection takes the queue; until then appending to it touches nothing else.
-    run: BytesMut,
-    /// How many PUBLISHes `run` holds.
-    run_count: usize,
+    /// Boxed on the first such PUBLISH, so an outbox that never gets one stays small.
+    run: Option<Box<Run>>,
     /// The connection task waiting for news ([`Outbox::poll_notified`]).
     waker: Option<Waker>,
     /// News not yet seen by the connection (a wake-up while it was not waiting).
     signalled: bool,
+}
+
+/// The open run of an [`Inner`].
+#[derive(Debug, Default)]
+struct Run {
+    /// The PUBLISHes, back to back.
+    bytes: BytesMut,
+    /// How many PUBLISHes `bytes` holds.
+    count: usize,
 }
 
 impl Inner {
@@ -123,16 +131,24 @@ impl Inner {
 
     /// Items the connection may take now, the open run counted as one.
     fn visible(&self) -> usize {
-        self.items.len() - self.held + usize::from(self.run_count > 0)
+        self.items.len() - self.held() + usize::from(self.run_count() > 0)
+    }
+
+    fn held(&self) -> usize {
+        self.held as usize
+    }
+
+    fn run_count(&self) -> usize {
+        self.run.as_ref().map_or(0, |r| r.count)
     }
 
     /// Moves the open run into `items`, in its place before the held items.
     fn close_run(&mut self) {
-        if self.run_count > 0 {
-            let at = self.items.len() - self.held;
+        let at = self.items.len() - self.held();
+        if let Some(r) = self.run.as_mut().filter(|r| r.count > 0) {
             let run = Outgoing::Run {
-                bytes: std::mem::take(&mut self.run),
-                count: std::mem::take(&mut self.run_count),
+                bytes: std::mem::take(&mut r.bytes),
+                count: std::mem::take(&mut r.count),
             };
             self.items.insert(at, run);
         }
@@ -143,7 +159,7 @@ impl Inner {
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
-    qos0_capacity: usize,
+    qos0_capacity: u32,
     /// The connection's keep-alive record, which the broker's keep-alive wheel reads
     /// ([`crate::keepalive`]); it wakes the connection through this outbox.
     liveness: Liveness,
@@ -157,7 +173,7 @@ impl Outbox {
     pub fn new(qos0_capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             inner: Mutex::default(),
-            qos0_capacity,
+            qos0_capacity: u32::try_from(qos0_capacity).unwrap_or(u32::MAX),
             liveness: Liveness::default(),
             drain_notice: AtomicBool::new(false),
         })
@@ -187,7 +203,7 @@ impl Outbox {
 
     /// How many items are held now.
     pub fn held(&self) -> usize {
-        self.lock().held
+        self.lock().held()
     }
 
     /// Lets the connection take the first `n` held items (those of a committed batch;
@@ -197,8 +213,8 @@ impl Outbox {
             let mut inner = self.lock();
             // The open run goes before what was held, wherever the line moves.
             inner.close_run();
-            let k = n.min(inner.held);
-            inner.held -= k;
+            let k = n.min(inner.held());
+            inner.held -= k as u32;
             if k > 0 { inner.signal() } else { None }
         };
         if let Some(w) = waker {
@@ -217,8 +233,8 @@ impl Outbox {
             }
             match &item {
                 item if item.qos0_count() > 0 => {
-                    let n = item.qos0_count();
-                    if inner.qos0 + n > self.qos0_capacity {
+                    let n = u32::try_from(item.qos0_count()).unwrap_or(u32::MAX);
+                    if inner.qos0.saturating_add(n) > self.qos0_capacity {
                         return None;
                     }
                     inner.qos0 += n;
@@ -240,7 +256,7 @@ impl Outbox {
             // per batch, not per item.
             let wake = inner.visible() == 0;
             inner.close_run();
-            let at = inner.items.len() - inner.held;
+            let at = inner.items.len() - inner.held();
             inner.items.insert(at, item);
             waker = if wake { inner.signal() } else { None };
         }
@@ -274,13 +290,14 @@ impl Outbox {
             }
             inner.qos0 += 1;
             let wake = inner.visible() == 0;
-            if inner.run.capacity() == 0 {
-                inner.run = crate::wbufs::take(RUN_START.max(bytes.len()));
+            let run = inner.run.get_or_insert_with(Box::default);
+            if run.bytes.capacity() == 0 {
+                run.bytes = crate::wbufs::take(RUN_START.max(bytes.len()));
             }
-            inner.run.reserve(bytes.len());
-            inner.run.put_u8(first | u8::from(retain));
-            inner.run.extend_from_slice(rest);
-            inner.run_count += 1;
+            run.bytes.reserve(bytes.len());
+            run.bytes.put_u8(first | u8::from(retain));
+            run.bytes.extend_from_slice(rest);
+            run.count += 1;
             waker = if wake { inner.signal() } else { None };
         }
         // As in `push_inner`: only the first visible item wakes the connection.
@@ -321,11 +338,12 @@ impl Outbox {
             std::mem::swap(&mut inner.items, out);
             return;
         }
-        let visible = inner.items.len() - inner.held;
+        let visible = inner.items.len() - inner.held();
         let held = inner.items.split_off(visible);
         std::mem::swap(&mut inner.items, out);
         inner.items = held;
-        inner.qos0 = inner.items.iter().map(Outgoing::qos0_count).sum();
+        let qos0: usize = inner.items.iter().map(Outgoing::qos0_count).sum();
+        inner.qos0 = u32::try_from(qos0).unwrap_or(u32::MAX);
     }
 
     /// Ready once something may have been queued (or the keep-alive wheel woke the

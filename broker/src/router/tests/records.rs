@@ -369,3 +369,92 @@ fn under_sync_a_subscription_backlog_beyond_its_bound_makes_subacks_wait_for_the
         "released by the commit of their changes"
     );
 }
+
+/// The `$status` topics in `store`, sorted.
+fn stored_status(store: &mut MemoryStore) -> Vec<String> {
+    let mut topics: Vec<String> = store
+        .load()
+        .unwrap()
+        .retained
+        .iter()
+        .map(|m| m.topic.to_string())
+        .filter(|t| t.starts_with("$status/"))
+        .collect();
+    topics.sort();
+    topics
+}
+
+#[test]
+fn status_documents_are_stored_but_not_held_as_retained_messages_and_survive_a_restart() {
+    let (mut h, commits) = Harness::sync(|_| {});
+    h.connect("dev", Conn::default());
+    h.connect("gone", Conn::default());
+    h.disconnect("gone", false, "disconnected");
+    let in_trie = |h: &Harness| {
+        h.router
+            .retained
+            .iter()
+            .filter(|(t, _)| t.starts_with("$status/"))
+            .count()
+    };
+    let others = h.router.retained.len();
+    assert_eq!(in_trie(&h), 0, "the retained trie holds none");
+    assert_eq!(
+        h.router.stats().retained,
+        others + 2,
+        "but they count as retained"
+    );
+    h.connect("w", Conn::default());
+    h.subscribe("w", "$status/+", QoS::AtMostOnce);
+    let mut got: Vec<(String, bool)> = h
+        .received("w")
+        .into_iter()
+        .map(|g| (g.topic, g.retain))
+        .collect();
+    got.sort();
+    let want = [
+        ("$status/dev", true),
+        ("$status/gone", true),
+        ("$status/w", true),
+    ];
+    assert_eq!(got, want.map(|(t, r)| (t.to_string(), r)));
+
+    h.complete_commits(&commits);
+    let mut store = MemoryStore::new();
+    store.commit(&mut take_ops(&commits)).unwrap();
+    assert_eq!(
+        stored_status(&mut store),
+        ["$status/dev", "$status/gone", "$status/w"]
+    );
+
+    // A hard stop: `dev` and `w` were online. After the restart every document is
+    // offline, kept in the book again, and read as retained.
+    let (mut h2, commits2) = Harness::sync_from(store.load().unwrap(), |_| {});
+    assert_eq!(in_trie(&h2), 0, "restored ones are taken out of the trie");
+    assert_eq!(
+        h2.status.get("dev").map(|d| d.reason),
+        Some("broker restart".into())
+    );
+    assert_eq!(
+        h2.status.get("gone").map(|d| d.reason),
+        Some("disconnected".into())
+    );
+    h2.connect("w2", Conn::default());
+    h2.subscribe("w2", "$status/#", QoS::AtMostOnce);
+    let got = h2.received("w2");
+    assert_eq!(got.len(), 4, "dev, gone, w and w2");
+    for g in &got {
+        let text = std::str::from_utf8(&g.payload).unwrap();
+        assert_eq!(text.contains("online"), g.topic == "$status/w2", "{g:?}");
+    }
+
+    // A day later the offline documents expire: out of the book and out of the store.
+    h2.complete_commits(&commits2);
+    store.commit(&mut take_ops(&commits2)).unwrap();
+    h2.advance(Duration::from_secs(86_400 + 61));
+    h2.complete_commits(&commits2);
+    store.commit(&mut take_ops(&commits2)).unwrap();
+    assert_eq!(stored_status(&mut store), ["$status/w2"]);
+    assert!(h2.status.get("gone").is_none());
+    assert_eq!(h2.router.stats().retained, h2.router.retained.len() + 1);
+}
