@@ -439,7 +439,7 @@ impl Router {
             sessions: self.sessions.len(),
             subscriptions: self.subscription_count,
             inactive: self.inactive_count,
-            retained: self.retained.len() + self.kept.iter().map(|k| k.len()).sum::<usize>(),
+            retained: self.retained.len() + self.kept.iter().map(|k| k.count()).sum::<usize>(),
         }
     }
 

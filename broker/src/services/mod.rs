@@ -155,7 +155,7 @@ pub trait KeptDocs: Send + Sync + std::fmt::Debug {
         f: &mut dyn FnMut(&TopicName, &Arc<Message>),
     );
     /// How many documents are kept.
-    fn len(&self) -> usize;
+    fn count(&self) -> usize;
 }
 
 /// One service module. Every hook has a default that does nothing, so a service

@@ -355,7 +355,7 @@ impl KeptDocs for StatusBook {
         }
     }
 
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.read().local
     }
 }

@@ -80,7 +80,7 @@ fn local_documents_render_as_the_retained_messages_published() {
         "{at:?}"
     );
     assert_eq!(m.remaining_expiry(now), Some(OFFLINE_STATUS_EXPIRY));
-    assert_eq!(KeptDocs::len(&b), 1);
+    assert_eq!(b.count(), 1);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn kept_documents_are_matched_by_filters_and_learnt_ones_are_not_kept() {
     // [MQTT-4.7.2-1]: a filter starting with a wildcard matches no `$` topic.
     assert!(kept(&b, now, "#").is_empty());
     assert!(kept(&b, now, "+/a").is_empty());
-    assert_eq!(KeptDocs::len(&b), 3);
+    assert_eq!(b.count(), 3);
     assert!(
         b.get("far").is_some(),
         "learnt documents still answer lookups"
@@ -153,7 +153,7 @@ fn expired_documents_are_not_read_and_are_swept() {
         "only local ids are returned"
     );
     assert!(b.get("gone").is_none() && b.get("far").is_none());
-    assert_eq!(KeptDocs::len(&b), 1);
+    assert_eq!(b.count(), 1);
 }
 
 #[test]
@@ -167,16 +167,12 @@ fn replacing_or_removing_a_local_document_keeps_the_count() {
         Origin::Local,
         None,
     );
-    assert_eq!(KeptDocs::len(&b), 1);
+    assert_eq!(b.count(), 1);
     b.record(&id, &doc(State::Online, "connected"), Origin::Learnt, None);
-    assert_eq!(
-        KeptDocs::len(&b),
-        0,
-        "a forwarded document replaces the kept one"
-    );
+    assert_eq!(b.count(), 0, "a forwarded document replaces the kept one");
     b.record(&id, &doc(State::Online, "connected"), Origin::Local, None);
     b.remove("x");
-    assert_eq!(KeptDocs::len(&b), 0);
+    assert_eq!(b.count(), 0);
     assert!(b.get("x").is_none());
 }
 
