@@ -23,6 +23,8 @@
 //! only after it has been unlinked from its parent), and no index is ever taken from input, so
 //! indexing the slab cannot panic on any topic or filter a peer can send.
 
+use std::num::NonZeroUsize;
+
 use canopy_proto::{TopicFilter, TopicName};
 use slab::Slab;
 
@@ -35,7 +37,8 @@ struct Node<T> {
     /// Children reached by a literal level (possibly empty: `a//b` has a real empty level).
     children: Children,
     /// The child reached by `+`, kept outside `children` so matching needs no string compare.
-    plus: Option<usize>,
+    /// Never a root, so never index 0: the option costs no word of its own.
+    plus: Option<NonZeroUsize>,
     /// Values whose filter is this node's path followed by `/#`; they match this node's topic
     /// and everything below it.
     hash: Vec<T>,
@@ -57,6 +60,11 @@ impl<T> Node<T> {
             parent,
             via_plus,
         }
+    }
+
+    /// The `+` child's index.
+    fn plus(&self) -> Option<usize> {
+        self.plus.map(NonZeroUsize::get)
     }
 
     /// A node with nothing in or below it can be pruned.
@@ -163,7 +171,7 @@ impl<T> TopicTree<T> {
                     node.here.iter().for_each(&mut f);
                     None
                 }
-                Some(level) => node.children.get(level).or(node.plus),
+                Some(level) => node.children.get(level).or(node.plus()),
             };
             if let Some(child) = first_child {
                 levels.advance();
@@ -180,7 +188,7 @@ impl<T> TopicTree<T> {
                 let plus_sibling = if node.via_plus {
                     None
                 } else {
-                    self.nodes[node.parent].plus
+                    self.nodes[node.parent].plus()
                 };
                 if let Some(plus) = plus_sibling {
                     n = plus;
@@ -233,7 +241,7 @@ impl<T> TopicTree<T> {
             let node = &self.nodes[n];
             n = match level {
                 "#" => return Some((n, true)),
-                "+" => node.plus?,
+                "+" => node.plus()?,
                 _ => node.children.get(level)?,
             };
         }
@@ -252,11 +260,12 @@ impl<T> TopicTree<T> {
     /// The child of `n` for `level`, created if missing.
     fn child_or_insert(&mut self, n: usize, level: &str) -> usize {
         if level == "+" {
-            if let Some(c) = self.nodes[n].plus {
+            if let Some(c) = self.nodes[n].plus() {
                 return c;
             }
             let c = self.nodes.insert(Node::new(n, true));
-            self.nodes[n].plus = Some(c);
+            // Slot 0 is a root, never removed, so a new node's index is never 0.
+            self.nodes[n].plus = NonZeroUsize::new(c);
             return c;
         }
         if let Some(c) = self.nodes[n].children.get(level) {
@@ -305,6 +314,13 @@ mod tests {
     use super::*;
     use crate::levels::testing::{f, filter_strategy, oracle, t, topic_strategy};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_node_stays_twelve_words() {
+        // Two nodes per subscription to `dev/<n>/cmd`: every word here is paid per idle
+        // connection (docs/performance.md, "Idle footprint").
+        assert_eq!(std::mem::size_of::<Node<u64>>(), 96);
+    }
 
     /// The values matching `topic`, sorted, duplicates kept.
     fn matched<T: Clone + Ord>(tree: &TopicTree<T>, topic: &str) -> Vec<T> {

@@ -404,7 +404,6 @@ impl Router {
             };
             match d.state {
                 DeliveryState::Queued => {
-                    s.queued_bytes += delivery.msg.weight();
                     s.queue.push_back(delivery);
                 }
                 DeliveryState::AwaitPubAck(pkid) => {

@@ -23,6 +23,7 @@ mod journal;
 mod lifecycle;
 mod pressure;
 mod publish;
+mod queue;
 mod quotas;
 mod rare;
 mod records;

@@ -15,6 +15,7 @@ use canopy_proto::session::{IncomingQos2, OutState, Outgoing as Window};
 use canopy_proto::{Packet, Protocol, PubAck, QoS, SubscriptionOptions, TopicFilter, Will};
 
 use super::journal::Journal;
+use super::queue::Queue;
 use super::rare::Rare;
 use super::submap::SubMap;
 use crate::config::QueueFullPolicy;
@@ -148,10 +149,8 @@ pub struct Session {
     pub expiry_interval: u32,
     /// Subscriptions by filter string (shared ones keep their `$share/` prefix).
     pub subscriptions: SubMap,
-    /// Messages not yet in flight, oldest first.
-    pub queue: VecDeque<Delivery>,
-    /// Approximate bytes in `queue`.
-    pub queued_bytes: usize,
+    /// Messages not yet in flight, oldest first, and their approximate bytes.
+    pub queue: Queue,
     /// Outgoing QoS 1/2 deliveries awaiting acknowledgement.
     pub window: Window<Delivery>,
     /// Incoming QoS 2 packet ids awaiting PUBREL.
@@ -223,8 +222,7 @@ impl Session {
             conn: None,
             expiry_interval,
             subscriptions: SubMap::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: Queue::default(),
             window: Window::new(window),
             incoming: IncomingQos2::default(),
             will: None,
@@ -287,19 +285,18 @@ impl Session {
         let weight = d.msg.weight();
         let full = |s: &Session| {
             s.queue.len() >= limits.max_messages.max(1)
-                || (s.queued_bytes + weight > limits.max_bytes && !s.queue.is_empty())
+                || (s.queue.bytes() + weight > limits.max_bytes && !s.queue.is_empty())
         };
         if self.online() && full(self) && self.queue.len() < overflow_cap(limits) {
             // An online subscriber that is behind: keep the message and let the router
             // hold its publisher back, rather than acknowledge and discard.
-            self.push_queued(d, weight, journal);
+            self.push_queued(d, journal);
             return Offer::Overflow;
         }
         while full(self) {
             match limits.policy {
                 QueueFullPolicy::DropOldest => {
                     if let Some(old) = self.queue.pop_front() {
-                        self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.weight());
                         dropped += 1;
                         if self.persistent() {
                             journal.record(|| {
@@ -313,7 +310,7 @@ impl Session {
                 QueueFullPolicy::DropNewest => return Offer::Dropped(dropped + 1),
             }
         }
-        self.push_queued(d, weight, journal);
+        self.push_queued(d, journal);
         dropped += self.pump(now, journal);
         if dropped > 0 {
             Offer::Dropped(dropped)
@@ -344,7 +341,7 @@ impl Session {
     }
 
     /// Appends `d` to the queue with the next sequence number (journaled when persistent).
-    fn push_queued(&mut self, mut d: Delivery, weight: usize, journal: &mut Journal) {
+    fn push_queued(&mut self, mut d: Delivery, journal: &mut Journal) {
         d.seq = self.next_seq;
         self.next_seq += 1;
         if self.persistent() {
@@ -352,7 +349,6 @@ impl Session {
                 Mutation::PutDelivery(self.client_id.clone(), d.record(DeliveryState::Queued))
             });
         }
-        self.queued_bytes += weight;
         self.queue.push_back(d);
     }
 
@@ -360,7 +356,7 @@ impl Session {
     pub fn within_limits(&self, limits: &QueueLimits) -> bool {
         let limits = self.own_limits().unwrap_or(limits);
         self.queue.len() <= limits.max_messages.max(1)
-            && (self.queued_bytes <= limits.max_bytes || self.queue.len() <= 1)
+            && (self.queue.bytes() <= limits.max_bytes || self.queue.len() <= 1)
     }
 
     /// Drops queued messages until the queue is within `limits`, by the `queue_full`
@@ -374,7 +370,6 @@ impl Session {
                 QueueFullPolicy::DropNewest => self.queue.pop_back(),
             };
             let Some(old) = gone else { break };
-            self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.weight());
             dropped += 1;
             if self.persistent() {
                 journal.record(|| Mutation::DeleteDelivery(self.client_id.clone(), old.seq));
@@ -394,7 +389,6 @@ impl Session {
             let Some(d) = self.queue.pop_front() else {
                 break;
             };
-            self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.weight());
             if d.msg.expired(now) || !fits(conn, &d) {
                 dropped += 1;
                 if persistent {
@@ -442,7 +436,6 @@ impl Session {
                     journal.deliver(&conn.outbox, item);
                 }
                 Err(d) => {
-                    self.queued_bytes += d.msg.weight();
                     self.queue.push_front(d);
                     break;
                 }
