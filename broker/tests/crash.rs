@@ -285,12 +285,16 @@ async fn live_subscriber(
     resume: bool,
     awaiting_rel: Arc<Mutex<HashSet<u16>>>,
     seen: Arc<Mutex<HashMap<String, u32>>>,
+    subscribed: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     let Ok(mut sub) = Client::connect(addr, "live-sub", !resume, 3600).await else {
         return;
     };
     if !resume && sub.subscribe("live/#", QoS::ExactlyOnce).await.is_err() {
         return;
+    }
+    if let Some(tx) = subscribed {
+        let _ = tx.send(());
     }
     loop {
         let p = match sub.recv_timeout(Duration::from_secs(3)).await {
@@ -334,13 +338,20 @@ async fn an_online_qos2_subscriber_gets_each_message_exactly_once_across_kill_9(
         let addr = broker.addr;
         let awaiting_rel = Arc::new(Mutex::new(HashSet::new()));
         let seen = Arc::new(Mutex::new(HashMap::new()));
+        let (subscribed, ready) = tokio::sync::oneshot::channel();
         let sub = tokio::spawn(live_subscriber(
             addr,
             false,
             awaiting_rel.clone(),
             seen.clone(),
+            Some(subscribed),
         ));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Publishing starts once the SUBACK is in: what is acknowledged before the
+        // subscription exists goes to nobody, which is no loss.
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .expect("SUBACK within 10 s")
+            .expect("the subscriber subscribed");
         let acked = Arc::new(Mutex::new(HashSet::new()));
         let states: Vec<Arc<Mutex<PubState>>> = (0..2)
             .map(|_| Arc::new(Mutex::new(PubState::default())))
@@ -378,6 +389,7 @@ async fn an_online_qos2_subscriber_gets_each_message_exactly_once_across_kill_9(
             true,
             awaiting_rel.clone(),
             seen.clone(),
+            None,
         ));
         let tasks: Vec<_> = names
             .iter()
