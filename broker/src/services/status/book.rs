@@ -13,10 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use canopy_proto::{PublishProperties, QoS, TopicFilter, TopicName};
+use canopy_proto::{TopicFilter, TopicName};
 
-use super::{OFFLINE_STATUS_EXPIRY, STATUS_PREFIX, State, StatusDoc};
+use super::{STATUS_PREFIX, State, StatusDoc};
 use crate::message::Message;
 use crate::services::KeptDocs;
 
@@ -284,19 +283,7 @@ impl StatusBook {
         let topic = TopicName::new(&format!("{STATUS_PREFIX}{client_id}")).ok()?;
         let expires_at =
             (e.until != NEVER).then(|| self.base + Duration::from_secs(u64::from(e.until)));
-        let interval = (e.state() == State::Offline).then_some(OFFLINE_STATUS_EXPIRY);
-        Some(Arc::new(Message {
-            topic,
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: PublishProperties {
-                message_expiry_interval: interval,
-                ..Default::default()
-            }
-            .into(),
-            payload: Bytes::from(inner.doc(e).to_json()),
-            expires_at,
-        }))
+        Some(Arc::new(super::message(topic, &inner.doc(e), expires_at)))
     }
 }
 

@@ -1,3 +1,6 @@
+use bytes::Bytes;
+
+use super::super::OFFLINE_STATUS_EXPIRY;
 use super::*;
 
 fn doc(state: State, reason: &str) -> StatusDoc {

@@ -61,20 +61,26 @@ impl StatusService {
                 .record(client_id, &doc, Origin::Learnt, expires_at);
             return;
         };
-        let payload = Bytes::from(doc.to_json());
         self.book.record(client_id, &doc, Origin::Local, expires_at);
-        host.publish_kept(Message {
-            topic,
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: PublishProperties {
-                message_expiry_interval: expiry,
-                ..Default::default()
-            }
-            .into(),
-            payload,
-            expires_at,
-        });
+        host.publish_kept(message(topic, &doc, expires_at));
+    }
+}
+
+/// The retained message of `doc` at `topic`: QoS 0, an `offline` one with the Message
+/// Expiry Interval of [`OFFLINE_STATUS_EXPIRY`], ending at `expires_at`.
+fn message(topic: TopicName, doc: &StatusDoc, expires_at: Option<Instant>) -> Message {
+    let interval = (doc.state == State::Offline).then_some(OFFLINE_STATUS_EXPIRY);
+    Message {
+        topic,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: PublishProperties {
+            message_expiry_interval: interval,
+            ..Default::default()
+        }
+        .into(),
+        payload: Bytes::from(doc.to_json()),
+        expires_at,
     }
 }
 
