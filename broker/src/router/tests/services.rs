@@ -186,3 +186,43 @@ fn the_interest_table_shares_the_sessions_filter_string() {
         "the session and the interest table hold one string, not a copy each"
     );
 }
+
+#[test]
+fn one_document_per_status_topic_whether_kept_or_forwarded() {
+    let mut h = Harness::new(|_| {});
+    h.connect("bridge", Conn::default());
+    h.connect("roamer", Conn::default());
+    h.disconnect("roamer", false, "disconnected");
+    // The client turns up below another broker: its forwarded document replaces the kept one.
+    let far = r#"{"state":"online","since":5,"node":"site","reason":"connected"}"#;
+    h.publish(
+        "bridge",
+        "$status/roamer",
+        far,
+        QoS::AtMostOnce,
+        true,
+        forwarded(),
+    );
+    let read = |h: &mut Harness, who: &str| -> Vec<String> {
+        h.connect(who, Conn::default());
+        h.subscribe(who, "$status/roamer", QoS::AtMostOnce);
+        h.received(who)
+            .into_iter()
+            .map(|g| String::from_utf8(g.payload.to_vec()).unwrap())
+            .collect()
+    };
+    assert_eq!(read(&mut h, "w1"), [far.to_string()]);
+    assert_eq!(h.status.get("roamer").map(|d| d.node), Some("site".into()));
+    // Back here: the kept document replaces the forwarded one.
+    h.connect("roamer", Conn::default());
+    let got = read(&mut h, "w2");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("\"reason\":\"connected\"") && !got[0].contains("site"));
+    assert!(
+        h.router
+            .retained
+            .iter()
+            .all(|(t, _)| t.as_str() != "$status/roamer"),
+        "the forwarded copy left the retained trie"
+    );
+}

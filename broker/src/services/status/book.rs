@@ -232,6 +232,19 @@ impl StatusBook {
         inner.insert(key, entry);
     }
 
+    /// Records a learnt `doc` of `client_id` unless the book keeps a local document of it:
+    /// a document that was not retained takes no kept one's place.
+    pub fn learn(&self, client_id: &Arc<str>, doc: &StatusDoc, expires_at: Option<Instant>) {
+        let local = self
+            .read()
+            .docs
+            .get(&**client_id)
+            .is_some_and(Entry::is_local);
+        if !local {
+            self.record(client_id, doc, Origin::Learnt, expires_at);
+        }
+    }
+
     /// Forgets `client_id` (its retained document was deleted or replaced by one that is
     /// not a status document).
     pub fn remove(&self, client_id: &str) {

@@ -193,3 +193,16 @@ fn a_full_string_table_reads_new_strings_as_empty() {
     assert_eq!((last.reason.as_str(), last.node.as_str()), ("", "n"));
     assert_eq!(b.get("c5").map(|d| d.reason), Some("r5".into()));
 }
+
+#[test]
+fn a_document_that_was_not_retained_is_learnt_but_takes_no_kept_ones_place() {
+    let b = StatusBook::new();
+    let (near, far): (Arc<str>, Arc<str>) = (Arc::from("near"), Arc::from("far"));
+    b.record(&near, &doc(State::Online, "connected"), Origin::Local, None);
+    let forwarded = StatusDoc::now(State::Offline, "site", "connection lost");
+    b.learn(&near, &forwarded, None);
+    b.learn(&far, &forwarded, None);
+    assert_eq!(b.get("near").map(|d| d.node), Some("n".into()));
+    assert_eq!(b.get("far").map(|d| d.node), Some("site".into()));
+    assert_eq!(b.count(), 1);
+}

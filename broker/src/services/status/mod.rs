@@ -131,8 +131,10 @@ impl Service for StatusService {
     }
 
     /// A document forwarded from another broker (the access seam let it in): the DNS
-    /// listener answers from it too, and it replaces a kept document of the same id.
-    /// Anything else retained there (an empty payload deletes) leaves the book.
+    /// listener answers from it too. Retained, it replaces a kept document of the same
+    /// id, and anything else retained there (an empty payload deletes) takes the id out
+    /// of the book. Not retained (a 3.1.1 link forwards live messages so), it is learnt
+    /// only for a client this broker keeps no document of.
     fn on_publish(
         &mut self,
         _host: &mut dyn Host,
@@ -140,15 +142,16 @@ impl Service for StatusService {
         msg: &Arc<Message>,
     ) -> Disposition {
         if from.is_some()
-            && msg.retain
             && let Some(id) = msg.topic.strip_prefix(STATUS_PREFIX)
         {
+            let id: Arc<str> = Arc::from(id);
             match StatusDoc::from_payload(&msg.payload) {
-                Some(doc) => {
-                    self.book
-                        .record(&Arc::from(id), &doc, Origin::Learnt, msg.expires_at);
+                Some(doc) if msg.retain => {
+                    self.book.record(&id, &doc, Origin::Learnt, msg.expires_at);
                 }
-                None => self.book.remove(id),
+                Some(doc) => self.book.learn(&id, &doc, msg.expires_at),
+                None if msg.retain => self.book.remove(&id),
+                None => {}
             }
         }
         Disposition::Route
