@@ -6,23 +6,12 @@
 set -u
 A=$1; B=$2; BENCH=$3; ROUNDS=${4:-3}
 ulimit -n 20000
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$(dirname "$0")/canopy_run.sh"
 run() { # build scenario args...
-  local bin=$1; shift; local port; port=$(free_port); local dir; dir=$(mktemp -d)
-  cat > $dir/c.toml <<T
-durability = "memory"
-sys_interval = "0s"
-data_dir = "$dir/data"
-[[listener]]
-bind = "127.0.0.1:$port"
-[limits]
-max_inflight = 64
-max_queued_messages = 1000
-T
-  taskset -c 0 $bin --config $dir/c.toml > $dir/log 2>&1 & local pid=$!
-  for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  taskset -c 1 timeout 120 $BENCH "$@" --port $port --broker-pid $pid --no-progress 2>/dev/null
-  kill $pid; wait $pid 2>/dev/null; rm -rf $dir
+  local bin=$1; shift; local dir; dir=$(mktemp -d)
+  start_canopy "$bin" "$dir" info
+  taskset -c 1 timeout 120 $BENCH "$@" --port $BROKER_PORT --broker-pid $BROKER_PID --no-progress 2>/dev/null
+  stop_canopy "$dir"
 }
 for r in $(seq $ROUNDS); do
   for tag in A B; do

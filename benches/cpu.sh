@@ -26,33 +26,17 @@ done
 TICK=$(getconf CLK_TCK)
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$(dirname "$0")/canopy_run.sh"
 
 # run BROKER ROUND: one run, one JSON line.
 run() {
-    local bin=$1 round=$2 port dir pid out cpu
-    port=$(free_port)
+    local bin=$1 round=$2 dir out cpu
     dir=$(mktemp -d)
-    cat >"$dir/c.toml" <<T
-durability = "memory"
-sys_interval = "0s"
-log_level = "warn"
-data_dir = "$dir/data"
-[[listener]]
-bind = "127.0.0.1:$port"
-[limits]
-max_inflight = 64
-max_queued_messages = 1000
-T
-    taskset -c 0 "$bin" --config "$dir/c.toml" >"$dir/log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    out=$(taskset -c 1 timeout 300 "$BENCH" "$SCENARIO" --count "$COUNT" --port "$port" \
+    start_canopy "$bin" "$dir" warn
+    out=$(taskset -c 1 timeout 300 "$BENCH" "$SCENARIO" --count "$COUNT" --port "$BROKER_PORT" \
         --no-progress "${EXTRA[@]}" 2>/dev/null | grep '^{' | tail -1)
-    cpu=$(awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$pid/stat" 2>/dev/null)
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    rm -rf "$dir"
+    cpu=$(awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$BROKER_PID/stat" 2>/dev/null)
+    stop_canopy "$dir"
     python3 - "$bin" "$round" "${cpu:-null}" "${out:-{\}}" <<'PY'
 import json, sys
 bin_, rnd, cpu, out = sys.argv[1:5]

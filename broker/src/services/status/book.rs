@@ -151,6 +151,29 @@ impl BookInner {
         }
     }
 
+    /// Records `doc` for `client_id`; an entry already there keeps its key, otherwise the
+    /// book shares the caller's string.
+    fn record(&mut self, client_id: &Arc<str>, doc: &StatusDoc, origin: Origin, until: u32) {
+        let mut tag = self.strings.intern(&doc.reason);
+        if doc.state == State::Online {
+            tag |= ONLINE;
+        }
+        if origin == Origin::Local {
+            tag |= LOCAL;
+        }
+        let entry = Entry {
+            since: doc.since,
+            until,
+            node: self.strings.intern(&doc.node),
+            tag,
+        };
+        let key = match self.docs.get_key_value(&**client_id) {
+            Some((k, _)) => k.clone(),
+            None => client_id.clone(),
+        };
+        self.insert(key, entry);
+    }
+
     fn remove(&mut self, id: &str) -> Option<Entry> {
         let old = self.docs.remove(id)?;
         if old.is_local() {
@@ -211,37 +234,16 @@ impl StatusBook {
         expires_at: Option<Instant>,
     ) {
         let until = expires_at.map_or(NEVER, |t| self.secs_until(t));
-        let mut inner = self.write();
-        let mut tag = inner.strings.intern(&doc.reason);
-        if doc.state == State::Online {
-            tag |= ONLINE;
-        }
-        if origin == Origin::Local {
-            tag |= LOCAL;
-        }
-        let entry = Entry {
-            since: doc.since,
-            until,
-            node: inner.strings.intern(&doc.node),
-            tag,
-        };
-        let key = match inner.docs.get_key_value(&**client_id) {
-            Some((k, _)) => k.clone(),
-            None => client_id.clone(),
-        };
-        inner.insert(key, entry);
+        self.write().record(client_id, doc, origin, until);
     }
 
     /// Records a learnt `doc` of `client_id` unless the book keeps a local document of it:
     /// a document that was not retained takes no kept one's place.
     pub fn learn(&self, client_id: &Arc<str>, doc: &StatusDoc, expires_at: Option<Instant>) {
-        let local = self
-            .read()
-            .docs
-            .get(&**client_id)
-            .is_some_and(Entry::is_local);
-        if !local {
-            self.record(client_id, doc, Origin::Learnt, expires_at);
+        let until = expires_at.map_or(NEVER, |t| self.secs_until(t));
+        let mut inner = self.write();
+        if !inner.docs.get(&**client_id).is_some_and(Entry::is_local) {
+            inner.record(client_id, doc, Origin::Learnt, until);
         }
     }
 
